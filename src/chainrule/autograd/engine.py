@@ -1,0 +1,604 @@
+"""The reverse-mode engine: recording an op into the graph, and the backward pass.
+
+Forward: ``apply(Op, *args)`` runs ``Op.forward`` on raw arrays and, when grad mode is on and an
+input requires grad, records a ``Node`` (the op, edges to the inputs' nodes, what the backward rule
+needs). The node is the ``grad_fn`` of the outputs and the ``ctx`` the rules see.
+
+Backward: count each node's consumers, then walk the graph in reverse topological order (Kahn's
+algorithm, no recursion), summing the gradients that reach each node and calling its rule. Rules
+run on raw arrays (namespace ``A``) unless ``create_graph`` asks for a differentiable backward, in
+which case the same rule runs on Tensors (namespace ``T``) and records a graph of its own.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..tensor import Tensor, wrap
+from .grad_mode import state
+
+
+class Node:
+    """One recorded op application: the ``grad_fn`` of its outputs and the ``ctx`` of its rules.
+
+    Structural fields are slots; what the forward saves for backward lives in ``__dict__`` so that
+    a single ``clear()`` releases it after the backward has run.
+    """
+
+    __slots__ = (
+        "op",  # the Op class
+        "parents",  # per input: None, a leaf Tensor, a Node, or (Node, output index)
+        "needs_input_grad",  # per input: whether its gradient is wanted
+        "out_shape",  # output shape (a tuple of shapes for multi-output ops)
+        "out_dtype",
+        "n_out",
+        "pre_hooks",  # {output index: [hook]} for tensor hooks on non-leaf outputs
+        "retain",  # {output index: weakref to the tensor} for retain_grad()
+        "freed",  # True once backward has released the saved buffers
+        "seq",  # forward order (used by anomaly detection)
+        "__dict__",
+        "__weakref__",
+    )
+
+    def name(self) -> str:
+        return getattr(self.op, "name", None) or self.op.__name__.lower()
+
+    def __repr__(self) -> str:
+        return f"<{self.op.__name__}Backward>"
+
+    def register_hook(self, hook: Any) -> None:
+        """Hook on the gradient of output 0 (PyTorch's ``grad_fn.register_prehook``)."""
+        _add_pre_hook(self, 0, hook)
+
+    @property
+    def next_functions(self) -> tuple:
+        out = []
+        for p in self.parents:
+            if p is None:
+                out.append((None, 0))
+            elif type(p) is tuple:
+                out.append(p)
+            elif type(p) is Node:
+                out.append((p, 0))
+            else:
+                out.append((AccumulateGrad(p), 0))
+        return tuple(out)
+
+
+class AccumulateGrad:
+    """What ``next_functions`` shows for a leaf (PyTorch's name); ``.variable`` is the leaf."""
+
+    def __init__(self, variable: Tensor) -> None:
+        self.variable = variable
+
+    def __repr__(self) -> str:
+        return "<AccumulateGrad>"
+
+
+class Op:
+    """Base of the differentiable primitives in ``chainrule.ops``.
+
+    ``forward(ctx, *arrays, **params)`` computes on raw arrays; ``backward(ctx, g, m)`` returns
+    the gradient for each input (or None), written with operators and the namespace ``m`` so that
+    the same rule runs on arrays (``m = A``) or, for ``create_graph``, on Tensors (``m = T``).
+    In the rule, ``ctx.inputs`` are the inputs and ``ctx.out`` the output, when the op declares
+    ``save_inputs`` / ``save_output``.
+    """
+
+    save_inputs = False
+    save_output = False
+    is_view = False  # output shares memory with input 0 (shares its version counter)
+    differentiable = True
+    name: str | None = None
+
+    @staticmethod
+    def forward(ctx: Any, *args: Any, **kw: Any) -> Any:
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx: Any, g: Any, m: Any) -> Any:
+        raise NotImplementedError
+
+
+class OpError(RuntimeError):
+    """An op got inputs it cannot work with (most often: shapes that do not fit)."""
+
+
+def _op_error(op: type, args: Sequence[Any], err: Exception) -> OpError:
+    name = getattr(op, "name", None) or op.__name__.lower()
+    shapes = [tuple(a.shape) for a in args if isinstance(a, Tensor)]
+    what = " and ".join(str(s) for s in shapes) if shapes else "scalars"
+    return OpError(f"{name}: {err} (input shapes: {what})")
+
+
+_seq = 0
+
+
+def apply(op: type, *args: Any, **kw: Any) -> Any:
+    """Run ``op`` on ``args`` (Tensors and Python scalars) and record it if a gradient is needed."""
+    rec = False
+    cut = None
+    if state.grad_enabled:
+        for a in args:
+            if isinstance(a, Tensor):
+                if a.requires_grad:
+                    rec = True
+                    break
+                if a._cut is not None and cut is None:
+                    cut = a._cut
+    arrays = [a.data if isinstance(a, Tensor) else a for a in args]
+    ctx = Node.__new__(Node)
+    try:
+        out = op.forward(ctx, *arrays, **kw)
+    except (ValueError, IndexError, TypeError) as e:
+        if isinstance(e, OpError):
+            raise
+        raise _op_error(op, args, e) from e
+    if state.anomaly is not None:
+        state.anomaly.check_forward(op, args, out)
+    if rec and not op.differentiable:
+        rec = False
+        cut = f"`{getattr(op, 'name', None) or op.__name__.lower()}` (it has no gradient)"
+    if type(out) is tuple:
+        return _wrap_outputs(op, ctx, args, arrays, out, rec, cut)
+    if type(out) is not np.ndarray:
+        out = np.asarray(out)
+    t = wrap(out, rec)
+    if op.is_view:
+        t._vc = args[0]._vc
+    if not rec:
+        t._cut = cut
+        return t
+    _record(op, ctx, args, arrays, kw)
+    ctx.out_shape = out.shape
+    ctx.out_dtype = out.dtype
+    ctx.n_out = 1
+    if op.save_output:
+        ctx.out = out
+        ctx.out_vc = t._vc
+    t.grad_fn = ctx
+    return t
+
+
+def _record(op: type, ctx: Node, args: Sequence[Any], arrays: list, kw: dict) -> None:
+    global _seq
+    parents = []
+    needs = []
+    for a in args:
+        if isinstance(a, Tensor) and a.requires_grad:
+            fn = a.grad_fn
+            if fn is None:
+                parents.append(a)
+            else:
+                parents.append(fn if not a._out_nr else (fn, a._out_nr))
+            needs.append(True)
+        else:
+            parents.append(None)
+            needs.append(False)
+    ctx.op = op
+    ctx.parents = parents
+    ctx.needs_input_grad = needs
+    ctx.pre_hooks = None
+    ctx.retain = None
+    ctx.freed = False
+    _seq += 1
+    ctx.seq = _seq
+    if op.save_inputs:
+        ctx.inputs = arrays
+        ctx.args = args
+        ctx.saved_vc = [(a, a._vc[0]) for a in args if isinstance(a, Tensor)]
+
+
+def _wrap_outputs(op, ctx, args, arrays, outs, rec, cut) -> tuple:
+    outs = tuple(o if type(o) is np.ndarray else np.asarray(o) for o in outs)
+    ts = []
+    for i, o in enumerate(outs):
+        t = wrap(o, rec)
+        if op.is_view:
+            t._vc = args[0]._vc
+        t._out_nr = i
+        t._cut = None if rec else cut
+        ts.append(t)
+    if rec:
+        _record(op, ctx, args, arrays, {})
+        ctx.out_shape = tuple(o.shape for o in outs)
+        ctx.out_dtype = tuple(o.dtype for o in outs)
+        ctx.n_out = len(outs)
+        if op.save_output:
+            ctx.out = outs
+            ctx.out_vc = ts[0]._vc
+        for t in ts:
+            t.grad_fn = ctx
+    return tuple(ts)
+
+
+# ----------------------------------------------------------------------------- hooks
+
+
+def _add_pre_hook(node: Node, nr: int, hook: Any) -> None:
+    if node.pre_hooks is None:
+        node.pre_hooks = {}
+    node.pre_hooks.setdefault(nr, []).append(hook)
+
+
+def add_tensor_hook(t: Tensor, hook: Any) -> Any:
+    """Register ``hook(grad) -> grad or None`` on tensor ``t``; returns a handle with ``remove()``."""
+    if t.grad_fn is None:
+        if t._hooks is None:
+            t._hooks = []
+        lst = t._hooks
+    else:
+        _add_pre_hook(t.grad_fn, t._out_nr, hook)
+        lst = t.grad_fn.pre_hooks[t._out_nr]
+    lst.append(hook) if hook not in lst else None
+    return _HookHandle(lst, hook)
+
+
+class _HookHandle:
+    def __init__(self, lst: list, hook: Any) -> None:
+        self._lst, self._hook = lst, hook
+
+    def remove(self) -> None:
+        if self._hook in self._lst:
+            self._lst.remove(self._hook)
+
+
+def retain_grad(t: Tensor) -> None:
+    if t.grad_fn is None:
+        return
+    node = t.grad_fn
+    if node.retain is None:
+        node.retain = {}
+    node.retain[t._out_nr] = weakref.ref(t)
+
+
+# ----------------------------------------------------------------------------- backward
+
+
+def _no_path_error(t: Tensor) -> RuntimeError:
+    if t._cut:
+        why = (
+            f"the graph was cut by {t._cut}: the values it was computed from carry no history. "
+            "Keep the computation on tensors (no .detach(), no NumPy round trip) up to the loss."
+        )
+    else:
+        why = (
+            "none of the tensors it was computed from requires grad. Create the parameters with "
+            "requires_grad=True (nn.Parameter does this), and do not compute the loss under "
+            "no_grad()/inference_mode()."
+        )
+    return RuntimeError(
+        f"backward(): this tensor (shape {tuple(t.shape)}) has no path to any tensor that "
+        f"requires grad: {why}"
+    )
+
+
+def _hook_call(hooks: list, g: Any, create_graph: bool) -> Any:
+    for h in hooks:
+        gt = g if create_graph else wrap(g)
+        r = h(gt)
+        if r is not None:
+            g = r if create_graph else (r.data if isinstance(r, Tensor) else np.asarray(r))
+    return g
+
+
+def _freed_error(node: Node) -> RuntimeError:
+    return RuntimeError(
+        f"Trying to backward through the graph a second time: the buffers that `{node.name()}` "
+        "saved for its backward were freed by the first backward(). Pass retain_graph=True to the "
+        "first backward() (or autograd.grad) if you need to backward through it again."
+    )
+
+
+def _version_error(node: Node, t: Tensor, saved: int, i: int | None) -> RuntimeError:
+    which = "its output" if i is None else f"its input {i}"
+    return RuntimeError(
+        f"a tensor that `{node.name()}` saved for backward ({which}, shape {tuple(t.shape)}, "
+        f"dtype {t.dtype}) was modified in place after it was saved (version {saved} -> "
+        f"{t._vc[0]}), so its gradient would be wrong. Use an out-of-place op (x = x + y instead "
+        "of x.add_(y)) or .clone() the tensor before changing it."
+    )
+
+
+def _check_versions(node: Node, d: dict) -> None:
+    for i, (t, v) in enumerate(d.get("saved_vc", ())):
+        if t._vc[0] != v:
+            raise _version_error(node, t, v, i)
+    vc = d.get("out_vc")
+    if vc is not None and vc[0] != 0:
+        raise _version_error(node, wrap(d["out"] if type(d["out"]) is not tuple else d["out"][0]), 0, None)
+
+
+def sum_to(g: Any, shape: tuple, node: Node | None = None) -> Any:
+    """Sum a gradient that was broadcast back down to ``shape``."""
+    gshape = g.shape
+    if gshape == shape:
+        return g
+    lead = len(gshape) - len(shape)
+    if lead < 0:
+        raise _shape_error(node, g, shape)
+    axes = tuple(range(lead)) + tuple(
+        i + lead for i, s in enumerate(shape) if s == 1 and gshape[i + lead] != 1
+    )
+    for i, s in enumerate(shape):
+        if s != 1 and gshape[i + lead] != s:
+            raise _shape_error(node, g, shape)
+    if isinstance(g, Tensor):
+        r = g.sum(dim=axes, keepdim=True) if axes else g
+        return r.reshape(shape)
+    r = g.sum(axis=axes, keepdims=True) if axes else g
+    return r.reshape(shape)
+
+
+def _shape_error(node: Node | None, g: Any, shape: tuple) -> RuntimeError:
+    who = f"`{node.name()}`" if node is not None else "the supplied gradient"
+    return RuntimeError(
+        f"backward of {who} produced a gradient of shape {tuple(g.shape)} for an input of shape "
+        f"{tuple(shape)}"
+    )
+
+
+def run_backward(
+    roots: Sequence[Tensor],
+    root_grads: Sequence[Any],
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    inputs: Sequence[Tensor] | None = None,
+    accumulate: bool = True,
+) -> list | None:
+    """Propagate ``root_grads`` from ``roots`` back through the graph.
+
+    With ``accumulate`` the gradients land in the ``.grad`` of the leaves (only those in
+    ``inputs`` if given); without it they are returned, one per tensor of ``inputs``
+    (``autograd.grad``).
+    """
+    from ..ops.namespace import A, T  # noqa: PLC0415 - avoid an import cycle
+
+    if retain_graph is None:
+        retain_graph = create_graph
+    m = T if create_graph else A
+    grads: dict = {}
+    leaf_grads: dict = {}
+    handed: set = set()
+    nodes = []
+    for r, g in zip(roots, root_grads):
+        if not r.requires_grad:
+            raise _no_path_error(r)
+        if state.anomaly is not None:
+            state.anomaly.check_root(r)
+        if not create_graph:
+            g = g.data if isinstance(g, Tensor) else g
+            handed.add(id(g))
+        node = r.grad_fn
+        if node is None:
+            _leaf_add(leaf_grads, r, g)
+            continue
+        _node_add(grads, node, r._out_nr, g)
+        nodes.append(node)
+
+    capture_nodes: dict = {}
+    capture_leaves: dict = {}
+    if inputs is not None:
+        for i, t in enumerate(inputs):
+            if t.grad_fn is None:
+                capture_leaves[id(t)] = i
+            else:
+                capture_nodes.setdefault(t.grad_fn, []).append((t._out_nr, i))
+    captured: list = [None] * (len(inputs) if inputs is not None else 0)
+
+    # count the consumers of every node reachable from the roots
+    deps: dict = {}
+    stack = list(dict.fromkeys(nodes))
+    seen = set(stack)
+    while stack:
+        n = stack.pop()
+        for p in n.parents:
+            if p is None:
+                continue
+            if type(p) is tuple:
+                p = p[0]
+            elif type(p) is not Node:
+                continue
+            deps[p] = deps.get(p, 0) + 1
+            if p not in seen:
+                seen.add(p)
+                stack.append(p)
+    ready = [n for n in dict.fromkeys(nodes) if n not in deps]
+
+    prev_mode = state.grad_enabled
+    state.grad_enabled = create_graph
+    anomaly = state.anomaly
+    try:
+        while ready:
+            node = ready.pop()
+            g = grads.pop(node, None)
+            if g is not None and (node.pre_hooks or node.retain):
+                g = _node_hooks(node, g, create_graph)
+            if g is not None and node in capture_nodes:
+                for nr, i in capture_nodes[node]:
+                    captured[i] = g if node.n_out == 1 else g[nr]
+            res = None
+            if g is not None:
+                res = _run_rule(node, g, m, create_graph, retain_graph)
+                if anomaly is not None:
+                    anomaly.check_backward(node, res)
+            parents = node.parents
+            for i, p in enumerate(parents):
+                if p is None:
+                    continue
+                gi = res[i] if res is not None else None
+                if type(p) is tuple:
+                    pn, nr = p
+                    if gi is not None:
+                        gi = sum_to(gi, pn.out_shape[nr], node)
+                        _node_add(grads, pn, nr, gi)
+                    d = deps[pn] - 1
+                    deps[pn] = d
+                    if d == 0:
+                        ready.append(pn)
+                elif type(p) is Node:
+                    if gi is not None:
+                        if gi.shape != p.out_shape:
+                            gi = sum_to(gi, p.out_shape, node)
+                        prev = grads.get(p)
+                        grads[p] = gi if prev is None else prev + gi
+                    d = deps[p] - 1
+                    deps[p] = d
+                    if d == 0:
+                        ready.append(p)
+                elif gi is not None:
+                    if gi.shape != p.data.shape:
+                        gi = sum_to(gi, p.data.shape, node)
+                    _leaf_add(leaf_grads, p, gi)
+        state.grad_enabled = create_graph
+        return _finish_leaves(
+            leaf_grads, handed, create_graph, inputs, accumulate, capture_leaves, captured
+        )
+    finally:
+        state.grad_enabled = prev_mode
+
+
+def _node_add(grads: dict, node: Node, nr: int, g: Any) -> None:
+    if node.n_out == 1:
+        prev = grads.get(node)
+        grads[node] = g if prev is None else prev + g
+        return
+    lst = grads.get(node)
+    if lst is None:
+        lst = grads[node] = [None] * node.n_out
+    lst[nr] = g if lst[nr] is None else lst[nr] + g
+
+
+def _leaf_add(leaf_grads: dict, leaf: Tensor, g: Any) -> None:
+    e = leaf_grads.get(id(leaf))
+    if e is None:
+        leaf_grads[id(leaf)] = [leaf, g, False]
+    else:
+        e[1] = e[1] + g
+        e[2] = True  # a fresh array that we own
+
+
+def _node_hooks(node: Node, g: Any, create_graph: bool) -> Any:
+    multi = node.n_out > 1
+    if multi:
+        g = list(g)
+    for nr, hooks in (node.pre_hooks or {}).items():
+        if multi:
+            if g[nr] is not None:
+                g[nr] = _hook_call(hooks, g[nr], create_graph)
+        else:
+            g = _hook_call(hooks, g, create_graph)
+    for nr, ref in (node.retain or {}).items():
+        t = ref()
+        gi = g[nr] if multi else g
+        if t is None or gi is None:
+            continue
+        if create_graph:
+            t.grad = gi if t.grad is None else t.grad + gi
+        else:
+            t.grad = wrap(np.array(gi)) if t.grad is None else wrap(t.grad.data + gi)
+    return g
+
+
+def _run_rule(node: Node, g: Any, m: Any, create_graph: bool, retain_graph: bool) -> tuple:
+    d = node.__dict__
+    if node.freed:
+        raise _freed_error(node)
+    op = node.op
+    if node.n_out > 1:
+        g = tuple(
+            gi if gi is not None else _zeros(node.out_shape[i], node.out_dtype[i], create_graph)
+            for i, gi in enumerate(g)
+        )
+    if "saved_vc" in d or "out_vc" in d:
+        _check_versions(node, d)
+    if create_graph:
+        saved = {}
+        if "args" in d:
+            saved["inputs"] = d["inputs"]
+            d["inputs"] = d["args"]
+        if "out" in d:
+            saved["out"] = d["out"]
+            d["out"] = _rematerialize(node, d["out"])
+        try:
+            res = op.backward(node, g, m)
+        finally:
+            d.update(saved)
+    else:
+        res = op.backward(node, g, m)
+    if type(res) is not tuple:
+        res = (res,)
+    if not retain_graph and d:
+        d.clear()
+        node.freed = True
+    return res
+
+
+def _rematerialize(node: Node, out: Any) -> Any:
+    """The op's output as a Tensor whose grad_fn is ``node`` (for a differentiable backward)."""
+    if type(out) is tuple:
+        ts = []
+        for i, o in enumerate(out):
+            t = wrap(o, True)
+            t.grad_fn = node
+            t._out_nr = i
+            ts.append(t)
+        return tuple(ts)
+    t = wrap(out, True)
+    t.grad_fn = node
+    return t
+
+
+def _zeros(shape: tuple, dtype: np.dtype, as_tensor: bool) -> Any:
+    z = np.zeros(shape, dtype)
+    return wrap(z) if as_tensor else z
+
+
+def _finish_leaves(leaf_grads, handed, create_graph, inputs, accumulate, capture_leaves, captured):
+    only = None
+    if accumulate and inputs is not None:
+        only = {id(t) for t in inputs}
+    for key, (leaf, g, owned) in leaf_grads.items():
+        if leaf._hooks:
+            g = _hook_call(leaf._hooks, g, create_graph)
+            owned = False
+        if not accumulate:
+            i = capture_leaves.get(key)
+            if i is not None:
+                captured[i] = g
+            continue
+        if only is not None and key not in only:
+            continue
+        _accumulate(leaf, g, owned, handed, create_graph)
+    return captured if not accumulate else None
+
+
+def _accumulate(leaf: Tensor, g: Any, owned: bool, handed: set, create_graph: bool) -> None:
+    """Add ``g`` into ``leaf.grad``; the stored array is always one that no one else holds."""
+    if create_graph:
+        if g.dtype != leaf.dtype:
+            g = g.to(leaf.dtype)
+        leaf.grad = g if leaf.grad is None else leaf.grad + g
+        return
+    if g.dtype != leaf.data.dtype:
+        g = g.astype(leaf.data.dtype)
+        owned = True
+    cur = leaf.grad
+    if cur is None:
+        if not owned and (
+            type(g) is not np.ndarray
+            or g.base is not None
+            or id(g) in handed
+            or not g.flags.writeable
+        ):
+            g = np.array(g)
+        handed.add(id(g))
+        leaf.grad = wrap(g)
+    elif cur.requires_grad:
+        leaf.grad = wrap(cur.data + g)
+    else:
+        cur.data += g
+        cur._vc[0] += 1

@@ -1,0 +1,109 @@
+"""``backward`` and ``grad``: the user-facing entry points to the engine."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..tensor import Tensor, wrap
+from .engine import _no_path_error, run_backward
+
+
+def _as_list(x: Any) -> list:
+    if isinstance(x, Tensor):
+        return [x]
+    return list(x)
+
+
+def _root_grads(outputs: list, grad_outputs: Any, create_graph: bool, who: str) -> list:
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    else:
+        grad_outputs = _as_list(grad_outputs) if not isinstance(grad_outputs, Tensor) else [grad_outputs]
+    if len(grad_outputs) != len(outputs):
+        raise RuntimeError(f"{who}: got {len(outputs)} outputs but {len(grad_outputs)} gradients")
+    out = []
+    for t, g in zip(outputs, grad_outputs):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{who}: outputs must be Tensors, got {type(t).__name__}")
+        if not t.requires_grad:
+            raise _no_path_error(t)
+        if g is None:
+            if t.data.size != 1:
+                raise RuntimeError(
+                    f"{who}: grad can be implicitly created only for scalar outputs, but this "
+                    f"output has shape {tuple(t.shape)}. Pass gradient= (a tensor of that shape, "
+                    "e.g. ones_like(y)) or reduce it to a scalar first (y.sum(), y.mean())."
+                )
+            g = np.ones(t.shape, t.data.dtype)
+            g = wrap(g) if create_graph else g
+        else:
+            ga = g.data if isinstance(g, Tensor) else np.asarray(g, dtype=t.data.dtype)
+            if ga.shape != t.shape:
+                raise RuntimeError(
+                    f"{who}: the gradient has shape {tuple(ga.shape)} but the output has shape "
+                    f"{tuple(t.shape)}; they must match"
+                )
+            if create_graph:
+                g = g if isinstance(g, Tensor) else wrap(ga)
+            else:
+                g = ga
+        out.append(g)
+    return out
+
+
+def backward(
+    tensors: Any,
+    grad_tensors: Any = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    inputs: Any = None,
+) -> None:
+    """Accumulate the gradients of ``tensors`` into the ``.grad`` of the leaves of their graph."""
+    outs = _as_list(tensors)
+    grads = _root_grads(outs, grad_tensors, create_graph, "backward()")
+    ins = _as_list(inputs) if inputs is not None else None
+    run_backward(outs, grads, retain_graph, create_graph, inputs=ins, accumulate=True)
+
+
+def grad(
+    outputs: Any,
+    inputs: Any,
+    grad_outputs: Any = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    allow_unused: bool | None = None,
+    materialize_grads: bool = False,
+) -> tuple:
+    """Gradients of ``outputs`` with respect to ``inputs``, returned instead of accumulated.
+
+    ``create_graph=True`` records the backward pass, so the result can be differentiated again.
+    """
+    outs = _as_list(outputs)
+    single = isinstance(inputs, Tensor)
+    ins = [inputs] if single else list(inputs)
+    for i, t in enumerate(ins):
+        if not isinstance(t, Tensor) or not t.requires_grad:
+            raise RuntimeError(f"grad(): input {i} does not require grad, so it has no gradient")
+    grads = _root_grads(outs, grad_outputs, create_graph, "grad()")
+    res = run_backward(outs, grads, retain_graph, create_graph, inputs=ins, accumulate=False)
+    final = []
+    for i, (t, g) in enumerate(zip(ins, res)):
+        if g is None:
+            if materialize_grads:
+                final.append(wrap(np.zeros(t.shape, t.data.dtype)))
+                continue
+            if not allow_unused:
+                raise RuntimeError(
+                    f"grad(): input {i} (shape {tuple(t.shape)}) was not used to compute the "
+                    "outputs, so it has no gradient. Pass allow_unused=True to get None for it."
+                )
+            final.append(None)
+        elif isinstance(g, Tensor):
+            final.append(g)
+        else:
+            if g.dtype != t.data.dtype:
+                g = g.astype(t.data.dtype)
+            final.append(wrap(np.array(g) if g.base is not None or not g.flags.writeable else g))
+    return tuple(final)

@@ -1,0 +1,138 @@
+"""Functional transforms (``torch.func`` style): ``grad``, ``value_and_grad``, ``vjp``,
+``jacobian`` (= ``jacrev``) and ``hessian``.
+
+Each takes a function of Tensors and returns a new function. They compose: ``hessian(f)`` is
+``jacobian(grad(f))``; an inner transform records its backward whenever an outer one is watching
+its inputs, so derivatives of derivatives come out right.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from .autograd.functional_api import grad as _grad
+from .autograd.grad_mode import enable_grad
+from .tensor import Tensor, wrap
+
+
+def _watch(args: tuple, argnums: Any) -> tuple[list, tuple, bool]:
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    args = list(args)
+    outer = False
+    for i in nums:
+        x = args[i]
+        if not isinstance(x, Tensor):
+            raise TypeError(f"argument {i} must be a Tensor to differentiate with respect to it")
+        if x.requires_grad:
+            outer = True
+        else:
+            args[i] = x.detach().requires_grad_(True)
+    return args, nums, outer
+
+
+def _scalar(out: Any, who: str) -> Tensor:
+    if not isinstance(out, Tensor) or out.data.size != 1:
+        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise RuntimeError(f"{who}: the function must return a one-element Tensor, got {shape}")
+    return out
+
+
+def value_and_grad(func: Callable, argnums: Any = 0, has_aux: bool = False) -> Callable:
+    """``f -> (lambda *args: (f(*args), df/d args[argnums]))`` for scalar-valued ``f``."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> tuple:
+        wargs, nums, outer = _watch(args, argnums)
+        with enable_grad():
+            res = func(*wargs, **kwargs)
+            out, aux = (res[0], res[1]) if has_aux else (res, None)
+            out = _scalar(out, "grad")
+            ins = [wargs[i] for i in nums]
+            if not out.requires_grad:
+                gs = tuple(wrap(np.zeros(x.shape, x.data.dtype)) for x in ins)
+            else:
+                gs = _grad(out, ins, create_graph=outer, materialize_grads=True)
+        g = gs[0] if isinstance(argnums, int) else gs
+        value = out if outer else out.detach()
+        return ((value, aux), g) if has_aux else (value, g)
+
+    return wrapper
+
+
+def grad(func: Callable, argnums: Any = 0, has_aux: bool = False) -> Callable:
+    """``f -> df/d args[argnums]`` for scalar-valued ``f`` (a tuple for several argnums)."""
+    vg = value_and_grad(func, argnums, has_aux)
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        (value, g) = vg(*args, **kwargs)
+        return (g, value[1]) if has_aux else g
+
+    return wrapper
+
+
+def vjp(func: Callable, *primals: Tensor, has_aux: bool = False) -> tuple:
+    """``(f(*primals), vjp_fn)``; ``vjp_fn(v)`` gives v^T J for each primal."""
+    wargs, nums, outer = _watch(primals, tuple(range(len(primals))))
+    with enable_grad():
+        res = func(*wargs)
+    out, aux = (res[0], res[1]) if has_aux else (res, None)
+
+    def vjp_fn(*cotangents: Any) -> tuple:
+        outs = out if isinstance(out, (tuple, list)) else (out,)
+        cts = cotangents if len(cotangents) == len(outs) else cotangents[0]
+        cts = cts if isinstance(cts, (tuple, list)) else (cts,)
+        pairs = [(o, c) for o, c in zip(outs, cts) if o.requires_grad]
+        if not pairs:
+            return tuple(wrap(np.zeros(x.shape, x.data.dtype)) for x in wargs)
+        with enable_grad():
+            return _grad(
+                [o for o, _ in pairs], list(wargs), [c for _, c in pairs],
+                retain_graph=True, create_graph=outer, materialize_grads=True,
+            )
+
+    value = out if outer else (out.detach() if isinstance(out, Tensor) else out)
+    return (value, vjp_fn, aux) if has_aux else (value, vjp_fn)
+
+
+def jacobian(func: Callable, argnums: Any = 0) -> Callable:
+    """``f -> J`` with ``J[out_index + in_index] = d out / d in`` (reverse mode, one pass per
+    output element)."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        wargs, nums, outer = _watch(args, argnums)
+        with enable_grad():
+            out = func(*wargs, **kwargs)
+            ins = [wargs[i] for i in nums]
+            jacs = [[] for _ in ins]
+            flat_n = out.data.size
+            for k in range(flat_n):
+                onehot = np.zeros(flat_n, out.data.dtype)
+                onehot[k] = 1
+                if out.requires_grad:
+                    rows = _grad(out, ins, wrap(onehot.reshape(out.shape)), retain_graph=True,
+                                 create_graph=outer, materialize_grads=True)
+                else:
+                    rows = [wrap(np.zeros(x.shape, x.data.dtype)) for x in ins]
+                for j, r in enumerate(rows):
+                    jacs[j].append(r.reshape(-1))
+        from .ops.movement import stack  # noqa: PLC0415
+
+        res = []
+        for x, rows in zip(ins, jacs):
+            if rows:
+                J = stack(rows, 0)
+            else:
+                J = wrap(np.zeros((0, x.data.size), x.data.dtype))
+            res.append(J.reshape(tuple(out.shape) + tuple(x.shape)))
+        return res[0] if isinstance(argnums, int) else tuple(res)
+
+    return wrapper
+
+
+jacrev = jacobian
+
+
+def hessian(func: Callable, argnums: Any = 0) -> Callable:
+    """``f -> H`` with ``H[i + j] = d^2 f / d x_i d x_j`` for scalar-valued ``f``."""
+    return jacobian(grad(func, argnums), argnums)

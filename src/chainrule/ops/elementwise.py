@@ -1,0 +1,667 @@
+"""Element-wise ops: each primitive's forward and backward side by side.
+
+A backward rule gets the output gradient ``g`` and the namespace ``m`` and returns one gradient per
+input. Gradients of broadcast inputs are summed back to the input's shape by the engine.
+Subgradients at kinks follow PyTorch and are stated where they occur.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import dtypes
+from ..autograd.engine import Op, apply
+from ..tensor import Tensor
+from .util import as_float, promote_pair
+
+# ----------------------------------------------------------------------------- unary
+
+
+class Neg(Op):
+    def forward(ctx, x):
+        return np.negative(x)
+
+    def backward(ctx, g, m):
+        return -g
+
+
+class Exp(Op):
+    save_output = True
+
+    def forward(ctx, x):
+        return np.exp(x)
+
+    def backward(ctx, g, m):
+        return g * ctx.out
+
+
+class Log(Op):
+    save_inputs = True
+
+    def forward(ctx, x):
+        return np.log(x)
+
+    def backward(ctx, g, m):
+        return g / ctx.inputs[0]
+
+
+class Log1p(Op):
+    save_inputs = True
+
+    def forward(ctx, x):
+        return np.log1p(x)
+
+    def backward(ctx, g, m):
+        return g / (ctx.inputs[0] + 1)
+
+
+class Expm1(Op):
+    save_output = True
+
+    def forward(ctx, x):
+        return np.expm1(x)
+
+    def backward(ctx, g, m):
+        return g * (ctx.out + 1)
+
+
+class Sqrt(Op):
+    save_output = True
+
+    def forward(ctx, x):
+        return np.sqrt(x)
+
+    def backward(ctx, g, m):  # infinite at 0, as in PyTorch
+        return g / (2 * ctx.out)
+
+
+class Rsqrt(Op):
+    save_output = True
+
+    def forward(ctx, x):
+        return np.reciprocal(np.sqrt(x))
+
+    def backward(ctx, g, m):
+        out = ctx.out
+        return g * (-0.5 * out * out * out)
+
+
+class Sin(Op):
+    save_inputs = True
+
+    def forward(ctx, x):
+        return np.sin(x)
+
+    def backward(ctx, g, m):
+        return g * m.cos(ctx.inputs[0])
+
+
+class Cos(Op):
+    save_inputs = True
+
+    def forward(ctx, x):
+        return np.cos(x)
+
+    def backward(ctx, g, m):
+        return -g * m.sin(ctx.inputs[0])
+
+
+class Tan(Op):
+    save_output = True
+
+    def forward(ctx, x):
+        return np.tan(x)
+
+    def backward(ctx, g, m):
+        out = ctx.out
+        return g * (1 + out * out)
+
+
+class Tanh(Op):
+    save_output = True
+
+    def forward(ctx, x):
+        return np.tanh(x)
+
+    def backward(ctx, g, m):
+        out = ctx.out
+        return g * (1 - out * out)
+
+
+# exp(-x) overflows below these; clamping there changes sigmoid by less than the smallest normal
+_SIGMOID_CLAMP = {np.dtype(np.float16): 11.0, np.dtype(np.float32): 88.0, np.dtype(np.float64): 708.0}
+
+
+class Sigmoid(Op):
+    save_output = True
+
+    def forward(ctx, x):
+        e = np.negative(x)
+        np.minimum(e, _SIGMOID_CLAMP.get(x.dtype, 88.0), out=e)
+        np.exp(e, out=e)
+        e += 1
+        return np.reciprocal(e, out=e)
+
+    def backward(ctx, g, m):
+        out = ctx.out
+        return g * (out * (1 - out))
+
+
+class Relu(Op):
+    save_output = True
+
+    def forward(ctx, x):
+        return np.maximum(x, 0)
+
+    def backward(ctx, g, m):  # relu'(0) = 0
+        return g * (ctx.out > 0)
+
+
+class Abs(Op):
+    save_inputs = True
+
+    def forward(ctx, x):
+        return np.abs(x)
+
+    def backward(ctx, g, m):  # abs'(0) = 0
+        return g * m.sign(ctx.inputs[0])
+
+
+class ZeroGrad(Op):
+    """Ops that are piecewise constant (sign, floor, ceil, round, trunc): gradient 0, as PyTorch."""
+
+    fn = None
+
+    def backward(ctx, g, m):
+        return g * 0
+
+
+class Sign(ZeroGrad):
+    def forward(ctx, x):
+        return np.sign(x)
+
+
+class Floor(ZeroGrad):
+    def forward(ctx, x):
+        return np.floor(x)
+
+
+class Ceil(ZeroGrad):
+    def forward(ctx, x):
+        return np.ceil(x)
+
+
+class Round(ZeroGrad):
+    def forward(ctx, x, decimals=0):
+        return np.round(x, decimals)  # half to even, as PyTorch
+
+
+class Trunc(ZeroGrad):
+    def forward(ctx, x):
+        return np.trunc(x)
+
+
+class Reciprocal(Op):
+    save_output = True
+
+    def forward(ctx, x):
+        return np.reciprocal(x)
+
+    def backward(ctx, g, m):
+        out = ctx.out
+        return -g * out * out
+
+
+class Square(Op):
+    save_inputs = True
+
+    def forward(ctx, x):
+        return np.square(x)
+
+    def backward(ctx, g, m):
+        return g * (2 * ctx.inputs[0])
+
+
+class Clamp(Op):
+    """clamp with scalar bounds; the gradient passes where min <= x <= max (bounds included)."""
+
+    save_inputs = True
+
+    def forward(ctx, x, min=None, max=None):  # noqa: A002
+        ctx.lo, ctx.hi = min, max
+        return np.clip(x, min, max)
+
+    def backward(ctx, g, m):
+        x = ctx.inputs[0]
+        if ctx.lo is not None and ctx.hi is not None:
+            return g * ((x >= ctx.lo) & (x <= ctx.hi))
+        return g * ((x >= ctx.lo) if ctx.lo is not None else (x <= ctx.hi))
+
+
+class Cast(Op):
+    """A change of floating dtype; the gradient is cast back."""
+
+    def forward(ctx, x, dtype):
+        ctx.src = x.dtype
+        return x.astype(dtype)
+
+    def backward(ctx, g, m):
+        return m.cast(g, ctx.src)
+
+
+class NonDiffCast(Cast):
+    differentiable = False
+    name = "cast to an integer or bool dtype"
+
+
+# ----------------------------------------------------------------------------- binary
+
+
+class Add(Op):
+    def forward(ctx, a, b):
+        return a + b
+
+    def backward(ctx, g, m):
+        return g, g
+
+
+class Sub(Op):
+    def forward(ctx, a, b):
+        return a - b
+
+    def backward(ctx, g, m):
+        return g, (-g if ctx.needs_input_grad[1] else None)
+
+
+class Mul(Op):
+    save_inputs = True
+
+    def forward(ctx, a, b):
+        return a * b
+
+    def backward(ctx, g, m):
+        a, b = ctx.inputs
+        need = ctx.needs_input_grad
+        return (g * b if need[0] else None), (g * a if need[1] else None)
+
+
+class Div(Op):
+    save_inputs = True
+
+    def forward(ctx, a, b):
+        return a / b
+
+    def backward(ctx, g, m):
+        a, b = ctx.inputs
+        need = ctx.needs_input_grad
+        ga = g / b if need[0] else None
+        gb = -g * a / (b * b) if need[1] else None
+        return ga, gb
+
+
+class Pow(Op):
+    """a ** b. d/da = b a^(b-1) (0 when b == 0); d/db = a^b log a, taken as 0 where a == 0, b >= 0."""
+
+    save_inputs = True
+    save_output = True
+
+    def forward(ctx, a, b):
+        return np.power(a, b)
+
+    def backward(ctx, g, m):
+        a, b = ctx.inputs
+        need = ctx.needs_input_grad
+        ga = gb = None
+        if need[0]:
+            if isinstance(b, (int, float)):
+                ga = g * 0 if b == 0 else g * (b * a ** (b - 1))
+            else:
+                ga = g * m.where(b == 0, 0.0, b * a ** (b - 1))
+        if need[1]:
+            if isinstance(a, (int, float)):
+                gb = g * (ctx.out * float(np.log(a))) if a != 0 else g * 0
+            else:
+                gb = g * m.where((a == 0) & (b >= 0), 0.0, ctx.out * m.log(a))
+        return ga, gb
+
+
+class Maximum(Op):
+    """Element-wise max; at ties each input gets half the gradient (as PyTorch)."""
+
+    save_inputs = True
+
+    def forward(ctx, a, b):
+        return np.maximum(a, b)
+
+    def backward(ctx, g, m):
+        a, b = ctx.inputs
+        w = m.where(a == b, 0.5, (a > b) * 1.0)
+        w = m.cast(w, g.dtype)
+        return g * w, g * (1 - w)
+
+
+class Minimum(Op):
+    save_inputs = True
+
+    def forward(ctx, a, b):
+        return np.minimum(a, b)
+
+    def backward(ctx, g, m):
+        a, b = ctx.inputs
+        w = m.where(a == b, 0.5, (a < b) * 1.0)
+        w = m.cast(w, g.dtype)
+        return g * w, g * (1 - w)
+
+
+class Where(Op):
+    save_inputs = True
+
+    def forward(ctx, cond, a, b):
+        return np.where(cond, a, b)
+
+    def backward(ctx, g, m):
+        cond = ctx.inputs[0]
+        need = ctx.needs_input_grad
+        zero = m.zeros_like(g)
+        return (
+            None,
+            m.where(cond, g, zero) if need[1] else None,
+            m.where(cond, zero, g) if need[2] else None,
+        )
+
+
+class Remainder(Op):
+    """a mod b with the sign of b (Python's %). d/da = 1, d/db = -floor(a / b)."""
+
+    save_inputs = True
+
+    def forward(ctx, a, b):
+        return np.mod(a, b)
+
+    def backward(ctx, g, m):
+        a, b = ctx.inputs
+        gb = -g * m.floor(a / b) if ctx.needs_input_grad[1] else None
+        return g, gb
+
+
+class FloorDivide(ZeroGrad):
+    def forward(ctx, a, b):
+        return np.floor_divide(a, b)
+
+    def backward(ctx, g, m):
+        return g * 0, g * 0
+
+
+class Compare(Op):
+    """Comparisons and logical ops: boolean results, no gradient."""
+
+    differentiable = False
+
+    def forward(ctx, a, b, fn):
+        return fn(a, b)
+
+
+class Predicate(Op):
+    differentiable = False
+
+    def forward(ctx, x, fn):
+        return fn(x)
+
+
+# ----------------------------------------------------------------------------- public functions
+
+
+def _unary(op: type) -> Any:
+    def fn(input: Tensor) -> Tensor:  # noqa: A002
+        return apply(op, as_float(input))
+
+    fn.__name__ = op.__name__.lower()
+    fn.__doc__ = f"Element-wise ``{fn.__name__}``; the output has the input's shape."
+    return fn
+
+
+exp = _unary(Exp)
+log = _unary(Log)
+log1p = _unary(Log1p)
+expm1 = _unary(Expm1)
+sqrt = _unary(Sqrt)
+rsqrt = _unary(Rsqrt)
+sin = _unary(Sin)
+cos = _unary(Cos)
+tan = _unary(Tan)
+tanh = _unary(Tanh)
+sigmoid = _unary(Sigmoid)
+reciprocal = _unary(Reciprocal)
+
+
+def relu(input: Tensor) -> Tensor:  # noqa: A002
+    return apply(Relu, input)
+
+
+def neg(input: Tensor) -> Tensor:  # noqa: A002
+    return apply(Neg, input)
+
+
+negative = neg
+
+
+def abs(input: Tensor) -> Tensor:  # noqa: A001, A002
+    return apply(Abs, input)
+
+
+def sign(input: Tensor) -> Tensor:  # noqa: A002
+    return apply(Sign, input)
+
+
+def square(input: Tensor) -> Tensor:  # noqa: A002
+    return apply(Square, input)
+
+
+def floor(input: Tensor) -> Tensor:  # noqa: A002
+    return apply(Floor, input)
+
+
+def ceil(input: Tensor) -> Tensor:  # noqa: A002
+    return apply(Ceil, input)
+
+
+def round(input: Tensor, decimals: int = 0) -> Tensor:  # noqa: A001, A002
+    return apply(Round, input, decimals=decimals)
+
+
+def trunc(input: Tensor) -> Tensor:  # noqa: A002
+    return apply(Trunc, input)
+
+
+def clamp(input: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
+    """Limit values to [min, max]. Tensor bounds broadcast and receive gradients where they bind."""
+    if min is None and max is None:
+        raise RuntimeError("clamp: at least one of 'min' or 'max' must not be None")
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        out = input
+        if min is not None:
+            out = where(out < min, min, out)
+        if max is not None:
+            out = where(out > max, max, out)
+        return out
+    if input.data.dtype.kind == "f":
+        pass
+    elif isinstance(min, float) or isinstance(max, float):
+        input = as_float(input)
+    return apply(Clamp, input, min=min, max=max)
+
+
+clip = clamp
+
+
+def _binary(op: type, a: Any, b: Any) -> Tensor:
+    """Apply a binary op with PyTorch's type promotion (fast path: same dtype, or a float scalar)."""
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        if a.data.dtype is not b.data.dtype:
+            a, b = promote_pair(a, b)
+    elif type(b) is float and isinstance(a, Tensor) and a.data.dtype.kind == "f":
+        pass
+    elif type(a) is float and isinstance(b, Tensor) and b.data.dtype.kind == "f":
+        pass
+    else:
+        a, b = promote_pair(a, b)
+    return apply(op, a, b)
+
+
+def add(input: Any, other: Any, *, alpha: float = 1) -> Tensor:  # noqa: A002
+    return _binary(Add, input, other if alpha == 1 else other * alpha)
+
+
+def sub(input: Any, other: Any, *, alpha: float = 1) -> Tensor:  # noqa: A002
+    return _binary(Sub, input, other if alpha == 1 else other * alpha)
+
+
+subtract = sub
+
+
+def mul(input: Any, other: Any) -> Tensor:  # noqa: A002
+    return _binary(Mul, input, other)
+
+
+multiply = mul
+
+
+def div(input: Any, other: Any, *, rounding_mode: str | None = None) -> Tensor:  # noqa: A002
+    """True division (integers give the default float dtype); 'floor'/'trunc' rounding modes."""
+    if rounding_mode == "floor":
+        return floor_divide(input, other)
+    q = _binary(Div, *_float_pair(input, other))
+    if rounding_mode == "trunc":
+        return trunc(q)
+    if rounding_mode is not None:
+        raise ValueError(f"div: rounding_mode must be None, 'floor' or 'trunc', not {rounding_mode!r}")
+    return q
+
+
+divide = true_divide = div
+
+
+def _float_pair(a: Any, b: Any) -> tuple:
+    ka = a.data.dtype.kind if isinstance(a, Tensor) else ("f" if isinstance(a, float) else "i")
+    kb = b.data.dtype.kind if isinstance(b, Tensor) else ("f" if isinstance(b, float) else "i")
+    if ka != "f" and kb != "f":
+        a = as_float(a) if isinstance(a, Tensor) else float(a)
+    return a, b
+
+
+def pow(input: Any, exponent: Any) -> Tensor:  # noqa: A001, A002
+    return _binary(Pow, input, exponent)
+
+
+def maximum(input: Tensor, other: Tensor) -> Tensor:  # noqa: A002
+    return _binary(Maximum, input, other)
+
+
+def minimum(input: Tensor, other: Tensor) -> Tensor:  # noqa: A002
+    return _binary(Minimum, input, other)
+
+
+def remainder(input: Any, other: Any) -> Tensor:  # noqa: A002
+    return _binary(Remainder, input, other)
+
+
+fmod_ = remainder
+
+
+def floor_divide(input: Any, other: Any) -> Tensor:  # noqa: A002
+    return _binary(FloorDivide, input, other)
+
+
+def where(condition: Any, input: Any = None, other: Any = None) -> Any:  # noqa: A002
+    """``input`` where ``condition`` holds, else ``other`` (all three broadcast)."""
+    if input is None and other is None:
+        from .reduce import nonzero  # noqa: PLC0415
+
+        return nonzero(condition, as_tuple=True)
+    c = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+    if c.dtype != np.bool_:
+        c = c.astype(bool)
+    a, b = promote_pair(input, other)
+    return apply(Where, c, a, b)
+
+
+def _compare(fn: Any) -> Any:
+    def op(input: Any, other: Any) -> Tensor:  # noqa: A002
+        if isinstance(input, Tensor) and isinstance(other, Tensor) and input.data.dtype is not other.data.dtype:
+            input, other = promote_pair(input, other)
+        elif not isinstance(input, Tensor):
+            input, other = promote_pair(input, other)
+        return apply(Compare, input, other, fn=fn)
+
+    return op
+
+
+eq = _compare(np.equal)
+ne = _compare(np.not_equal)
+lt = _compare(np.less)
+le = _compare(np.less_equal)
+gt = _compare(np.greater)
+ge = _compare(np.greater_equal)
+logical_and = _compare(np.logical_and)
+logical_or = _compare(np.logical_or)
+logical_xor = _compare(np.logical_xor)
+bitwise_and = _compare(np.bitwise_and)
+bitwise_or = _compare(np.bitwise_or)
+bitwise_xor = _compare(np.bitwise_xor)
+greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne
+
+
+def logical_not(input: Tensor) -> Tensor:  # noqa: A002
+    return apply(Predicate, input, fn=np.logical_not)
+
+
+def bitwise_not(input: Tensor) -> Tensor:  # noqa: A002
+    return apply(Predicate, input, fn=np.invert)
+
+
+def isnan(input: Tensor) -> Tensor:  # noqa: A002
+    return apply(Predicate, input, fn=np.isnan)
+
+
+def isinf(input: Tensor) -> Tensor:  # noqa: A002
+    return apply(Predicate, input, fn=np.isinf)
+
+
+def isfinite(input: Tensor) -> Tensor:  # noqa: A002
+    return apply(Predicate, input, fn=np.isfinite)
+
+
+def cast(input: Tensor, dtype: Any) -> Tensor:  # noqa: A002
+    """``input`` in another dtype; differentiable between floating dtypes."""
+    d = dtypes.np_dtype(dtype)
+    if input.data.dtype == d:
+        return input
+    op = Cast if d.kind == "f" and input.data.dtype.kind == "f" else NonDiffCast
+    return apply(op, input, dtype=d)
+
+
+class Clone(Op):
+    def forward(ctx, x):
+        return x.copy()
+
+    def backward(ctx, g, m):
+        return g
+
+
+def clone(input: Tensor) -> Tensor:  # noqa: A002
+    """A copy with its own memory; gradients flow through to ``input``."""
+    return apply(Clone, input)
+
+
+def lerp(input: Tensor, end: Tensor, weight: Any) -> Tensor:  # noqa: A002
+    return input + weight * (end - input)
+
+
+def addcmul(input: Tensor, tensor1: Tensor, tensor2: Tensor, *, value: float = 1) -> Tensor:  # noqa: A002
+    return input + value * tensor1 * tensor2
+
+
+def addcdiv(input: Tensor, tensor1: Tensor, tensor2: Tensor, *, value: float = 1) -> Tensor:  # noqa: A002
+    return input + value * tensor1 / tensor2

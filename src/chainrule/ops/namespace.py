@@ -1,0 +1,194 @@
+"""The two namespaces backward rules are written in.
+
+A rule calls ``m.exp(x)``, ``m.sum(g, dims, True)``, ``m.matmul(a, b)`` ... and plain operators.
+``A`` runs them on raw arrays (the usual, fast backward); ``T`` runs them on Tensors through the
+recorded ops, so that a backward with ``create_graph=True`` is itself differentiable. Both offer
+exactly the same functions with the same meaning.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..autograd.engine import apply, sum_to
+from ..tensor import wrap
+from . import elementwise as E
+from . import linalg as L
+from . import movement as M
+from . import reduce as R
+
+
+class _Scratch:
+    """A throwaway ctx for calling an op's forward directly."""
+
+
+class A:
+    """Backward helpers on arrays."""
+
+    sum_to = staticmethod(sum_to)
+    exp = staticmethod(np.exp)
+    log = staticmethod(np.log)
+    sin = staticmethod(np.sin)
+    cos = staticmethod(np.cos)
+    sign = staticmethod(np.sign)
+    abs = staticmethod(np.abs)
+    floor = staticmethod(np.floor)
+    matmul = staticmethod(np.matmul)
+    where = staticmethod(np.where)
+    zeros_like = staticmethod(np.zeros_like)
+    einsum = staticmethod(np.einsum)
+
+    @staticmethod
+    def sum(x: np.ndarray, dims: tuple, keepdim: bool) -> np.ndarray:
+        return np.sum(x, axis=dims, keepdims=keepdim)
+
+    @staticmethod
+    def expand(x: np.ndarray, shape: tuple) -> np.ndarray:
+        return np.broadcast_to(x, shape)
+
+    @staticmethod
+    def reshape(x: np.ndarray, shape: tuple) -> np.ndarray:
+        return x.reshape(shape)
+
+    @staticmethod
+    def permute(x: np.ndarray, dims: tuple) -> np.ndarray:
+        return np.transpose(x, dims)
+
+    @staticmethod
+    def mT(x: np.ndarray) -> np.ndarray:  # noqa: N802
+        return np.swapaxes(x, -1, -2)
+
+    @staticmethod
+    def cast(x: Any, dtype: np.dtype) -> Any:
+        return np.asarray(x).astype(dtype, copy=False)
+
+    @staticmethod
+    def flip(x: np.ndarray, dims: tuple) -> np.ndarray:
+        return np.flip(x, dims) if dims else x
+
+    @staticmethod
+    def cumsum(x: np.ndarray, dim: int) -> np.ndarray:
+        return np.cumsum(x, axis=dim)
+
+    @staticmethod
+    def roll(x: np.ndarray, shifts: Any, dims: Any) -> np.ndarray:
+        return np.roll(x, shifts, dims)
+
+    @staticmethod
+    def tri(x: np.ndarray, diagonal: int, upper: bool) -> np.ndarray:
+        return (np.triu if upper else np.tril)(x, diagonal)
+
+    @staticmethod
+    def getitem(x: np.ndarray, index: Any, basic: bool) -> np.ndarray:
+        return x[index]
+
+    @staticmethod
+    def put_new(shape: tuple, index: Any, g: np.ndarray, basic: bool) -> np.ndarray:
+        return M.PutNew.forward(_Scratch(), g, shape, index, basic)
+
+    @staticmethod
+    def gather(x: np.ndarray, dim: int, index: np.ndarray) -> np.ndarray:
+        return M.Gather.forward(_Scratch(), x, dim, index)
+
+    @staticmethod
+    def scatter_add_new(shape: tuple, dim: int, index: np.ndarray, g: np.ndarray) -> np.ndarray:
+        return M.ScatterAddNew.forward(_Scratch(), g, shape, dim, index)
+
+    @staticmethod
+    def split(x: np.ndarray, sizes: list, dim: int) -> list:
+        return np.split(x, np.cumsum(sizes)[:-1], axis=dim)
+
+    @staticmethod
+    def cat(xs: list, dim: int) -> np.ndarray:
+        return np.concatenate(xs, axis=dim)
+
+    @staticmethod
+    def pad_raw(x: np.ndarray, pads: list) -> np.ndarray:
+        return M.Pad.forward(_Scratch(), x, pads, 0.0)
+
+
+class T:
+    """The same helpers on Tensors (recorded, hence differentiable)."""
+
+    sum_to = staticmethod(sum_to)
+    exp = staticmethod(E.exp)
+    log = staticmethod(E.log)
+    sin = staticmethod(E.sin)
+    cos = staticmethod(E.cos)
+    sign = staticmethod(E.sign)
+    abs = staticmethod(E.abs)
+    floor = staticmethod(E.floor)
+    matmul = staticmethod(L.matmul)
+    where = staticmethod(E.where)
+    einsum = staticmethod(L.einsum)
+    cast = staticmethod(E.cast)
+
+    @staticmethod
+    def zeros_like(x: Any) -> Any:
+        return wrap(np.zeros_like(x.data))
+
+    @staticmethod
+    def sum(x: Any, dims: tuple, keepdim: bool) -> Any:
+        return R.sum(x, dims, keepdim)
+
+    @staticmethod
+    def expand(x: Any, shape: tuple) -> Any:
+        return M.expand(x, shape)
+
+    @staticmethod
+    def reshape(x: Any, shape: tuple) -> Any:
+        return M.reshape(x, shape)
+
+    @staticmethod
+    def permute(x: Any, dims: tuple) -> Any:
+        return M.permute(x, dims)
+
+    @staticmethod
+    def mT(x: Any) -> Any:  # noqa: N802
+        return M.transpose(x, -1, -2)
+
+    @staticmethod
+    def flip(x: Any, dims: tuple) -> Any:
+        return apply(M.Flip, x, dims=dims)
+
+    @staticmethod
+    def cumsum(x: Any, dim: int) -> Any:
+        return apply(R.Cumsum, x, dim=dim)
+
+    @staticmethod
+    def roll(x: Any, shifts: Any, dims: Any) -> Any:
+        return apply(M.Roll, x, shifts=shifts, dims=dims)
+
+    @staticmethod
+    def tri(x: Any, diagonal: int, upper: bool) -> Any:
+        return apply(M.Tril, x, diagonal=diagonal, upper=upper)
+
+    @staticmethod
+    def getitem(x: Any, index: Any, basic: bool) -> Any:
+        return apply(M.GetItemView if basic else M.GetItem, x, index=index, basic=basic)
+
+    @staticmethod
+    def put_new(shape: tuple, index: Any, g: Any, basic: bool) -> Any:
+        return apply(M.PutNew, g, shape=shape, index=index, basic=basic)
+
+    @staticmethod
+    def gather(x: Any, dim: int, index: np.ndarray) -> Any:
+        return apply(M.Gather, x, dim=dim, index=index)
+
+    @staticmethod
+    def scatter_add_new(shape: tuple, dim: int, index: np.ndarray, g: Any) -> Any:
+        return apply(M.ScatterAddNew, g, shape=shape, dim=dim, index=index)
+
+    @staticmethod
+    def split(x: Any, sizes: list, dim: int) -> Any:
+        return apply(M.Split, x, sizes=sizes, dim=dim)
+
+    @staticmethod
+    def cat(xs: list, dim: int) -> Any:
+        return apply(M.Cat, *xs, dim=dim)
+
+    @staticmethod
+    def pad_raw(x: Any, pads: list) -> Any:
+        return apply(M.Pad, x, pads=pads, value=0.0)
