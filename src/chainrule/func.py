@@ -2,8 +2,9 @@
 ``jacobian`` (= ``jacrev``) and ``hessian``.
 
 Each takes a function of Tensors and returns a new function. They compose: ``hessian(f)`` is
-``jacobian(grad(f))``; an inner transform records its backward whenever an outer one is watching
-its inputs, so derivatives of derivatives come out right.
+``jacobian(grad(f))``; an inner transform records its backward whenever its result can depend on
+a tensor that requires grad (an input watched by an outer transform, or one the function closes
+over), so derivatives of derivatives come out right. ``jacobian`` accepts a tuple of outputs.
 """
 
 from __future__ import annotations
@@ -32,6 +33,41 @@ def _watch(args: tuple, argnums: Any) -> tuple[list, tuple, bool]:
     return args, nums, outer
 
 
+def _reaches_outside(outs: Any, watched: list) -> bool:
+    """Whether the graph of ``outs`` reaches a tensor that requires grad other than ``watched``.
+
+    Such a tensor (closed over by the function, or watched by an enclosing transform) needs the
+    gradient to be differentiable, so the backward must record a graph (``create_graph``).
+    """
+    from .autograd.engine import Node  # noqa: PLC0415
+
+    ids = {id(w) for w in watched}
+    stack, seen = [], set()
+    for o in outs:
+        if not isinstance(o, Tensor) or not o.requires_grad:
+            continue
+        if o.grad_fn is None:
+            if id(o) not in ids:
+                return True
+        else:
+            stack.append(o.grad_fn)
+    while stack:
+        n = stack.pop()
+        if n in seen:
+            continue
+        seen.add(n)
+        for p in n.parents:
+            if p is None:
+                continue
+            if type(p) is tuple:
+                p = p[0]
+            if type(p) is Node:
+                stack.append(p)
+            elif id(p) not in ids:
+                return True
+    return False
+
+
 def _scalar(out: Any, who: str) -> Tensor:
     if not isinstance(out, Tensor) or out.data.size != 1:
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
@@ -49,6 +85,7 @@ def value_and_grad(func: Callable, argnums: Any = 0, has_aux: bool = False) -> C
             out, aux = (res[0], res[1]) if has_aux else (res, None)
             out = _scalar(out, "grad")
             ins = [wargs[i] for i in nums]
+            outer = outer or _reaches_outside([out], ins)
             if not out.requires_grad:
                 gs = tuple(wrap(np.zeros(x.shape, x.data.dtype)) for x in ins)
             else:
@@ -77,6 +114,7 @@ def vjp(func: Callable, *primals: Tensor, has_aux: bool = False) -> tuple:
     with enable_grad():
         res = func(*wargs)
     out, aux = (res[0], res[1]) if has_aux else (res, None)
+    outer = outer or _reaches_outside(out if isinstance(out, (tuple, list)) else [out], wargs)
 
     def vjp_fn(*cotangents: Any) -> tuple:
         outs = out if isinstance(out, (tuple, list)) else (out,)
@@ -104,30 +142,48 @@ def jacobian(func: Callable, argnums: Any = 0) -> Callable:
         with enable_grad():
             out = func(*wargs, **kwargs)
             ins = [wargs[i] for i in nums]
-            jacs = [[] for _ in ins]
-            flat_n = out.data.size
-            for k in range(flat_n):
-                onehot = np.zeros(flat_n, out.data.dtype)
-                onehot[k] = 1
-                if out.requires_grad:
-                    rows = _grad(out, ins, wrap(onehot.reshape(out.shape)), retain_graph=True,
-                                 create_graph=outer, materialize_grads=True)
-                else:
-                    rows = [wrap(np.zeros(x.shape, x.data.dtype)) for x in ins]
-                for j, r in enumerate(rows):
-                    jacs[j].append(r.reshape(-1))
+            single = not isinstance(out, (tuple, list))
+            outs = (out,) if single else tuple(out)
+            for o in outs:
+                if not isinstance(o, Tensor):
+                    raise TypeError(
+                        f"jacobian: the function must return a Tensor or a tuple of Tensors, "
+                        f"got {type(o).__name__}"
+                    )
+            outer = outer or _reaches_outside(outs, ins)
+            per_out = [_jac_rows(o, ins, outer) for o in outs]
         from .ops.movement import stack  # noqa: PLC0415
 
-        res = []
-        for x, rows in zip(ins, jacs):
-            if rows:
-                J = stack(rows, 0)
-            else:
-                J = wrap(np.zeros((0, x.data.size), x.data.dtype))
-            res.append(J.reshape(tuple(out.shape) + tuple(x.shape)))
-        return res[0] if isinstance(argnums, int) else tuple(res)
+        results = []
+        for o, jacs in zip(outs, per_out):
+            res = []
+            for x, rows in zip(ins, jacs):
+                if rows:
+                    J = stack(rows, 0)
+                else:
+                    J = wrap(np.zeros((0, x.data.size), x.data.dtype))
+                res.append(J.reshape(tuple(o.shape) + tuple(x.shape)))
+            results.append(res[0] if isinstance(argnums, int) else tuple(res))
+        return results[0] if single else tuple(results)
 
     return wrapper
+
+
+def _jac_rows(out: Tensor, ins: list, outer: bool) -> list:
+    """Per input: the rows d out.flat[k] / d input (flattened), one backward pass each."""
+    jacs: list = [[] for _ in ins]
+    flat_n = out.data.size
+    for k in range(flat_n):
+        onehot = np.zeros(flat_n, out.data.dtype)
+        onehot[k] = 1
+        if out.requires_grad:
+            rows = _grad(out, ins, wrap(onehot.reshape(out.shape)), retain_graph=True,
+                         create_graph=outer, materialize_grads=True)
+        else:
+            rows = [wrap(np.zeros(x.shape, x.data.dtype)) for x in ins]
+        for j, r in enumerate(rows):
+            jacs[j].append(r.reshape(-1))
+    return jacs
 
 
 jacrev = jacobian
