@@ -199,7 +199,7 @@ from .ops.reduce import (
     var_mean,
 )
 from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
-from . import func  # noqa: E402
+from . import func, nn, optim  # noqa: E402
 
 float = float32  # noqa: A001 - PyTorch's aliases
 int = int32  # noqa: A001

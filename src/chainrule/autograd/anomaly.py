@@ -8,7 +8,10 @@ later produces a non-finite gradient or if backward starts from a non-finite los
 
 from __future__ import annotations
 
-import traceback
+import functools
+import linecache
+import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -33,11 +36,30 @@ def _stats(a: Any) -> str:
     return f"shape {a.shape} {a.dtype}: {rng}, {n_nan} NaN, {n_inf} Inf"
 
 
+_PKG = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _caller() -> tuple | None:
+    """(filename, lineno) of the innermost frame outside the chainrule package."""
+    f = sys._getframe(1)
+    while f is not None:
+        fn = f.f_code.co_filename
+        if not os.path.abspath(fn).startswith(_PKG):
+            return fn, f.f_lineno
+        f = f.f_back
+    return None
+
+
+def _fmt(loc: tuple | None) -> str:
+    if loc is None:
+        return "unknown location"
+    fn, ln = loc
+    line = linecache.getline(fn, ln).strip()
+    return f"{fn}:{ln} ({line})" if line else f"{fn}:{ln}"
+
+
 def _where() -> str:
-    for fr in reversed(traceback.extract_stack()[:-3]):
-        if "/chainrule/" not in fr.filename.replace("\\", "/"):
-            return f"{fr.filename}:{fr.lineno} ({fr.line})"
-    return "unknown location"
+    return _fmt(_caller())
 
 
 def _finite(a: Any) -> bool:
@@ -47,9 +69,12 @@ def _finite(a: Any) -> bool:
 class detect_anomaly:  # noqa: N801 - PyTorch's name
     """Context manager (and decorator) that names the op where NaN/Inf first appeared."""
 
+    _MAX_LOCS = 100_000  # forward call sites remembered for backward reports
+
     def __init__(self, check_nan: bool = True) -> None:
         self.check_nan = check_nan
         self.first: str | None = None  # the first op (in forward order) to produce NaN/Inf
+        self._locs: dict = {}  # node seq -> (file, line) of the forward call that recorded it
 
     def __enter__(self) -> detect_anomaly:
         self._prev = state.anomaly
@@ -60,6 +85,7 @@ class detect_anomaly:  # noqa: N801 - PyTorch's name
         state.anomaly = self._prev
 
     def __call__(self, fn: Any) -> Any:
+        @functools.wraps(fn)
         def wrapper(*a: Any, **k: Any) -> Any:
             with detect_anomaly(self.check_nan):
                 return fn(*a, **k)
@@ -67,7 +93,24 @@ class detect_anomaly:  # noqa: N801 - PyTorch's name
         return wrapper
 
     # called by the engine ------------------------------------------------------------
+    def _note(self, seq: int) -> None:
+        if len(self._locs) >= self._MAX_LOCS:
+            for k in list(self._locs)[: self._MAX_LOCS // 2]:
+                del self._locs[k]
+        self._locs[seq] = _caller()
+
+    def note_node(self, node: Any) -> None:
+        """Remember where ``node`` was recorded (for a backward report naming the forward call)."""
+        seq = getattr(node, "seq", None)
+        if seq is not None:
+            self._note(seq)
+
     def check_forward(self, op: type, args: tuple, out: Any) -> None:
+        from . import engine  # noqa: PLC0415
+
+        seq = getattr(engine, "_seq", None)
+        if isinstance(seq, int):  # the node this op is about to record gets seq + 1
+            self._note(seq + 1)
         outs = out if isinstance(out, tuple) else (out,)
         if all(_finite(o) for o in outs):
             return
@@ -88,9 +131,11 @@ class detect_anomaly:  # noqa: N801 - PyTorch's name
             a = g.data if isinstance(g, Tensor) else g
             if a is not None and not _finite(a):
                 origin = f" The first op to produce a non-finite value in forward: {self.first}." if self.first else ""
+                loc = self._locs.get(getattr(node, "seq", None))
+                fwd = f" (forward call at {_fmt(loc)})" if loc is not None else ""
                 raise RuntimeError(
-                    f"detect_anomaly: the backward of `{node.name()}` returned non-finite values "
-                    f"in its gradient for input {i} ({_stats(a)}).{origin}"
+                    f"detect_anomaly: the backward of `{node.name()}`{fwd} returned non-finite "
+                    f"values in its gradient for input {i} ({_stats(a)}).{origin}"
                 )
 
     def check_root(self, t: Tensor) -> None:

@@ -107,8 +107,12 @@ class OpError(RuntimeError):
     """An op got inputs it cannot work with (most often: shapes that do not fit)."""
 
 
+def _op_name(op: type) -> str:
+    return getattr(op, "name", None) or op.__name__.lower()
+
+
 def _op_error(op: type, args: Sequence[Any], err: Exception) -> OpError:
-    name = getattr(op, "name", None) or op.__name__.lower()
+    name = _op_name(op)
     shapes = [tuple(a.shape) for a in args if isinstance(a, Tensor)]
     what = " and ".join(str(s) for s in shapes) if shapes else "scalars"
     return OpError(f"{name}: {err} (input shapes: {what})")
@@ -133,9 +137,11 @@ def apply(op: type, *args: Any, **kw: Any) -> Any:
     ctx = Node.__new__(Node)
     try:
         out = op.forward(ctx, *arrays, **kw)
-    except (ValueError, IndexError, TypeError) as e:
+    except (ValueError, IndexError, TypeError, RuntimeError) as e:
         if isinstance(e, OpError):
             raise
+        if isinstance(e, RuntimeError) and _op_name(op) in str(e):
+            raise  # an op's own message that already says which op failed
         raise _op_error(op, args, e) from e
     if state.anomaly is not None:
         state.anomaly.check_forward(op, args, out)
@@ -173,7 +179,9 @@ def _record(op: type, ctx: Node, args: Sequence[Any], arrays: list, kw: dict) ->
             if fn is None:
                 parents.append(a)
             else:
-                parents.append(fn if not a._out_nr else (fn, a._out_nr))
+                # output 0 of a multi-output op is an edge (node, 0), not the node itself
+                nr = a._out_nr
+                parents.append(fn if not nr and fn.n_out == 1 else (fn, nr))
             needs.append(True)
         else:
             parents.append(None)
@@ -293,23 +301,28 @@ def _freed_error(node: Node) -> RuntimeError:
     )
 
 
-def _version_error(node: Node, t: Tensor, saved: int, i: int | None) -> RuntimeError:
+def _version_error(
+    node: Node, t: Tensor, saved: int, i: int | None, now: int | None = None
+) -> RuntimeError:
     which = "its output" if i is None else f"its input {i}"
     return RuntimeError(
         f"a tensor that `{node.name()}` saved for backward ({which}, shape {tuple(t.shape)}, "
         f"dtype {t.dtype}) was modified in place after it was saved (version {saved} -> "
-        f"{t._vc[0]}), so its gradient would be wrong. Use an out-of-place op (x = x + y instead "
-        "of x.add_(y)) or .clone() the tensor before changing it."
+        f"{t._vc[0] if now is None else now}), so its gradient would be wrong. Use an "
+        "out-of-place op (x = x + y instead of x.add_(y)) or .clone() the tensor before changing it."
     )
 
 
 def _check_versions(node: Node, d: dict) -> None:
-    for i, (t, v) in enumerate(d.get("saved_vc", ())):
+    for t, v in d.get("saved_vc", ()):
         if t._vc[0] != v:
+            # the position among all the op's arguments (scalars included), e.g. `3 * h` -> 1
+            i = next((j for j, a in enumerate(d.get("args", ())) if a is t), 0)
             raise _version_error(node, t, v, i)
     vc = d.get("out_vc")
     if vc is not None and vc[0] != 0:
-        raise _version_error(node, wrap(d["out"] if type(d["out"]) is not tuple else d["out"][0]), 0, None)
+        out = d["out"] if type(d["out"]) is not tuple else d["out"][0]
+        raise _version_error(node, wrap(out), 0, None, now=vc[0])
 
 
 def sum_to(g: Any, shape: tuple, node: Node | None = None) -> Any:
@@ -454,6 +467,10 @@ def run_backward(
                         gi = sum_to(gi, p.data.shape, node)
                     _leaf_add(leaf_grads, p, gi)
         state.grad_enabled = create_graph
+        if accumulate and capture_nodes:  # backward(inputs=[non-leaf]) fills its .grad
+            for i, t in enumerate(inputs):
+                if t.grad_fn is not None and captured[i] is not None:
+                    _accumulate(t, captured[i], False, handed, create_graph)
         return _finish_leaves(
             leaf_grads, handed, create_graph, inputs, accumulate, capture_leaves, captured
         )
@@ -532,9 +549,30 @@ def _run_rule(node: Node, g: Any, m: Any, create_graph: bool, retain_graph: bool
     if type(res) is not tuple:
         res = (res,)
     if not retain_graph and d:
-        d.clear()
-        node.freed = True
+        if "inputs" in d or "out" in d or _holds_buffers(d):
+            d.clear()
+            node.freed = True
     return res
+
+
+_BUF = (np.ndarray, Tensor)
+
+
+def _holds_buffers(d: dict) -> bool:
+    """Whether a node kept arrays for its backward (what backward frees). Like PyTorch, a node
+    that saved none (only shapes, dims, ...) stays runnable: a second backward through it works,
+    and a freed-graph error names the first op that really lost a buffer."""
+    if "_outs" in d and not d.get("_saved"):  # a Function that saved no tensors
+        del d["_outs"]
+    for v in d.values():
+        t = type(v)
+        if t is tuple or t is list:
+            for x in v:
+                if type(x) is not int and isinstance(x, _BUF):  # shapes: skip ints fast
+                    return True
+        elif t is np.ndarray or isinstance(v, _BUF):
+            return True
+    return False
 
 
 def _rematerialize(node: Node, out: Any) -> Any:

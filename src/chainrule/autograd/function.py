@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ..tensor import Tensor, wrap
 from .engine import Node, Op, _record, _rematerialize
 from .grad_mode import state
@@ -54,6 +56,12 @@ def _saved_tensors(self: Node) -> tuple:
     for s, v in zip(d["_saved"], d["_saved_vc"]):
         if isinstance(s, _Saved):
             data = d["_outs"][s.nr]
+            if v is not None and v[0][0] != v[1]:
+                from .engine import _version_error  # noqa: PLC0415
+
+                t = wrap(data)
+                t._vc = v[0]
+                raise _version_error(self, t, v[1], None)
             t = _rematerialize(self, data) if state.grad_enabled else wrap(data)
             if isinstance(t, Tensor) and t.grad_fn is self:
                 t._out_nr = s.nr
@@ -99,6 +107,9 @@ class _FunctionOp(Op):
         gs = g if ctx.n_out > 1 else (g,)
         if not create:
             gs = tuple(wrap(x) for x in gs)
+        outs = ctx.__dict__.get("_outs")
+        if outs is not None and any(o is None for o in outs):
+            gs = tuple(None if o is None else x for x, o in zip(gs, outs))
         res = fn.backward(ctx, *gs)
         if not isinstance(res, tuple):
             res = (res,)
@@ -155,7 +166,7 @@ class Function:
         prev = state.grad_enabled
         state.grad_enabled = False
         try:
-            if "setup_context" in cls.__dict__:
+            if _uses_setup_context(cls):
                 out = cls.forward(*args, **kwargs)
                 cls.setup_context(ctx, args, out)
             else:
@@ -168,6 +179,9 @@ class Function:
             return out
         non_diff = ctx.__dict__.pop("_non_diff", set())
         _record(cls._op(), ctx, args, [], {})
+        ctx.needs_input_grad = tuple(ctx.needs_input_grad)
+        if state.anomaly is not None:
+            state.anomaly.note_node(ctx)
         wrapped = []
         for i, o in enumerate(outs):
             if not isinstance(o, Tensor):
@@ -183,8 +197,11 @@ class Function:
             o._out_nr = i
             wrapped.append(o)
         ctx.n_out = len(outs)
-        ctx.out_shape = tuple(o.shape for o in outs) if ctx.n_out > 1 else outs[0].shape
-        ctx.out_dtype = tuple(o.data.dtype for o in outs) if ctx.n_out > 1 else outs[0].data.dtype
+        # a non-tensor output (passed through as is) gets a 0-d placeholder; backward sees None
+        shapes = tuple(o.shape if isinstance(o, Tensor) else () for o in outs)
+        dts = tuple(o.data.dtype if isinstance(o, Tensor) else np.dtype(np.float64) for o in outs)
+        ctx.out_shape = shapes if ctx.n_out > 1 else shapes[0]
+        ctx.out_dtype = dts if ctx.n_out > 1 else dts[0]
         d = ctx.__dict__
         to_save = d.pop("_to_save", ())
         d["_outs"] = tuple(o.data if isinstance(o, Tensor) else None for o in wrapped)
@@ -193,13 +210,18 @@ class Function:
             nr = next((j for j, o in enumerate(wrapped) if o is s), None)
             if nr is not None:
                 saved.append(_Saved(nr))
-                vcs.append(None)
+                vcs.append((wrapped[nr]._vc, wrapped[nr]._vc[0]))
             else:
                 saved.append(s)
                 vcs.append(s._vc[0] if isinstance(s, Tensor) else None)
         d["_saved"] = saved
         d["_saved_vc"] = vcs
         return wrapped[0] if single else tuple(wrapped)
+
+
+def _uses_setup_context(cls: type) -> bool:
+    """forward(*args) + setup_context(ctx, inputs, output) style, defined here or inherited."""
+    return any("setup_context" in k.__dict__ for k in cls.__mro__ if k is not Function)
 
 
 class FunctionCtx:

@@ -31,9 +31,10 @@ def _root_grads(outputs: list, grad_outputs: Any, create_graph: bool, who: str) 
             raise _no_path_error(t)
         if g is None:
             if t.data.size != 1:
+                kw = "grad_outputs=" if who == "grad()" else "gradient="
                 raise RuntimeError(
                     f"{who}: grad can be implicitly created only for scalar outputs, but this "
-                    f"output has shape {tuple(t.shape)}. Pass gradient= (a tensor of that shape, "
+                    f"output has shape {tuple(t.shape)}. Pass {kw} (a tensor of that shape, "
                     "e.g. ones_like(y)) or reduce it to a scalar first (y.sum(), y.mean())."
                 )
             g = np.ones(t.shape, t.data.dtype)

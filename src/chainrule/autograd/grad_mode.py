@@ -33,6 +33,12 @@ class _GradModeContext:
 
     _enabled = True
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # ``@no_grad`` without parentheses (PyTorch accepts it): decorate the function directly
+        if len(args) == 1 and not kwargs and callable(args[0]):
+            return cls()(args[0])
+        return super().__new__(cls)
+
     def __enter__(self) -> None:
         self._prev = state.grad_enabled
         state.grad_enabled = self._enabled
@@ -72,8 +78,16 @@ class set_grad_enabled(_GradModeContext):  # noqa: N801
         self._prev = state.grad_enabled
         state.grad_enabled = self._enabled
 
+    def __new__(cls, mode: bool) -> Any:
+        return object.__new__(cls)
+
     def __enter__(self) -> None:
         pass
+
+    def __call__(self, fn: Callable) -> Callable:
+        # used as a decorator: the switch made by __init__ must not outlive the decoration
+        state.grad_enabled = self._prev
+        return super().__call__(fn)
 
     def _args(self) -> tuple:
         return (self._enabled,)
@@ -89,7 +103,7 @@ class inference_mode(_GradModeContext):  # noqa: N801
     def __enter__(self) -> None:
         self._prev = state.grad_enabled
         self._prev_inf = state.inference
-        state.grad_enabled = self._enabled and state.grad_enabled
+        state.grad_enabled = self._enabled  # inference_mode(False) turns grad on, as PyTorch
         state.inference = self._mode
 
     def __exit__(self, *exc: object) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..tensor import Tensor, wrap
 from .functional_api import grad as autograd_grad
-from .grad_mode import no_grad
+from .grad_mode import enable_grad, no_grad
 
 
 class GradcheckError(RuntimeError):
@@ -91,6 +91,12 @@ def gradcheck(
     analytical = _analytical(outs, diff)
     for i, x in enumerate(diff):
         numerical = _numerical(func, inputs, x, eps)
+        if len(numerical) != len(analytical):
+            raise GradcheckError(
+                f"the function returned {len(analytical)} tensor outputs with grad enabled but "
+                f"{len(numerical)} under no_grad (as the finite differences evaluate it); it "
+                "must return the same outputs in both modes"
+            )
         for k, (num, ana) in enumerate(zip(numerical, (a[i] for a in analytical))):
             if not np.allclose(ana, num, rtol=rtol, atol=atol, equal_nan=False):
                 if not raise_exception:
@@ -132,6 +138,12 @@ def gradgradcheck(
     diff_pos = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]
 
     def first_order(*args: Any) -> tuple:
+        # gradcheck evaluates this under no_grad for the finite differences: the vjp needs a
+        # graph, so turn recording back on here (else every evaluation returns nothing)
+        with enable_grad():
+            return _first_order(*args)
+
+    def _first_order(*args: Any) -> tuple:
         ins, gos = args[:n], args[n:]
         os_ = _outputs(func, ins)
         pairs = [(o, g) for o, g in zip(os_, gos) if o.requires_grad]

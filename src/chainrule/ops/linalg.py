@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..autograd.engine import Op, apply
-from ..tensor import Tensor
+from ..tensor import Tensor, wrap
 from .util import promote_pair
 
 
@@ -154,21 +154,41 @@ class Einsum(Op):
             if not ctx.needs_input_grad[k]:
                 grads.append(None)
                 continue
-            if len(set(sub)) != len(sub):
-                raise RuntimeError(
-                    f"einsum backward: repeated subscript in '{sub}' (a diagonal) is not supported"
-                )
+            size = dict(zip(sub, tuple(xs[k].shape)))
+            uniq = "".join(dict.fromkeys(sub))  # a repeated label ('ii') reads a diagonal
             others = [s for j, s in enumerate(ins) if j != k]
             avail = set(out).union(*others) if others else set(out)
-            kept = "".join(c for c in sub if c in avail)
+            kept = "".join(c for c in uniq if c in avail)
             eq = ",".join([out] + others) + "->" + kept
             gk = m.einsum(eq, g, *[x for j, x in enumerate(xs) if j != k])
-            if kept != sub:  # labels only this operand had: the gradient is constant along them
-                xshape = tuple(xs[k].shape)
-                ones = tuple(n if c in avail else 1 for c, n in zip(sub, xshape))
-                gk = m.expand(m.reshape(gk, ones), xshape)
+            if kept != uniq:  # labels only this operand had: the gradient is constant along them
+                ushape = tuple(size[c] for c in uniq)
+                ones = tuple(size[c] if c in avail else 1 for c in uniq)
+                gk = m.expand(m.reshape(gk, ones), ushape)
+            if uniq != sub:  # the gradient of the diagonal goes back onto it, zeros elsewhere
+                gk = _undiagonal(gk, uniq, sub, size, m)
             grads.append(gk)
         return tuple(grads)
+
+
+def _undiagonal(gk: Any, uniq: str, sub: str, size: dict, m: Any) -> Any:
+    """Place ``gk`` (labels ``uniq``) on the diagonal of an array with labels ``sub`` (which
+    repeats some of them): each repeat gets a fresh label tied to the first by an identity."""
+    fresh = iter(c for c in string.ascii_letters if c not in sub)
+    seen: set = set()
+    new_sub, eyes, eye_subs = [], [], []
+    dt = gk.data.dtype if isinstance(gk, Tensor) else gk.dtype
+    for c in sub:
+        if c not in seen:
+            seen.add(c)
+            new_sub.append(c)
+            continue
+        f = next(fresh)
+        new_sub.append(f)
+        eye = np.eye(size[c], dtype=dt)
+        eyes.append(wrap(eye) if isinstance(gk, Tensor) else eye)
+        eye_subs.append(c + f)
+    return m.einsum(",".join([uniq] + eye_subs) + "->" + "".join(new_sub), gk, *eyes)
 
 
 def einsum(equation: str, *operands: Any) -> Tensor:

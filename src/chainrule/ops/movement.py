@@ -317,10 +317,12 @@ class Gather(Op):
 
 
 class ScatterAddNew(Op):
-    """zeros(shape) with ``src`` added at ``index`` along ``dim``; duplicates accumulate."""
+    """zeros(shape) with ``src`` added at ``index`` along ``dim``; duplicates accumulate.
+    ``src`` may be larger than ``index``: only its leading ``index.shape`` block is used (and
+    receives a gradient; the rest gets zeros)."""
 
     def forward(ctx, src, shape, dim, index):
-        ctx.dim, ctx.index = dim, index
+        ctx.dim, ctx.index, ctx.src_shape = dim, index, src.shape
         out = np.zeros(shape, src.dtype)
         if len(shape) == 0:
             out[()] += src.sum()
@@ -331,7 +333,10 @@ class ScatterAddNew(Op):
         return out
 
     def backward(ctx, g, m):
-        return m.gather(g, ctx.dim, ctx.index)
+        gs = m.gather(g, ctx.dim, ctx.index)
+        if ctx.src_shape == ctx.index.shape or len(ctx.src_shape) == 0:
+            return gs
+        return m.pad_raw(gs, [(0, s - i) for s, i in zip(ctx.src_shape, ctx.index.shape)])
 
 
 def _index_arr(index: Any) -> np.ndarray:
@@ -381,8 +386,24 @@ def scatter(input: Tensor, dim: int, index: Tensor, src: Any = None, value: Any 
     return input * wrap((~hit).astype(input.data.dtype)) + written
 
 
-def take_along_dim(input: Tensor, indices: Tensor, dim: int) -> Tensor:  # noqa: A002
-    return gather(input, dim, indices)
+def take_along_dim(input: Tensor, indices: Tensor, dim: int | None = None) -> Tensor:  # noqa: A002
+    """``gather`` after broadcasting ``input`` and ``indices`` against each other in every dim but
+    ``dim`` (torch's rule); with ``dim=None`` both are flattened first."""
+    idx = _index_arr(indices)
+    if dim is None:
+        return gather(reshape(input, -1), 0, idx.reshape(-1))
+    if idx.ndim != input.ndim:
+        raise RuntimeError(
+            f"take_along_dim: input and indices should have the same number of dimensions, but "
+            f"got {input.ndim} and {idx.ndim}"
+        )
+    d = _dim(dim, input.ndim) if input.ndim else 0
+    ishape = list(idx.shape)
+    xshape = list(input.shape)
+    if input.ndim:
+        xshape[d], ishape[d] = idx.shape[d], input.shape[d]
+    idx = np.broadcast_to(idx, np.broadcast_shapes(tuple(xshape), idx.shape))
+    return gather(expand(input, np.broadcast_shapes(tuple(ishape), input.shape)), d, idx)
 
 
 # ----------------------------------------------------------------------------- joining, splitting

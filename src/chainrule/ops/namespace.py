@@ -17,6 +17,7 @@ from ..tensor import wrap
 from . import elementwise as E
 from . import linalg as L
 from . import movement as M
+from . import nn as N
 from . import reduce as R
 
 
@@ -26,6 +27,8 @@ class _Scratch:
 
 class A:
     """Backward helpers on arrays."""
+
+    graph = False  # rules may take a shortcut on arrays that would not be differentiable
 
     sum_to = staticmethod(sum_to)
     exp = staticmethod(np.exp)
@@ -108,9 +111,15 @@ class A:
     def pad_raw(x: np.ndarray, pads: list) -> np.ndarray:
         return M.Pad.forward(_Scratch(), x, pads, 0.0)
 
+    @staticmethod
+    def log_softmax(x: np.ndarray, dim: int) -> np.ndarray:
+        return N.LogSoftmax.forward(_Scratch(), x, dim)
+
 
 class T:
     """The same helpers on Tensors (recorded, hence differentiable)."""
+
+    graph = True
 
     sum_to = staticmethod(sum_to)
     exp = staticmethod(E.exp)
@@ -192,3 +201,7 @@ class T:
     @staticmethod
     def pad_raw(x: Any, pads: list) -> Any:
         return apply(M.Pad, x, pads=pads, value=0.0)
+
+    @staticmethod
+    def log_softmax(x: Any, dim: int) -> Any:
+        return apply(N.LogSoftmax, x, dim=dim)

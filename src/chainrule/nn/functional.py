@@ -1,0 +1,209 @@
+"""Stateless layers, activations and losses (``chainrule.nn.functional as F``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..autograd.engine import apply
+from ..ops.elementwise import relu, sigmoid, tanh, where  # noqa: F401
+from ..ops.linear import bilinear, linear  # noqa: F401
+from ..ops.loss import NLL, CrossEntropy
+from ..ops.movement import pad  # noqa: F401
+from ..ops.nn import log_softmax, softmax  # noqa: F401
+from ..random import _gen
+from ..tensor import Tensor, wrap
+
+# ----------------------------------------------------------------------------- dropout
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:  # noqa: A002
+    """Zero each element with probability ``p`` and scale the rest by 1/(1-p) (in training)."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        return input * 0.0
+    keep = _gen(None).random(input.shape) >= p
+    mask = keep.astype(input.data.dtype) * (1.0 / (1.0 - p))
+    return input * wrap(mask.astype(input.data.dtype, copy=False))
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"{reduction} is not a valid value for reduction ('none', 'mean' or 'sum')")
+
+
+def _same_shape(input: Tensor, target: Tensor, name: str) -> None:  # noqa: A002
+    if tuple(input.shape) != tuple(target.shape):
+        raise ValueError(
+            f"{name}: target size {tuple(target.shape)} is different from input size "
+            f"{tuple(input.shape)}; they must match (reshape one, or check the batch)"
+        )
+
+
+def _t(x: Any, like: Tensor) -> Tensor:
+    return x if isinstance(x, Tensor) else wrap(np.asarray(x, like.data.dtype))
+
+
+def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  # noqa: A002
+    target = _t(target, input)
+    _same_shape(input, target, "mse_loss")
+    d = input - target
+    return _reduce(d * d, reduction)
+
+
+def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  # noqa: A002
+    target = _t(target, input)
+    _same_shape(input, target, "l1_loss")
+    return _reduce((input - target).abs(), reduction)
+
+
+def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean", beta: float = 1.0) -> Tensor:  # noqa: A002
+    """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta."""
+    target = _t(target, input)
+    _same_shape(input, target, "smooth_l1_loss")
+    d = (input - target).abs()
+    if beta == 0:
+        return _reduce(d, reduction)
+    return _reduce(where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta), reduction)
+
+
+def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0) -> Tensor:  # noqa: A002
+    """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta)."""
+    target = _t(target, input)
+    _same_shape(input, target, "huber_loss")
+    d = (input - target).abs()
+    return _reduce(where(d < delta, 0.5 * d * d, delta * (d - 0.5 * delta)), reduction)
+
+
+def cross_entropy(
+    input: Tensor,  # noqa: A002
+    target: Tensor,
+    weight: Tensor | None = None,
+    size_average: Any = None,
+    ignore_index: int = -100,
+    reduce: Any = None,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tensor:
+    """Cross-entropy of logits ``input`` (N, C) / (N, C, d...) / (C,) against class indices or
+    class probabilities (a float target of the input's shape). Log-sum-exp keeps it finite for
+    logits of any size."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
+    target = target if isinstance(target, Tensor) else wrap(np.asarray(target))
+    cdim = 1 if input.ndim > 1 else 0
+    C = input.shape[cdim]
+    w = weight.data if isinstance(weight, Tensor) else (None if weight is None else np.asarray(weight))
+    if target.data.dtype.kind == "f":  # class probabilities
+        _same_shape(input, target, "cross_entropy")
+        if label_smoothing:
+            target = target * (1 - label_smoothing) + label_smoothing / C
+        lsm = log_softmax(input, cdim)
+        if w is not None:
+            lsm = lsm * wrap(w.reshape((C,) + (1,) * (input.ndim - cdim - 1)).astype(input.data.dtype))
+        loss = -(lsm * target).sum(cdim)
+        if reduction == "mean":
+            return loss.sum() / max(input.data.size // max(C, 1), 1) if input.ndim > 1 else loss
+        return _reduce(loss, reduction)
+    nll = apply(CrossEntropy, input, target.data, w, ignore_index=ignore_index, reduction=reduction)
+    if not label_smoothing:
+        return nll
+    lsm = log_softmax(input, cdim)
+    t = target.data
+    ignore = t == ignore_index
+    if w is not None:
+        lsm = lsm * wrap(w.reshape((C,) + (1,) * (input.ndim - cdim - 1)).astype(input.data.dtype))
+    smooth = -lsm.sum(cdim) * wrap((~ignore).astype(input.data.dtype))
+    if reduction == "mean":
+        if w is not None:
+            denom = float(w[t[~ignore]].sum())
+        else:
+            denom = float((~ignore).sum())
+        smooth = smooth.sum() / denom
+    elif reduction == "sum":
+        smooth = smooth.sum()
+    return (1 - label_smoothing) * nll + smooth * (label_smoothing / C)
+
+
+def nll_loss(
+    input: Tensor,  # noqa: A002
+    target: Tensor,
+    weight: Tensor | None = None,
+    size_average: Any = None,
+    ignore_index: int = -100,
+    reduce: Any = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """Negative log-likelihood of log-probabilities ``input`` at class indices ``target``."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    w = weight.data if isinstance(weight, Tensor) else (None if weight is None else np.asarray(weight))
+    return apply(NLL, input, t, w, ignore_index=ignore_index, reduction=reduction)
+
+
+def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: Any = None, reduce: Any = None, reduction: str = "mean") -> Tensor:  # noqa: A002
+    """-(y log p + (1 - y) log(1 - p)); the logs are clamped at -100 as in PyTorch."""
+    target = _t(target, input)
+    _same_shape(input, target, "binary_cross_entropy")
+    if ((input.data < 0) | (input.data > 1)).any():
+        raise RuntimeError("binary_cross_entropy: all elements of input should be between 0 and 1 (apply a sigmoid, or use binary_cross_entropy_with_logits)")
+    logp = input.log().clamp(min=-100.0)
+    log1mp = (1 - input).log().clamp(min=-100.0)
+    loss = -(target * logp + (1 - target) * log1mp)
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: Any = None, reduce: Any = None, reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:  # noqa: A002
+    """BCE on logits, computed stably: (1 - y) x + (1 + (pw - 1) y) log(1 + exp(-x))."""
+    target = _t(target, input)
+    _same_shape(input, target, "binary_cross_entropy_with_logits")
+    # log(1 + exp(-x)) = softplus(-x) = max(-x, 0) + log1p(exp(-|x|))
+    sp = (-input).relu() + (-input.abs()).exp().log1p()
+    if pos_weight is not None:
+        loss = (1 - target) * input + (1 + (pos_weight - 1) * target) * sp
+    else:
+        loss = (1 - target) * input + sp
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction)
+
+
+def kl_div(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None, reduction: str = "mean", log_target: bool = False) -> Tensor:  # noqa: A002
+    """KL(target || exp(input)) pointwise, for log-probabilities ``input``; 'batchmean' divides
+    the sum by the batch size (the true KL divergence)."""
+    target = _t(target, input)
+    if log_target:
+        loss = target.exp() * (target - input)
+    else:
+        safe = where(target > 0, target, 1.0)
+        loss = where(target > 0, target * (safe.log() - input), 0.0)
+    if reduction == "batchmean":
+        return loss.sum() / (input.shape[0] if input.ndim else 1)
+    return _reduce(loss, reduction)
+
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    t = tensor.data
+    if t.dtype.kind not in "iu":
+        raise RuntimeError("one_hot is only applicable to index tensor")
+    n = int(t.max()) + 1 if num_classes == -1 else num_classes
+    if t.size and (t.min() < 0 or t.max() >= n):
+        raise RuntimeError(f"one_hot: class values must be in [0, {n - 1}]")
+    return wrap(np.eye(n, dtype=np.int64)[t])

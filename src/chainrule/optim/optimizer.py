@@ -1,0 +1,173 @@
+"""``Optimizer``: parameter groups, per-parameter state, ``zero_grad``, ``state_dict``.
+
+Subclasses implement ``_update(group, params, grads, states)``, which works on raw arrays in place
+(``out=``), so a step costs a few NumPy calls per parameter and no graph is recorded.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..autograd.grad_mode import no_grad
+from ..tensor import Tensor, wrap
+
+
+class Optimizer:
+    """Base class. ``params``: an iterable of Tensors, or of dicts (parameter groups) each with a
+    ``'params'`` entry and per-group overrides of the defaults."""
+
+    def __init__(self, params: Iterable[Any], defaults: dict) -> None:
+        self.defaults = dict(defaults)
+        self.state: dict = {}
+        self.param_groups: list[dict] = []
+        if isinstance(params, Tensor):
+            raise TypeError(
+                f"{type(self).__name__}: params should be an iterable of Tensors or dicts, got a "
+                "single Tensor (wrap it in a list)"
+            )
+        groups = list(params)
+        if not groups:
+            raise ValueError(f"{type(self).__name__} got an empty parameter list: nothing to optimise")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for g in groups:
+            self.add_param_group(g)
+        self._step_hooks: list = []
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, g in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for k in sorted(g):
+                if k != "params":
+                    lines.append(f"    {k}: {g[k]}")
+        return "\n".join(lines) + "\n)"
+
+    def add_param_group(self, group: dict) -> None:
+        group = dict(group)
+        ps = group["params"]
+        ps = [ps] if isinstance(ps, Tensor) else list(ps)
+        for i, p in enumerate(ps):
+            if not isinstance(p, Tensor):
+                raise TypeError(f"{type(self).__name__}: parameter {i} is a {type(p).__name__}, not a Tensor")
+            if not p.is_leaf:
+                raise ValueError(
+                    f"{type(self).__name__} can't optimize a non-leaf Tensor (parameter {i}, shape "
+                    f"{tuple(p.shape)}): optimise the leaf it was computed from, or .detach() it "
+                    "and set requires_grad=True"
+                )
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if any(id(p) in seen for p in ps):
+            raise ValueError("some parameters appear in more than one parameter group")
+        group["params"] = ps
+        for k, v in self.defaults.items():
+            group.setdefault(k, v)
+        lr = group.get("lr")
+        if lr is not None and not isinstance(lr, Tensor) and lr < 0:
+            raise ValueError(f"Invalid learning rate: {lr} (it must be >= 0)")
+        self._check_group(group)
+        self.param_groups.append(group)
+
+    def _check_group(self, group: dict) -> None:
+        """Validate hyper-parameters (subclasses)."""
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.data.fill(0)
+
+    @no_grad()
+    def step(self, closure: Any = None) -> Any:
+        """One update of every parameter that has a gradient; ``closure`` re-evaluates the loss."""
+        loss = None
+        if closure is not None:
+            from ..autograd.grad_mode import enable_grad  # noqa: PLC0415
+
+            with enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params, grads, states = [], [], []
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad.data
+                if group.get("maximize"):
+                    g = -g
+                params.append(p.data)
+                grads.append(g)
+                st = self.state.get(p)
+                if st is None:
+                    st = self.state[p] = {}
+                states.append(st)
+                p._vc[0] += 1
+            if params:
+                self._update(group, params, grads, states)
+        return loss
+
+    def _update(self, group: dict, params: list, grads: list, states: list) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def state_dict(self) -> dict:
+        """``{'state': {index: {name: Tensor or number}}, 'param_groups': [...]}`` as PyTorch:
+        parameters are referred to by their position across groups."""
+        index = {}
+        groups = []
+        for g in self.param_groups:
+            ids = []
+            for p in g["params"]:
+                index.setdefault(id(p), len(index))
+                ids.append(index[id(p)])
+            groups.append({**{k: v for k, v in g.items() if k != "params"}, "params": ids})
+        state = {}
+        for g in self.param_groups:
+            for p in g["params"]:
+                if p in self.state:
+                    state[index[id(p)]] = {
+                        k: (wrap(v.copy()) if isinstance(v, np.ndarray) else v)
+                        for k, v in self.state[p].items()
+                    }
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups):
+            raise ValueError(
+                f"loaded state dict has {len(groups)} parameter groups, this optimizer has "
+                f"{len(self.param_groups)}"
+            )
+        by_index = {}
+        for mine, theirs in zip(self.param_groups, groups):
+            if len(mine["params"]) != len(theirs["params"]):
+                raise ValueError(
+                    "loaded state dict contains a parameter group that doesn't match the size of "
+                    f"the optimizer's group ({len(theirs['params'])} vs {len(mine['params'])})"
+                )
+            for p, i in zip(mine["params"], theirs["params"]):
+                by_index[i] = p
+            for k, v in theirs.items():
+                if k != "params":
+                    mine[k] = v
+        self.state = {}
+        for i, st in state_dict["state"].items():
+            p = by_index[int(i)]
+            new = {}
+            for k, v in st.items():
+                if isinstance(v, Tensor):
+                    a = v.data
+                    if a.ndim and a.shape == p.shape:
+                        a = a.astype(p.data.dtype, copy=True)
+                    else:
+                        a = a.copy()
+                    v = a
+                elif isinstance(v, np.ndarray):
+                    v = v.copy()
+                new[k] = v
+            self.state[p] = new

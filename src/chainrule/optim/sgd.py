@@ -1,0 +1,68 @@
+"""Stochastic gradient descent, with momentum, dampening, Nesterov and weight decay."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+
+from .optimizer import Optimizer
+
+
+class SGD(Optimizer):
+    r"""For each parameter p with gradient g (PyTorch's algorithm):
+
+        g = g + weight_decay * p
+        b = g                                   (first step)
+        b = momentum * b + (1 - dampening) * g  (later steps)
+        g = g + momentum * b  if nesterov else  b
+        p = p - lr * g
+
+    With ``momentum=0.9`` this is the 1986 rule Δw(t) = -ε ∂E/∂w + α Δw(t-1) with ε = lr
+    (PyTorch folds ε into the update rather than the buffer; with a constant lr they agree).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        momentum: float = 0,
+        dampening: float = 0,
+        weight_decay: float = 0,
+        nesterov: bool = False,
+        *,
+        maximize: bool = False,
+        foreach: Any = None,
+        differentiable: bool = False,
+        fused: Any = None,
+    ) -> None:
+        if momentum < 0:
+            raise ValueError(f"Invalid momentum value: {momentum}")
+        if weight_decay < 0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("Nesterov momentum requires a momentum and zero dampening")
+        defaults = dict(
+            lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+            nesterov=nesterov, maximize=maximize,
+        )
+        super().__init__(params, defaults)
+
+    def _update(self, group: dict, params: list, grads: list, states: list) -> None:
+        lr, mom, damp = group["lr"], group["momentum"], group["dampening"]
+        wd, nesterov = group["weight_decay"], group["nesterov"]
+        for p, g, st in zip(params, grads, states):
+            if wd:
+                g = g + wd * p
+            if mom:
+                buf = st.get("momentum_buffer")
+                if buf is None:
+                    buf = st["momentum_buffer"] = np.array(g, copy=True)
+                else:
+                    buf *= mom
+                    if damp:
+                        buf += (1 - damp) * g
+                    else:
+                        buf += g
+                g = g + mom * buf if nesterov else buf
+            p -= lr * g

@@ -1,0 +1,845 @@
+"""Every differentiable op of chainrule against PyTorch (in the spirit of tinygrad's test_ops.py).
+
+One helper, ``check``, and a table of one-line cases. A case is ``fn(m, *xs)`` where ``m`` is the
+module (``chainrule`` or ``torch``) and ``xs`` the inputs; the same lambda runs on both frameworks
+unless a separate ``tfn`` for torch is given. ``check`` feeds both the same random inputs, compares
+the outputs (values, dtype, shape, requires_grad), backpropagates the same random upstream
+gradient and compares every input's ``.grad``; then, in float64, runs chainrule's ``gradcheck`` and
+(for ops whose backward is itself differentiable) ``gradgradcheck``.
+
+Inputs are given by ``shapes``: a shape tuple draws uniform values in [low, high); ``U(shape, lo,
+hi)`` draws in its own range; a NumPy array is used as it is (for ties, zeros, kinks).
+Non-contiguous inputs come from view ops inside the lambda (``x.mT``, ``x[:, ::2]``) or from
+``f_order=True``, which builds chainrule's leaves from Fortran-ordered arrays.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import chainrule as cr
+from chainrule.autograd.engine import Node, Op
+from chainrule.ops import elementwise, linalg, movement, nn, reduce
+
+torch.set_num_threads(1)
+
+TOL = {"float64": {"rtol": 1e-10, "atol": 1e-12}, "float32": {"rtol": 1e-5, "atol": 1e-6}}
+INF = float("inf")
+
+
+@dataclass
+class U:
+    """An input of ``shape`` drawn uniformly from [low, high)."""
+
+    shape: tuple
+    low: float
+    high: float
+
+
+def pad(m: Any, x: Any, p: Any, mode: str = "constant", value: float | None = None) -> Any:
+    """``chainrule.pad`` is ``torch.nn.functional.pad``."""
+    if m is cr:
+        return cr.pad(x, p, mode=mode, value=value)
+    return F.pad(x, p, mode=mode, value=value)
+
+
+def _np_dtype(t: Any) -> np.dtype:
+    if isinstance(t, torch.Tensor):
+        return np.dtype(str(t.dtype).removeprefix("torch."))
+    return t.data.dtype
+
+
+def _flat(out: Any) -> list:
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in _flat(o)]
+    return [out]
+
+
+def make_inputs(shapes: Any, dtype: str, low: float, high: float, seed: int = 0) -> tuple:
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for s in shapes:
+        if isinstance(s, np.ndarray):
+            a = s.astype(dtype)
+        elif isinstance(s, U):
+            a = rng.uniform(s.low, s.high, s.shape).astype(dtype)
+        else:
+            a = rng.uniform(low, high, s).astype(dtype)
+        arrays.append(a)
+    return arrays, rng
+
+
+def _cr_leaves(arrays: list, f_order: bool, nograd: tuple) -> list:
+    xs = []
+    for i, a in enumerate(arrays):
+        x = cr.tensor(np.asfortranarray(a) if f_order else a, requires_grad=i not in nograd)
+        if f_order and a.ndim > 1 and a.size > 1:
+            assert not x.data.flags.c_contiguous
+        xs.append(x)
+    return xs
+
+
+def _close(a: np.ndarray, b: np.ndarray, tol: dict, what: str) -> None:
+    assert a.shape == b.shape, f"{what}: shape {a.shape} != torch's {b.shape}"
+    np.testing.assert_allclose(a, b, equal_nan=True, err_msg=what, **tol)
+
+
+def check(
+    fn: Callable,
+    tfn: Callable | None = None,
+    shapes: Any = ((3, 4),),
+    low: float = -2.0,
+    high: float = 2.0,
+    dtypes: tuple = ("float64", "float32"),
+    grad: bool = True,
+    gradcheck: bool = True,
+    gradgrad: bool = True,
+    nograd: tuple = (),
+    f_order: bool = False,
+    tol: float = 1.0,
+) -> None:
+    """Compare ``fn(chainrule, *xs)`` with ``tfn(torch, *xs)`` (``tfn`` defaults to ``fn``)."""
+    tfn = tfn or fn
+    for dtype in dtypes:
+        t = {k: v * tol for k, v in TOL[dtype].items()}
+        arrays, rng = make_inputs(shapes, dtype, low, high)
+        xs = _cr_leaves(arrays, f_order, nograd)
+        txs = [torch.tensor(a, requires_grad=i not in nograd) for i, a in enumerate(arrays)]
+        outs = _flat(fn(cr, *xs))
+        touts = _flat(tfn(torch, *txs))
+        assert len(outs) == len(touts), f"{len(outs)} outputs, torch has {len(touts)}"
+        for k, (o, to) in enumerate(zip(outs, touts)):
+            assert isinstance(o, cr.Tensor), f"output {k} is a {type(o).__name__}"
+            assert _np_dtype(o) == _np_dtype(to), f"output {k}: {o.dtype} != torch's {to.dtype}"
+            assert o.requires_grad == to.requires_grad, f"output {k}: requires_grad differs"
+            _close(o.data, to.detach().numpy(), t, f"{dtype} output {k}")
+        if not grad:
+            continue
+        pairs = [(o, to) for o, to in zip(outs, touts) if to.requires_grad]
+        assert pairs, "no output requires grad"
+        gs = [rng.standard_normal(to.shape).astype(_np_dtype(to)) for _, to in pairs]
+        if len(pairs) == 1:
+            pairs[0][0].backward(cr.tensor(gs[0]))
+            pairs[0][1].backward(torch.tensor(gs[0]))
+        else:
+            cr.autograd.backward([o for o, _ in pairs], [cr.tensor(g) for g in gs])
+            torch.autograd.backward([to for _, to in pairs], [torch.tensor(g) for g in gs])
+        for i, (x, tx) in enumerate(zip(xs, txs)):
+            if i in nograd:
+                assert x.grad is None
+                continue
+            ref = np.zeros(tx.shape, dtype) if tx.grad is None else tx.grad.numpy()
+            assert x.grad is not None or tx.grad is None, f"input {i} got no gradient"
+            got = np.zeros(x.shape, dtype) if x.grad is None else x.grad.data
+            assert got.dtype == x.data.dtype, f"grad {i}: dtype {got.dtype} != {x.data.dtype}"
+            _close(got, ref, t, f"{dtype} grad of input {i}")
+    if grad and "float64" in dtypes and (gradcheck or gradgrad):
+        arrays, _ = make_inputs(shapes, "float64", low, high)
+        xs = _cr_leaves(arrays, f_order, nograd)
+
+        def f(*a: Any) -> Any:
+            return tuple(_flat(fn(cr, *a)))
+
+        if gradcheck:
+            assert cr.autograd.gradcheck(f, xs)
+        if gradgrad:
+            assert cr.autograd.gradgradcheck(f, xs)
+
+
+# ----------------------------------------------------------------------------- the table
+
+CASES: list = []
+
+
+def C(id: str, fn: Callable, tfn: Callable | None = None, marks: Any = (), **kw: Any) -> None:
+    CASES.append(pytest.param(fn, tfn, kw, id=id, marks=marks))
+
+
+R = np.random.default_rng(1234)
+MASK34 = R.random((3, 4)) > 0.5
+MASK4 = np.array([True, False, True, True])
+IDX = np.array([2, 0, 2, 1])  # duplicates: their gradients must add up
+IDX2 = np.array([[0, 1, 1], [2, 0, 1]])
+TIES_A = np.array([[1.0, 2.0, -1.0, 0.5], [3.0, 3.0, 0.0, -2.0], [0.25, -1.0, 1.5, 1.5]])
+TIES_B = np.array([[1.0, 1.0, -1.0, 0.75], [3.0, 2.0, 0.5, -2.0], [0.25, -1.5, 1.5, 1.0]])
+ROW_TIES = np.array([[1.0, 3.0, 3.0, -1.0], [2.0, 2.0, 2.0, 2.0], [-1.0, 0.5, -1.0, 0.5]])
+KINKS = np.array([[-1.5, -0.5, 0.0, 0.5], [1.0, -0.0, 2.0, 0.0], [0.5, -2.0, 1.5, -1.0]])
+WITH_ZERO = np.array([[1.5, 0.0, -0.5], [0.5, -2.0, 1.25]])
+TWO_ZEROS = np.array([[1.5, 0.0, -0.5, 0.0], [0.5, -2.0, 1.25, 0.75]])
+ZERO_ROW = np.array([[0.0, 0.0, 0.0], [0.5, -2.0, 1.25]])
+HALVES = np.array([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 0.4999, 1.2])
+
+x34, x234 = (3, 4), (2, 3, 4)
+POS = {"low": 0.2, "high": 2.0}
+KINK = {"gradcheck": False, "gradgrad": False}  # inputs on a kink or tie: finite differences don't apply
+
+# ---- unary
+C("neg", lambda m, x: x.neg())
+C("neg_fn_0d", lambda m, x: m.neg(x), shapes=[()])
+C("exp", lambda m, x: x.exp())
+C("exp_0d", lambda m, x: m.exp(x), shapes=[()])
+C("exp_empty", lambda m, x: x.exp(), shapes=[(0, 3)])
+C("exp_noncontig", lambda m, x: x.mT.exp(), shapes=[x234])
+C("exp_f_order", lambda m, x: x.exp(), f_order=True, shapes=[x234])
+C("log", lambda m, x: x.log(), **POS)
+C("log_strided", lambda m, x: x[:, ::2].log(), **POS)
+C("log1p", lambda m, x: x.log1p(), low=-0.8)
+C("expm1", lambda m, x: x.expm1())
+C("sqrt", lambda m, x: x.sqrt(), **POS)
+C("sqrt_0d", lambda m, x: m.sqrt(x), shapes=[()], **POS)
+C("rsqrt", lambda m, x: x.rsqrt(), **POS)
+C("sin", lambda m, x: x.sin(), low=-4, high=4)
+C("cos", lambda m, x: x.cos(), low=-4, high=4)
+C("cos_noncontig", lambda m, x: x.transpose(0, 2).cos(), shapes=[x234])
+C("tan", lambda m, x: x.tan(), low=-1.2, high=1.2)
+C("tanh", lambda m, x: x.tanh(), low=-3, high=3)
+C("sigmoid", lambda m, x: x.sigmoid(), low=-6, high=6)
+C("sigmoid_extreme", lambda m, x: m.sigmoid(x), shapes=[np.array([-800.0, -90.0, 0.0, 90.0, 800.0])])
+C("relu", lambda m, x: x.relu())
+C("relu_at_zero", lambda m, x: m.relu(x), shapes=[KINKS], **KINK)
+C("abs", lambda m, x: x.abs())
+C("abs_at_zero", lambda m, x: abs(x), shapes=[KINKS], **KINK)
+C("abs_empty", lambda m, x: x.abs(), shapes=[(2, 0)])
+C("sign", lambda m, x: x.sign())
+C("sign_at_zero", lambda m, x: x.sign(), shapes=[KINKS], **KINK)
+C("square", lambda m, x: x.square())
+C("square_0d", lambda m, x: m.square(x), shapes=[()])
+C("reciprocal", lambda m, x: x.reciprocal(), **POS)
+C("reciprocal_neg", lambda m, x: x.reciprocal(), low=-2.0, high=-0.3)
+C("floor", lambda m, x: x.floor(), low=-3, high=3)
+C("ceil", lambda m, x: x.ceil(), low=-3, high=3)
+C("round", lambda m, x: x.round(), low=-3, high=3)
+C("round_half_even", lambda m, x: m.round(x), shapes=[HALVES], **KINK)
+C("round_decimals", lambda m, x: x.round(decimals=2), low=-3, high=3)
+C("trunc", lambda m, x: x.trunc(), low=-3, high=3)
+C("clamp", lambda m, x: x.clamp(-0.5, 0.7))
+C("clamp_min", lambda m, x: x.clamp(min=0.25))
+C("clamp_max", lambda m, x: m.clamp(x, max=-0.25))
+C("clamp_at_bounds", lambda m, x: x.clamp(-0.5, 0.5), shapes=[KINKS], **KINK)
+C("clip", lambda m, x: m.clip(x, -1.0, 1.0))
+C("clamp_tensor", lambda m, x, lo, hi: x.clamp(lo, hi), shapes=[x34, U((4,), -1, 0), U((3, 1), 0, 1)])
+C("clamp_tensor_crossed", lambda m, x, lo, hi: x.clamp(lo, hi), shapes=[x34, (4,), (3, 1)])
+C("clamp_tensor_min", lambda m, x, lo: x.clamp(min=lo), shapes=[x34, (4,)])
+C("clamp_tensor_max", lambda m, x, hi: m.clamp(x, max=hi), shapes=[x34, (3, 1)])
+C("clamp_tensor_ties", lambda m, x, lo: x.clamp(min=lo), shapes=[TIES_A, TIES_B], **KINK)
+
+# ---- binary, with broadcasting
+C("add", lambda m, x, y: m.add(x, y), shapes=[x34, x34])
+C("add_bcast_row", lambda m, x, y: x + y, shapes=[x34, (4,)])
+C("add_bcast_outer", lambda m, x, y: x + y, shapes=[(3, 1), (1, 4)])
+C("add_bcast_lead", lambda m, x, y: x.add(y), shapes=[(2, 1, 4), x34])
+C("add_0d", lambda m, x, y: x + y, shapes=[x34, ()])
+C("add_0d_0d", lambda m, x, y: x + y, shapes=[(), ()])
+C("add_empty", lambda m, x, y: x + y, shapes=[(0, 4), (4,)])
+C("add_alpha", lambda m, x, y: m.add(x, y, alpha=2.5), shapes=[x34, (4,)])
+C("add_noncontig", lambda m, x, y: x.mT + y[::2], shapes=[(4, 3), (6, 4)])
+C("sub", lambda m, x, y: m.sub(x, y), shapes=[x34, x34])
+C("sub_bcast", lambda m, x, y: x - y, shapes=[(3, 1), (4,)])
+C("sub_alpha", lambda m, x, y: x.sub(y, alpha=-3), shapes=[x34, ()])
+C("sub_nograd_left", lambda m, x, y: x - y, shapes=[x34, (4,)], nograd=(0,))
+C("sub_nograd_right", lambda m, x, y: x - y, shapes=[x34, (4,)], nograd=(1,))
+C("mul", lambda m, x, y: m.mul(x, y), shapes=[x34, x34])
+C("mul_bcast", lambda m, x, y: x * y, shapes=[(2, 3, 1), (3, 4)])
+C("mul_same", lambda m, x: x * x)
+C("mul_nograd", lambda m, x, y: x * y, shapes=[x34, (4,)], nograd=(0,))
+C("mul_empty", lambda m, x, y: x * y, shapes=[(3, 0), (3, 1)])
+C("div", lambda m, x, y: m.div(x, y), shapes=[x34, U(x34, 0.5, 2)])
+C("div_bcast", lambda m, x, y: x / y, shapes=[(2, 1, 4), U((3, 1), -2, -0.5)])
+C("div_nograd", lambda m, x, y: x / y, shapes=[x34, U((4,), 0.5, 2)], nograd=(1,))
+C("div_trunc", lambda m, x, y: m.div(x, y, rounding_mode="trunc"), shapes=[x34, U((4,), 0.3, 1)])
+C("div_floor", lambda m, x, y: x.div(y, rounding_mode="floor"), shapes=[x34, U((4,), 0.3, 1)])
+C("pow_2", lambda m, x: x**2)
+C("pow_3", lambda m, x: x.pow(3))
+C("pow_half", lambda m, x: x**0.5, **POS)
+C("pow_neg", lambda m, x: m.pow(x, -1.5), **POS)
+C("pow_0", lambda m, x: x**0)
+C("pow_1", lambda m, x: x**1.0)
+C("pow_0d", lambda m, x: x**3, shapes=[()])
+C("rpow", lambda m, x: 2**x)
+C("rpow_float", lambda m, x: 0.5**x)
+C("pow_scalar_base_fn", lambda m, x: m.pow(3.0, x), dtypes=("float64",))
+C("pow_tensor", lambda m, x, y: x**y, shapes=[U(x34, 0.2, 2), (4,)])
+C("pow_tensor_bcast", lambda m, x, y: m.pow(x, y), shapes=[U((3, 1), 0.2, 2), U((2, 1, 4), -1, 2)])
+C("pow_tensor_nograd_base", lambda m, x, y: x**y, shapes=[U(x34, 0.2, 2), x34], nograd=(0,))
+C("pow_zero_base", lambda m, x, y: x**y, shapes=[np.array([0.0, 0.0, 0.0, 1.5]), np.array([0.0, 2.0, 1.0, 2.0])], **KINK)
+C("maximum", lambda m, x, y: m.maximum(x, y), shapes=[x34, x34])
+C("maximum_bcast", lambda m, x, y: x.maximum(y), shapes=[x34, (4,)])
+C("maximum_ties", lambda m, x, y: m.maximum(x, y), shapes=[TIES_A, TIES_B])
+C("maximum_same", lambda m, x: m.maximum(x, x))
+C("minimum", lambda m, x, y: m.minimum(x, y), shapes=[x34, (3, 1)])
+C("minimum_ties", lambda m, x, y: x.minimum(y), shapes=[TIES_A, TIES_B])
+C("max_binary", lambda m, x, y: m.max(x, y), shapes=[x34, (4,)])
+C("min_binary_ties", lambda m, x, y: m.min(x, y), shapes=[TIES_A, TIES_B])
+C("where", lambda m, x, y: m.where(m.tensor(MASK34), x, y), shapes=[x34, x34])
+C("where_bcast", lambda m, x, y: m.where(m.tensor(MASK4), x, y), shapes=[(3, 1), ()])
+C("where_scalar", lambda m, x: m.where(m.tensor(MASK34), x, 0.0))
+C("where_scalar_left", lambda m, x: m.where(m.tensor(MASK34), 1.5, x))
+C("where_cond_from_x", lambda m, x, y: m.where(x > 0, x, y), shapes=[x34, (4,)])
+C("remainder", lambda m, x, y: m.remainder(x, y), shapes=[U(x34, -5, 5), U(x34, 0.5, 2)])
+C("remainder_neg_divisor", lambda m, x, y: x.remainder(y), shapes=[U(x34, -5, 5), U((4,), -2, -0.5)])
+C("remainder_scalar", lambda m, x: x.remainder(1.5), low=-5, high=5)
+C("floor_divide", lambda m, x, y: m.floor_divide(x, y), lambda m, x, y: m.div(x, y, rounding_mode="floor"), shapes=[U(x34, -5, 5), U((4,), 0.5, 2)])
+C("floor_divide_values", lambda m, x, y: x.floor_divide(y), shapes=[U(x34, -5, 5), U((4,), -2, -0.5)], grad=False)
+
+# ---- operators, with reflected Python scalars
+C("op_add", lambda m, x, y: x + y, shapes=[x34, (4,)])
+C("op_radd", lambda m, x: 2 + x)
+C("op_add_scalar", lambda m, x: x + 2.5)
+C("op_sub", lambda m, x, y: x - y, shapes=[x34, x34])
+C("op_rsub", lambda m, x: 1.5 - x)
+C("op_sub_scalar", lambda m, x: x - 3)
+C("op_mul", lambda m, x, y: x * y, shapes=[x34, ()])
+C("op_rmul", lambda m, x: 3 * x)
+C("op_truediv", lambda m, x, y: x / y, shapes=[x34, U(x34, 0.5, 2)])
+C("op_truediv_scalar", lambda m, x: x / 3)
+C("op_rtruediv", lambda m, x: 2 / x, **POS)
+C("op_floordiv", lambda m, x: x // 0.7, lambda m, x: m.div(x, 0.7, rounding_mode="floor"), low=-3, high=3)
+C("op_rfloordiv", lambda m, x: 5 // x, lambda m, x: m.div(m.full_like(x, 5.0), x, rounding_mode="floor"), **POS)
+C("op_mod", lambda m, x: x % 0.7, low=-3, high=3)
+C("op_mod_tensor", lambda m, x, y: x % y, shapes=[U(x34, -3, 3), U((4,), 0.4, 1)])
+# torch has no derivative for remainder(Scalar, Tensor); the Tensor-Tensor form has one
+C("op_rmod", lambda m, x: 5.0 % x, lambda m, x: m.remainder(m.full_like(x, 5.0), x), **POS)
+C("op_pow", lambda m, x: x**2.0)
+C("op_pow_tensor", lambda m, x, y: x**y, shapes=[U(x34, 0.5, 2), x34])
+C("op_rpow", lambda m, x: 3**x)
+C("op_matmul", lambda m, x, y: x @ y, shapes=[x34, (4, 2)])
+C("op_neg", lambda m, x: -x)
+C("op_pos", lambda m, x: +(x * 2))
+C("op_abs", lambda m, x: abs(x))
+
+# ---- reductions
+C("sum_all", lambda m, x: x.sum(), shapes=[x234])
+C("sum_dim", lambda m, x: x.sum(1), shapes=[x234])
+C("sum_negdim", lambda m, x: m.sum(x, -1), shapes=[x234])
+C("sum_tuple", lambda m, x: x.sum((0, 2)), shapes=[x234])
+C("sum_tuple_neg_keepdim", lambda m, x: x.sum((-1, 0), keepdim=True), shapes=[x234])
+C("sum_keepdim", lambda m, x: x.sum(dim=1, keepdim=True), shapes=[x234])
+C("sum_0d", lambda m, x: x.sum(), shapes=[()])
+C("sum_0d_dim", lambda m, x: x.sum(0), shapes=[()])
+C("sum_empty", lambda m, x: x.sum(), shapes=[(0, 3)])
+C("sum_empty_dim0", lambda m, x: x.sum(0), shapes=[(0, 3)])
+C("sum_empty_dim1", lambda m, x: x.sum(1), shapes=[(0, 3)])
+C("sum_noncontig", lambda m, x: x.mT.sum(-1), shapes=[x234])
+C("mean_all", lambda m, x: x.mean(), shapes=[x234])
+C("mean_dim", lambda m, x: x.mean(1), shapes=[x234])
+C("mean_tuple_keepdim", lambda m, x: m.mean(x, (0, -1), keepdim=True), shapes=[x234])
+C("mean_negdim", lambda m, x: x.mean(-2), shapes=[x234])
+C("mean_0d", lambda m, x: x.mean(), shapes=[()])
+C("mean_empty_dim1", lambda m, x: x.mean(1), shapes=[(0, 3)])
+C("mean_size1", lambda m, x: x.mean(0), shapes=[(1, 3)])
+C("prod_all", lambda m, x: x.prod(), shapes=[(2, 3)], low=0.5, high=1.5)
+C("prod_dim", lambda m, x: x.prod(1), shapes=[x234])
+C("prod_negdim_keepdim", lambda m, x: m.prod(x, -1, keepdim=True), shapes=[x234])
+C("prod_0d", lambda m, x: x.prod(), shapes=[()])
+# the zero-aware backward (exclusive cumulative products) is first order only
+C("prod_with_zero", lambda m, x: x.prod(), shapes=[WITH_ZERO], gradgrad=False)
+C("prod_with_zero_dim", lambda m, x: x.prod(1), shapes=[WITH_ZERO], gradgrad=False)
+C("prod_with_zero_dim0", lambda m, x: x.prod(0, keepdim=True), shapes=[WITH_ZERO], gradgrad=False)
+C("prod_two_zeros", lambda m, x: x.prod(1), shapes=[TWO_ZEROS], gradgrad=False)
+C("prod_empty", lambda m, x: x.prod(0), shapes=[(0, 3)])
+C("amax_all", lambda m, x: x.amax(), shapes=[x234])
+C("amax_dim", lambda m, x: x.amax(1), shapes=[x234])
+C("amax_tuple", lambda m, x: m.amax(x, (0, 2)), shapes=[x234])
+C("amax_negdim_keepdim", lambda m, x: x.amax(-1, keepdim=True), shapes=[x234])
+C("amax_ties", lambda m, x: x.amax(1), shapes=[ROW_TIES], **KINK)
+C("amax_all_ties", lambda m, x: x.amax(), shapes=[ROW_TIES], **KINK)
+C("amax_empty_rows", lambda m, x: x.amax(1), shapes=[(0, 3)])
+C("amin_all", lambda m, x: x.amin(), shapes=[x234])
+C("amin_tuple_keepdim", lambda m, x: x.amin((1, 2), keepdim=True), shapes=[x234])
+C("amin_ties", lambda m, x: m.amin(x, 0), shapes=[ROW_TIES.T.copy()], **KINK)
+C("max_all", lambda m, x: x.max(), shapes=[x234])
+C("max_all_ties", lambda m, x: m.max(x), shapes=[ROW_TIES], **KINK)
+C("max_dim", lambda m, x: x.max(1), shapes=[x234])
+C("max_dim_keepdim", lambda m, x: m.max(x, -1, keepdim=True), shapes=[x234])
+C("max_dim_ties", lambda m, x: x.max(1), shapes=[ROW_TIES], **KINK)
+C("max_dim_0d", lambda m, x: x.max(0), shapes=[()])
+C("max_dim_noncontig", lambda m, x: x.mT.max(0), shapes=[x34])
+C("min_all", lambda m, x: x.min(), shapes=[x234])
+C("min_dim", lambda m, x: x.min(0), shapes=[x234])
+C("min_dim_keepdim_ties", lambda m, x: x.min(1, keepdim=True), shapes=[ROW_TIES], **KINK)
+C("max_values", lambda m, x: x.max(dim=2).values, shapes=[x234])
+C("logsumexp_dim", lambda m, x: x.logsumexp(1), shapes=[x234])
+C("logsumexp_tuple", lambda m, x: m.logsumexp(x, (0, 2)), shapes=[x234])
+C("logsumexp_keepdim", lambda m, x: x.logsumexp(-1, keepdim=True), shapes=[x234])
+C("logsumexp_all", lambda m, x: m.logsumexp(x), lambda m, x: m.logsumexp(x, (0, 1, 2)), shapes=[x234])
+C("logsumexp_large", lambda m, x: (x * 400).logsumexp(1))
+C("logsumexp_0d", lambda m, x: x.logsumexp(0), shapes=[()])
+C("norm_all", lambda m, x: x.norm(), shapes=[x234])
+C("norm_fro", lambda m, x: x.norm("fro"), shapes=[x34])
+C("norm_dim", lambda m, x: x.norm(dim=1), shapes=[x234])
+C("norm_tuple_keepdim", lambda m, x: x.norm(2, (0, 2), True), shapes=[x234])
+C("norm_p1", lambda m, x: x.norm(p=1, dim=1))
+C("norm_inf", lambda m, x: x.norm(p=INF, dim=1))
+C("norm_neg_inf", lambda m, x: x.norm(p=-INF, dim=-1))
+C("norm_inf_all", lambda m, x: x.norm(p=INF), shapes=[x234])
+C("norm_inf_ties", lambda m, x: x.norm(p=INF, dim=1), shapes=[ROW_TIES], **KINK)
+C("norm_p3", lambda m, x: x.norm(p=3, dim=0))
+C("norm_p3_all", lambda m, x: x.norm(p=3), shapes=[x234])
+C("norm_p_half", lambda m, x: x.norm(p=0.5, dim=1))
+C("norm_p0", lambda m, x: x.norm(p=0, dim=1), shapes=[KINKS])
+C("norm_zero_vector", lambda m, x: x.norm(dim=1), shapes=[ZERO_ROW], **KINK)
+C("norm_p3_zero_vector", lambda m, x: x.norm(p=3, dim=1), shapes=[ZERO_ROW], **KINK)
+C("norm_p1_with_zero", lambda m, x: x.norm(p=1), shapes=[WITH_ZERO], **KINK)
+C("cumsum", lambda m, x: x.cumsum(0), shapes=[x234])
+C("cumsum_dim1", lambda m, x: m.cumsum(x, 1), shapes=[x234])
+C("cumsum_negdim", lambda m, x: x.cumsum(-1), shapes=[x234])
+C("cumsum_0d", lambda m, x: x.cumsum(0), shapes=[()])
+C("cumsum_empty", lambda m, x: x.cumsum(1), shapes=[(0, 3)])
+C("cumsum_noncontig", lambda m, x: x.mT.cumsum(0), shapes=[x34])
+C("var_all", lambda m, x: x.var(), shapes=[x234])
+C("var_dim", lambda m, x: x.var(1), shapes=[x234])
+C("var_correction0", lambda m, x: m.var(x, dim=(0, 2), correction=0), shapes=[x234])
+C("var_unbiased_false_keepdim", lambda m, x: x.var(-1, unbiased=False, keepdim=True), shapes=[x234])
+C("var_correction1_tuple", lambda m, x: x.var((1, 2), correction=1), shapes=[x234])
+C("std_all", lambda m, x: x.std(), shapes=[x234])
+C("std_dim", lambda m, x: m.std(x, 1), shapes=[x234])
+C("std_correction0_keepdim", lambda m, x: x.std((0, 2), keepdim=True, correction=0), shapes=[x234])
+
+# ---- movement
+C("reshape", lambda m, x: x.reshape(4, 6), shapes=[x234])
+C("reshape_minus1", lambda m, x: m.reshape(x, (-1, 2)), shapes=[x234])
+C("reshape_0d", lambda m, x: x.reshape(1, 1), shapes=[()])
+C("reshape_to_0d", lambda m, x: x.reshape(()), shapes=[(1, 1)])
+C("reshape_empty", lambda m, x: x.reshape(3, 0), shapes=[(0, 3)])
+C("reshape_noncontig", lambda m, x: x.mT.reshape(-1), shapes=[x234])
+C("view", lambda m, x: x.view(6, 4), shapes=[x234])
+C("view_tuple", lambda m, x: x.view((2, 12)), shapes=[x234])
+C("permute", lambda m, x: x.permute(2, 0, 1), shapes=[x234])
+C("permute_neg", lambda m, x: m.permute(x, (-1, -3, -2)), shapes=[x234])
+C("transpose", lambda m, x: x.transpose(0, 2), shapes=[x234])
+C("transpose_neg", lambda m, x: m.transpose(x, -1, -2), shapes=[x234])
+C("swapaxes", lambda m, x: x.swapaxes(0, 1), shapes=[x234])
+C("movedim", lambda m, x: m.movedim(x, 0, -1), shapes=[x234])
+C("t", lambda m, x: x.t())
+C("T", lambda m, x: x.T)
+C("mT", lambda m, x: x.mT, shapes=[x234])
+C("expand", lambda m, x: x.expand(2, 3, 4), shapes=[(3, 1)])
+C("expand_minus1", lambda m, x: x.expand(5, -1, 4), shapes=[(3, 1)])
+C("expand_0d", lambda m, x: x.expand(2, 3), shapes=[()])
+C("expand_empty", lambda m, x: x.expand(0, 3), shapes=[(1, 3)])
+C("expand_as", lambda m, x, y: x.expand_as(y) * y, shapes=[(4,), x34])
+C("broadcast_to", lambda m, x: m.broadcast_to(x, (2, 3, 4)), shapes=[(4,)])
+C("squeeze", lambda m, x: x.squeeze(), shapes=[(1, 3, 1, 2)])
+C("squeeze_dim", lambda m, x: x.squeeze(-2), shapes=[(1, 3, 1, 2)])
+C("squeeze_dim_not1", lambda m, x: x.squeeze(1), shapes=[(1, 3, 1, 2)])
+C("squeeze_tuple", lambda m, x: m.squeeze(x, (0, 2)), shapes=[(1, 3, 1, 2)])
+C("squeeze_0d", lambda m, x: x.squeeze(), shapes=[()])
+C("unsqueeze", lambda m, x: x.unsqueeze(1))
+C("unsqueeze_neg", lambda m, x: m.unsqueeze(x, -1))
+C("unsqueeze_0d", lambda m, x: x.unsqueeze(0), shapes=[()])
+C("flatten", lambda m, x: x.flatten(), shapes=[x234])
+C("flatten_range", lambda m, x: m.flatten(x, 1, 2), shapes=[(2, 3, 4, 1)])
+C("flatten_0d", lambda m, x: x.flatten(), shapes=[()])
+C("unflatten", lambda m, x: x.unflatten(1, (2, 2)), shapes=[x34])
+C("unflatten_minus1", lambda m, x: m.unflatten(x, -1, (-1, 2)), shapes=[x234])
+C("getitem_int", lambda m, x: x[1], shapes=[x234])
+C("getitem_neg_ints", lambda m, x: x[-1, -2], shapes=[x234])
+C("getitem_slice", lambda m, x: x[:, 1:3], shapes=[x234])
+C("getitem_step", lambda m, x: x[::2, :, 1::2], shapes=[(3, 3, 4)])
+C("getitem_none_ellipsis", lambda m, x: x[None, ..., 1, None], shapes=[x234])
+C("getitem_ellipsis", lambda m, x: x[..., :2], shapes=[x234])
+C("getitem_empty_slice", lambda m, x: x[:, 2:2], shapes=[x234])
+C("getitem_0d", lambda m, x: x[None], shapes=[()])
+C("getitem_int_array_dups", lambda m, x: x[m.tensor(IDX)], shapes=[x34])
+C("getitem_list", lambda m, x: x[[0, 2, 0]])
+C("getitem_int_array_dim1", lambda m, x: x[:, m.tensor(IDX)], shapes=[x234])
+C("getitem_int_arrays_2d", lambda m, x: x[m.tensor(IDX2), m.tensor(IDX2 % 2)], shapes=[x34])
+C("getitem_arrays_around_slice", lambda m, x: x[m.tensor(IDX[2:] - 1), :, m.tensor(IDX[:2])], shapes=[x234])
+C("getitem_bool_mask", lambda m, x: x[m.tensor(MASK34)])
+C("getitem_bool_rows", lambda m, x: x[m.tensor(MASK4[:3])])
+C("getitem_bool_from_x", lambda m, x: x[x > 0.5])
+C("getitem_mixed", lambda m, x: x[1:, m.tensor(IDX)], shapes=[x34])
+C("getitem_noncontig", lambda m, x: x.mT[m.tensor(IDX[:3])], shapes=[x34])
+C("index_select", lambda m, x: x.index_select(1, m.tensor(IDX)))
+C("index_select_dim0", lambda m, x: m.index_select(x, 0, m.tensor(IDX % 2)), shapes=[x234])
+C("index_select_neg", lambda m, x: x.index_select(-1, m.tensor(IDX)), shapes=[x234])
+C("masked_fill", lambda m, x: x.masked_fill(m.tensor(MASK34), 0.5))
+C("masked_fill_bcast", lambda m, x: m.masked_fill(x, m.tensor(MASK4), -1.0))
+C("masked_fill_tensor_value", lambda m, x, v: x.masked_fill(m.tensor(MASK34), v), shapes=[x34, ()])
+C("masked_select", lambda m, x: x.masked_select(m.tensor(MASK4)))
+C("gather", lambda m, x: x.gather(1, m.tensor(IDX2)), shapes=[x34])
+C("gather_dim0", lambda m, x: m.gather(x, 0, m.tensor(IDX2)), shapes=[x34])
+C("gather_3d", lambda m, x: x.gather(-1, m.tensor(IDX2[:, None, :])), shapes=[x234])
+C("take_along_dim", lambda m, x: m.take_along_dim(x, m.tensor(IDX2[:, :1].T), 1), shapes=[x34])
+C("take_along_dim_bcast_x", lambda m, x: m.take_along_dim(x, m.tensor(IDX2[None]), 2), shapes=[(2, 1, 3)])
+C("take_along_dim_flat", lambda m, x: m.take_along_dim(x, m.tensor(IDX2 * 3)), shapes=[x34])
+# scatter with duplicate indices is nondeterministic in torch: these indices are unique per slot
+C("scatter", lambda m, x, s: x.scatter(1, m.tensor(np.array([[0, 3], [2, 1], [1, 0]])), s), shapes=[x34, (3, 3)])
+C("scatter_dim0", lambda m, x, s: m.scatter(x, 0, m.tensor(np.array([[2, 0, 1, 0], [0, 1, 2, 1]])), s), shapes=[x34, x34])
+C("scatter_value", lambda m, x: x.scatter(1, m.tensor(np.array([[0, 3], [2, 1], [1, 0]])), 0.5))
+C("scatter_add", lambda m, x, s: x.scatter_add(1, m.tensor(IDX2), s), shapes=[x34, (2, 4)])
+C("scatter_add_dim0", lambda m, x, s: m.scatter_add(x, 0, m.tensor(IDX2), s), shapes=[x34, (3, 3)])
+C("cat", lambda m, x, y: m.cat([x, y]), shapes=[x34, (2, 4)])
+C("cat_dim1", lambda m, x, y, z: m.cat([x, y, z], 1), shapes=[x34, (3, 1), (3, 2)])
+C("cat_negdim", lambda m, x, y: m.cat((x, y), -1), shapes=[x234, (2, 3, 1)])
+C("cat_empty_piece", lambda m, x, y: m.cat([x, y]), shapes=[x34, (0, 4)])
+C("cat_legacy_1d_empty", lambda m, x, y: m.cat([x, y]), shapes=[x34, (0,)])
+C("cat_single", lambda m, x: m.cat([x], 1))
+C("cat_same", lambda m, x: m.cat([x, x.mT.mT], 1))
+C("stack", lambda m, x, y: m.stack([x, y]), shapes=[x34, x34])
+C("stack_dim", lambda m, x, y: m.stack((x, y), 1), shapes=[x34, x34])
+C("stack_negdim", lambda m, x, y, z: m.stack([x, y, z], -1), shapes=[(4,), (4,), (4,)])
+C("stack_0d", lambda m, x, y: m.stack([x, y]), shapes=[(), ()])
+C("split", lambda m, x: x.split(2, 1), shapes=[(3, 5)])
+C("split_sizes", lambda m, x: m.split(x, [1, 3, 1], -1), shapes=[(3, 5)])
+C("split_partial_use", lambda m, x: x.split(2)[1] * 2, shapes=[(5, 3)])
+C("split_single", lambda m, x: x.split(4, 0))
+C("chunk", lambda m, x: x.chunk(3, 1), shapes=[(3, 5)])
+C("chunk_even", lambda m, x: m.chunk(x, 2, 0), shapes=[(4, 3)])
+C("tensor_split", lambda m, x: m.tensor_split(x, 3, 1), shapes=[(3, 7)])
+C("unbind", lambda m, x: x.unbind(1))
+C("unbind_dim0", lambda m, x: m.unbind(x), shapes=[x234])
+C("unbind_size1", lambda m, x: x.unbind(0), shapes=[(1, 4)])
+C("flip", lambda m, x: x.flip(0), shapes=[x234])
+C("flip_dims", lambda m, x: m.flip(x, (0, -1)), shapes=[x234])
+C("flip_0d", lambda m, x: x.flip(0), shapes=[()])
+C("fliplr", lambda m, x: x.fliplr())
+C("flipud", lambda m, x: m.flipud(x))
+C("roll", lambda m, x: x.roll(1, 1))
+C("roll_flat", lambda m, x: m.roll(x, 5))
+C("roll_neg_multi", lambda m, x: x.roll((-1, 2), (0, 2)), shapes=[x234])
+C("roll_empty", lambda m, x: x.roll(1, 0), shapes=[(0, 3)])
+C("pad_constant", lambda m, x: pad(m, x, (1, 2)))
+C("pad_constant_2d_value", lambda m, x: pad(m, x, (1, 0, 2, 1), value=0.5), shapes=[x234])
+C("pad_constant_negative", lambda m, x: pad(m, x, (-1, 2, 1, -1)))
+C("pad_constant_all_negative", lambda m, x: pad(m, x, (-1, -1)))
+C("pad_reflect", lambda m, x: pad(m, x, (2, 1), mode="reflect"), shapes=[x234])
+C("pad_reflect_2d", lambda m, x: pad(m, x, (1, 2, 2, 1), mode="reflect"), shapes=[(1, 3, 4)])
+C("pad_replicate", lambda m, x: pad(m, x, (3, 1), mode="replicate"), shapes=[x234])
+C("pad_replicate_2d", lambda m, x: pad(m, x, (1, 2, 0, 2), mode="replicate"), shapes=[(1, 3, 4)])
+C("pad_circular", lambda m, x: pad(m, x, (2, 3), mode="circular"), shapes=[x234])
+C("pad_circular_2d", lambda m, x: pad(m, x, (1, 1, 2, 0), mode="circular"), shapes=[(1, 3, 4)])
+C("tril", lambda m, x: x.tril())
+C("tril_diag", lambda m, x: m.tril(x, -1), shapes=[x234])
+C("triu", lambda m, x: x.triu(1))
+C("triu_batched_neg", lambda m, x: m.triu(x, -1), shapes=[(2, 4, 3)])
+C("repeat", lambda m, x: x.repeat(2, 3))
+C("repeat_more_dims", lambda m, x: x.repeat(2, 1, 3), shapes=[(3, 1)])
+C("repeat_0d", lambda m, x: x.repeat(3), shapes=[()])
+C("tile", lambda m, x: x.tile((2,)), shapes=[x34])
+C("tile_more_dims", lambda m, x: m.tile(x, (2, 1, 2)))
+C("repeat_interleave", lambda m, x: x.repeat_interleave(2, 1))
+C("repeat_interleave_flat", lambda m, x: m.repeat_interleave(x, 3))
+C("repeat_interleave_dim0", lambda m, x: x.repeat_interleave(2, dim=0), shapes=[x234])
+
+# ---- linalg
+C("matmul_1d_1d", lambda m, x, y: x @ y, shapes=[(4,), (4,)])
+C("matmul_1d_2d", lambda m, x, y: m.matmul(x, y), shapes=[(3,), x34])
+C("matmul_2d_1d", lambda m, x, y: x.matmul(y), shapes=[x34, (4,)])
+C("matmul_2d_2d", lambda m, x, y: x @ y, shapes=[x34, (4, 2)])
+C("matmul_3d_3d", lambda m, x, y: x @ y, shapes=[x234, (2, 4, 2)])
+C("matmul_3d_2d", lambda m, x, y: x @ y, shapes=[x234, (4, 2)])
+C("matmul_2d_3d", lambda m, x, y: x @ y, shapes=[x34, (2, 4, 2)])
+C("matmul_1d_3d", lambda m, x, y: x @ y, shapes=[(3,), x234])
+C("matmul_3d_1d", lambda m, x, y: x @ y, shapes=[x234, (4,)])
+C("matmul_4d_1d", lambda m, x, y: x @ y, shapes=[(2, 1, 2, 3), (3,)])
+C("matmul_bcast_batch", lambda m, x, y: x @ y, shapes=[(2, 1, 3, 4), (3, 4, 2)])
+C("matmul_bcast_batch_size1", lambda m, x, y: x @ y, shapes=[(1, 2, 3), (2, 3, 2)])
+C("matmul_empty_inner", lambda m, x, y: x @ y, shapes=[(3, 0), (0, 2)])
+C("matmul_empty_outer", lambda m, x, y: x @ y, shapes=[(0, 3), (3, 2)])
+C("matmul_noncontig", lambda m, x, y: x.mT @ y[:, ::2], shapes=[(4, 3), (4, 4)])
+C("matmul_nograd_left", lambda m, x, y: x @ y, shapes=[x34, (4, 2)], nograd=(0,))
+C("matmul_nograd_right_1d", lambda m, x, y: x @ y, shapes=[x234, (4,)], nograd=(1,))
+C("matmul_same", lambda m, x: x @ x, shapes=[(3, 3)])
+C("mm", lambda m, x, y: m.mm(x, y), shapes=[x34, (4, 2)])
+C("bmm", lambda m, x, y: x.bmm(y), shapes=[x234, (2, 4, 2)])
+C("mv", lambda m, x, y: m.mv(x, y), shapes=[x34, (4,)])
+C("dot", lambda m, x, y: m.dot(x, y), shapes=[(4,), (4,)])
+C("inner", lambda m, x, y: x.inner(y), shapes=[(4,), (4,)])
+C("outer", lambda m, x, y: m.outer(x, y), shapes=[(3,), (4,)])
+C("einsum_matmul", lambda m, x, y: m.einsum("ij,jk->ik", x, y), shapes=[x34, (4, 2)])
+C("einsum_sum_label", lambda m, x: m.einsum("ij->i", x))
+C("einsum_full_contraction", lambda m, x, y: m.einsum("ij,jk->", x, y), shapes=[x34, (4, 2)])
+C("einsum_transpose", lambda m, x: m.einsum("ijk->kij", x), shapes=[x234])
+C("einsum_implicit", lambda m, x, y: m.einsum("ij,jk", x, y), shapes=[x34, (4, 2)])
+C("einsum_ellipsis", lambda m, x, y: m.einsum("...ij,...jk->...ik", x, y), shapes=[x234, (2, 4, 2)])
+C("einsum_ellipsis_bcast", lambda m, x, y: m.einsum("...ij,...jk->...ik", x, y), shapes=[(2, 1, 3, 4), (5, 4, 2)])
+C("einsum_outer_three", lambda m, x, y, z: m.einsum("i,j,k->ijk", x, y, z), shapes=[(2,), (3,), (2,)])
+C("einsum_batch_dot", lambda m, x, y: m.einsum("bi,bi->b", x, y), shapes=[x34, x34])
+C("einsum_only_label", lambda m, x, y: m.einsum("ij,k->ik", x, y), shapes=[x34, (2,)])
+C("einsum_list", lambda m, x, y: m.einsum("ij,jk->ik", [x, y]), shapes=[x34, (4, 2)])
+C("einsum_diagonal", lambda m, x: m.einsum("ii->i", x), shapes=[(3, 3)])
+C("einsum_trace", lambda m, x: m.einsum("ii", x), shapes=[(3, 3)])
+
+# ---- nn
+C("softmax", lambda m, x: x.softmax(-1), shapes=[x234])
+C("softmax_dim0", lambda m, x: m.softmax(x, 0), shapes=[x234])
+C("softmax_dim1", lambda m, x: x.softmax(dim=1), shapes=[x234])
+C("softmax_large", lambda m, x: (x * 500).softmax(1))
+C("softmax_0d", lambda m, x: x.softmax(0), shapes=[()])
+C("softmax_noncontig", lambda m, x: x.mT.softmax(-1), shapes=[x234])
+C("softmax_empty", lambda m, x: x.softmax(1), shapes=[(0, 3)])
+C("log_softmax", lambda m, x: x.log_softmax(-1), shapes=[x234])
+C("log_softmax_dim0", lambda m, x: m.log_softmax(x, 0), shapes=[x234])
+C("log_softmax_dim1", lambda m, x: x.log_softmax(1), shapes=[x234])
+C("log_softmax_large", lambda m, x: (x * 500).log_softmax(-1))
+C("log_softmax_0d", lambda m, x: x.log_softmax(0), shapes=[()])
+
+# ---- copies and casts
+C("clone", lambda m, x: x.clone())
+C("clone_fn_noncontig", lambda m, x: m.clone(x.mT), shapes=[x234])
+C("contiguous", lambda m, x: x.mT.contiguous() * 2, shapes=[x234])
+C("cast_64_to_32", lambda m, x: x.float(), dtypes=("float64",), **KINK, tol=1e5)
+C("cast_32_to_64", lambda m, x: x.double() * 3, dtypes=("float32",))
+C("cast_to_dtype", lambda m, x: x.to(m.float32).to(m.float64), dtypes=("float64",), tol=1e5, **KINK)
+C("cast_type_as", lambda m, x, y: x.type_as(y) * y, dtypes=("float32",), shapes=[x34, x34], nograd=(1,))
+C("cast_mixed_promote", lambda m, x, y: x + y.float(), shapes=[x34, (4,)], dtypes=("float32",))
+
+
+# ----------------------------------------------------------------------------- the tests
+
+
+@pytest.mark.parametrize("fn, tfn, kw", CASES)
+def test_op(fn: Callable, tfn: Callable | None, kw: dict) -> None:
+    check(fn, tfn, **kw)
+
+
+def test_case_ids_unique() -> None:
+    ids = [p.id for p in CASES]
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+
+
+def test_cast_dtype_round_trip() -> None:
+    """A float64 leaf seen through a float32 cast gets a float64 gradient (and vice versa)."""
+    for src, dst in (("float64", "float32"), ("float32", "float64")):
+        x = cr.tensor(np.arange(6.0).reshape(2, 3), dtype=src, requires_grad=True)
+        y = x.to(getattr(cr, dst))
+        assert y.dtype == getattr(cr, dst)
+        (y * y).sum().backward()
+        assert x.grad.dtype == getattr(cr, src)
+        np.testing.assert_allclose(x.grad.data, 2 * x.data)
+
+
+# ----------------------------------------------------------------------------- non-differentiable ops
+
+FLOATS = np.array([[1.0, -2.0, 0.0, 3.5], [3.5, np.nan, -np.inf, 2.0], [0.0, 1.0, 1.0, -0.5]])
+FLOATS2 = np.array([[1.0, 2.0, 0.0, -3.5], [3.5, 1.0, -np.inf, np.inf], [0.5, 1.0, -1.0, -0.5]])
+FINITE = np.array([[1.0, -2.0, 0.0, 3.5], [3.5, 3.5, -1.0, 2.0], [0.0, 1.0, 1.0, -0.5]])
+INTS = np.array([[1, -2, 0, 3], [3, 5, -1, 2], [0, 1, 1, -7]])
+INTS2 = np.array([[1, 2, 0, -3], [3, 4, 1, 2], [5, 1, -1, 7]])
+BOOLS = np.array([[True, False, True, False], [True, True, True, True], [False, False, False, False]])
+BOOLS2 = np.array([[True, True, False, False], [False, True, False, True], [True, False, True, False]])
+
+ND: list = []
+
+
+def N(id: str, fn: Callable, *inputs: np.ndarray, tfn: Callable | None = None) -> None:
+    ND.append(pytest.param(fn, tfn, inputs, id=id))
+
+
+N("eq", lambda m, x, y: x == y, FLOATS, FLOATS2)
+N("ne", lambda m, x, y: x != y, FLOATS, FLOATS2)
+N("lt", lambda m, x, y: x < y, FLOATS, FLOATS2)
+N("le_bcast", lambda m, x, y: x <= y, FLOATS, FLOATS2[0])
+N("gt_scalar", lambda m, x: x > 1.0, FLOATS)
+N("ge_fn", lambda m, x, y: m.ge(x, y), FLOATS, FLOATS2)
+N("eq_int_float", lambda m, x, y: m.eq(x, y), INTS, FINITE)
+N("lt_int_scalar", lambda m, x: x < 2, INTS)
+N("rgt_scalar", lambda m, x: 0.5 < x, FLOATS)
+N("greater_equal", lambda m, x, y: m.greater_equal(x, y), INTS, INTS2)
+N("logical_and", lambda m, x, y: m.logical_and(x, y), BOOLS, BOOLS2)
+N("logical_or_float", lambda m, x, y: m.logical_or(x, y), FINITE, FLOATS2)
+N("logical_xor", lambda m, x, y: m.logical_xor(x, y), BOOLS, BOOLS2)
+N("logical_not", lambda m, x: m.logical_not(x), FINITE)
+N("bitwise_and_bool", lambda m, x, y: x & y, BOOLS, BOOLS2)
+N("bitwise_or_int", lambda m, x, y: x | y, INTS, INTS2)
+N("bitwise_xor_int", lambda m, x, y: x ^ y, INTS, INTS2)
+N("bitwise_not_bool", lambda m, x: ~x, BOOLS)
+N("bitwise_not_int", lambda m, x: ~x, INTS)
+N("isnan", lambda m, x: x.isnan(), FLOATS)
+N("isinf", lambda m, x: m.isinf(x), FLOATS)
+N("isfinite", lambda m, x: x.isfinite(), FLOATS)
+N("argmax_all", lambda m, x: x.argmax(), FINITE)
+N("argmax_dim_ties", lambda m, x: x.argmax(1), FINITE)
+N("argmax_keepdim", lambda m, x: m.argmax(x, 0, keepdim=True), FINITE)
+N("argmin_all", lambda m, x: m.argmin(x), FINITE)
+N("argmin_dim_ties", lambda m, x: x.argmin(-1), FINITE)
+N("argmax_int", lambda m, x: x.argmax(0), INTS)
+N("argmax_0d", lambda m, x: x.argmax(), np.array(2.5))
+N("max_dim_indices_ties", lambda m, x: x.max(1).indices, FINITE)
+N("min_dim_indices_ties", lambda m, x: x.min(0)[1], FINITE)
+N("all", lambda m, x: x.all(), BOOLS)
+N("all_dim", lambda m, x: x.all(1), BOOLS)
+N("any_dim_keepdim", lambda m, x: m.any(x, 0, keepdim=True), BOOLS)
+N("any_float", lambda m, x: x.any(), FINITE)
+N("all_float_dim", lambda m, x: x.all(-1), FINITE)
+N("count_nonzero", lambda m, x: x.count_nonzero(), FINITE)
+N("count_nonzero_dim", lambda m, x: m.count_nonzero(x, 1), INTS)
+N("nonzero", lambda m, x: x.nonzero(), FINITE)
+N("nonzero_tuple", lambda m, x: m.nonzero(x, as_tuple=True), INTS)
+N("long", lambda m, x: x.long(), FINITE)
+N("int", lambda m, x: x.int(), FINITE)
+N("bool", lambda m, x: x.bool(), FINITE)
+N("to_int64", lambda m, x: x.to(m.int64), FINITE)
+N("sum_bool", lambda m, x: x.sum(1), BOOLS)
+N("sum_int", lambda m, x: m.sum(x), INTS)
+N("cumsum_int", lambda m, x: x.cumsum(1), INTS)
+N("floor_divide_int", lambda m, x, y: x // y, INTS, np.array([1, 2, -3, 4]))
+N("remainder_int", lambda m, x, y: x % y, INTS, np.array([1, 2, -3, 4]))
+N("div_int_true", lambda m, x, y: x / y, INTS, np.array([1, 2, -3, 4]))
+N("add_int_float_scalar", lambda m, x: x + 1.5, INTS)
+N("mul_int_bool", lambda m, x, y: x * y, INTS, BOOLS)
+N("neg_int", lambda m, x: -x, INTS)
+N("abs_int", lambda m, x: x.abs(), INTS)
+N("exp_int", lambda m, x: x.exp(), INTS)
+N("clamp_int", lambda m, x: x.clamp(-1, 2), INTS)
+N("maximum_int", lambda m, x, y: m.maximum(x, y), INTS, INTS2)
+N("where_int", lambda m, x, y: m.where(m.tensor(BOOLS), x, y), INTS, INTS2)
+N("amax_int", lambda m, x: x.amax(1), INTS)
+
+
+@pytest.mark.parametrize("fn, tfn, inputs", ND)
+def test_nondifferentiable(fn: Callable, tfn: Callable | None, inputs: tuple) -> None:
+    """Values and dtypes match torch; a float input that requires grad gives an output that doesn't
+    (for the ops whose result is bool/int)."""
+    xs = [cr.tensor(a, requires_grad=a.dtype.kind == "f") for a in inputs]
+    txs = [torch.tensor(a, requires_grad=a.dtype.kind == "f") for a in inputs]
+    outs = _flat(fn(cr, *xs))
+    touts = _flat((tfn or fn)(torch, *txs))
+    assert len(outs) == len(touts)
+    for o, to in zip(outs, touts):
+        assert _np_dtype(o) == _np_dtype(to), f"{o.dtype} != torch's {to.dtype}"
+        assert o.shape == tuple(to.shape)
+        assert o.requires_grad == to.requires_grad
+        if _np_dtype(o).kind == "f":
+            np.testing.assert_allclose(o.data, to.detach().numpy(), rtol=1e-12, equal_nan=True)
+        else:
+            np.testing.assert_array_equal(o.data, to.detach().numpy())
+
+
+# ----------------------------------------------------------------------------- coverage of the ops
+
+OP_MODULES = (elementwise, reduce, movement, linalg, nn)
+
+# differentiable Op subclasses that are not ops themselves
+ABSTRACT = {
+    "ZeroGrad": "base of the piecewise-constant ops; no forward of its own",
+    "_Reduction": "base of the reductions (shape bookkeeping); no forward of its own",
+}
+
+# op class -> the cases that exercise it (in their forward or, for backward-only helpers, in the
+# graph a create_graph backward records)
+OP_CASES = {
+    "Neg": ["neg", "neg_fn_0d", "op_neg"],
+    "Exp": ["exp", "exp_0d", "exp_empty", "exp_noncontig", "exp_f_order"],
+    "Log": ["log", "log_strided"],
+    "Log1p": ["log1p"],
+    "Expm1": ["expm1"],
+    "Sqrt": ["sqrt", "sqrt_0d", "std_all"],
+    "Rsqrt": ["rsqrt"],
+    "Sin": ["sin"],
+    "Cos": ["cos", "cos_noncontig"],
+    "Tan": ["tan"],
+    "Tanh": ["tanh"],
+    "Sigmoid": ["sigmoid", "sigmoid_extreme"],
+    "Relu": ["relu", "relu_at_zero"],
+    "Abs": ["abs", "abs_at_zero", "abs_empty", "op_abs"],
+    "Sign": ["sign", "sign_at_zero"],
+    "Floor": ["floor"],
+    "Ceil": ["ceil"],
+    "Round": ["round", "round_half_even", "round_decimals"],
+    "Trunc": ["trunc", "div_trunc"],
+    "Reciprocal": ["reciprocal", "reciprocal_neg"],
+    "Square": ["square", "square_0d"],
+    "Clamp": ["clamp", "clamp_min", "clamp_max", "clamp_at_bounds", "clip"],
+    "Cast": ["cast_64_to_32", "cast_32_to_64", "cast_to_dtype", "cast_type_as"],
+    "Add": ["add", "add_bcast_row", "add_0d", "add_empty", "op_radd"],
+    "Sub": ["sub", "sub_bcast", "sub_nograd_left", "op_rsub"],
+    "Mul": ["mul", "mul_bcast", "mul_nograd", "op_rmul"],
+    "Div": ["div", "div_bcast", "div_nograd", "op_rtruediv"],
+    "Pow": ["pow_2", "pow_half", "rpow", "pow_tensor", "pow_zero_base", "op_pow"],
+    "Maximum": ["maximum", "maximum_ties", "max_binary"],
+    "Minimum": ["minimum", "minimum_ties", "min_binary_ties"],
+    "Where": ["where", "where_bcast", "clamp_tensor", "masked_fill"],
+    "Remainder": ["remainder", "remainder_scalar", "op_mod", "op_rmod"],
+    "FloorDivide": ["floor_divide", "op_floordiv", "op_rfloordiv", "div_floor"],
+    "Clone": ["clone", "clone_fn_noncontig"],
+    "Sum": ["sum_all", "sum_dim", "sum_tuple", "sum_empty", "var_all"],
+    "Mean": ["mean_all", "mean_dim", "mean_tuple_keepdim", "mean_empty_dim1"],
+    "Prod": ["prod_all", "prod_dim", "prod_with_zero", "prod_two_zeros"],
+    "Amax": ["amax_all", "amax_dim", "amax_ties", "max_all"],
+    "Amin": ["amin_all", "amin_ties", "min_all"],
+    "MaxDim": ["max_dim", "max_dim_ties", "min_dim", "max_dim_0d"],
+    "LogSumExp": ["logsumexp_dim", "logsumexp_all", "logsumexp_large"],
+    "Norm": ["norm_all", "norm_p1", "norm_inf", "norm_p3", "norm_zero_vector"],
+    "Cumsum": ["cumsum", "cumsum_dim1", "cumsum_0d"],
+    "Reshape": ["reshape", "view", "squeeze", "unsqueeze", "flatten", "unflatten"],
+    "Permute": ["permute", "transpose", "t", "T", "mT", "movedim"],
+    "Expand": ["expand", "expand_minus1", "broadcast_to", "expand_as"],
+    "GetItem": ["getitem_int_array_dups", "getitem_bool_mask", "index_select", "pad_reflect"],
+    "GetItemView": ["getitem_int", "getitem_slice", "getitem_step", "getitem_none_ellipsis"],
+    "PutNew": ["getitem_int", "getitem_int_array_dups", "getitem_bool_mask"],
+    "Gather": ["gather", "gather_3d", "take_along_dim", "scatter_add"],
+    "ScatterAddNew": ["scatter", "scatter_add", "gather", "max_dim"],
+    "Cat": ["cat", "cat_dim1", "stack", "split"],
+    "Split": ["split", "split_sizes", "chunk", "unbind", "cat"],
+    "Flip": ["flip", "flip_dims", "fliplr", "cumsum"],
+    "Roll": ["roll", "roll_flat", "roll_neg_multi"],
+    "Tril": ["tril", "triu", "tril_diag"],
+    "Repeat": ["repeat", "tile", "repeat_more_dims"],
+    "Pad": ["pad_constant", "pad_constant_negative", "pad_constant_all_negative"],
+    "Matmul": ["matmul_1d_1d", "matmul_2d_2d", "matmul_bcast_batch", "mm", "bmm", "dot"],
+    "Einsum": ["einsum_matmul", "einsum_sum_label", "einsum_ellipsis", "einsum_only_label"],
+    "Softmax": ["softmax", "softmax_dim0", "softmax_large"],
+    "LogSoftmax": ["log_softmax", "log_softmax_dim0", "log_softmax_large"],
+}
+
+
+def _differentiable_ops() -> dict:
+    found = {}
+    for mod in OP_MODULES:
+        for name, cls in inspect.getmembers(mod, inspect.isclass):
+            if issubclass(cls, Op) and cls is not Op and cls.__module__ == mod.__name__:
+                if cls.differentiable:
+                    found[name] = cls
+    return found
+
+
+def _recorded_ops(fn: Callable, kw: dict) -> set:
+    """The op classes in the graph of ``fn`` and of its create_graph backward."""
+    arrays, _ = make_inputs(kw.get("shapes", ((3, 4),)), kw.get("dtypes", ("float64",))[0], kw.get("low", -2.0), kw.get("high", 2.0))
+    xs = _cr_leaves(arrays, False, kw.get("nograd", ()))
+    outs = [o for o in _flat(fn(cr, *xs)) if o.requires_grad]
+    diff = [x for x in xs if x.requires_grad]
+    gs = cr.autograd.grad(outs, diff, [cr.ones_like(o) for o in outs], create_graph=True, allow_unused=True)
+    seen: set = set()
+    stack = [t.grad_fn for t in outs + [g for g in gs if g is not None] if t.grad_fn is not None]
+    visited: set = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        seen.add(node.op.__name__)
+        for p in node.parents:
+            p = p[0] if type(p) is tuple else p
+            if type(p) is Node:
+                stack.append(p)
+    return seen
+
+
+def test_every_differentiable_op_has_cases() -> None:
+    ops = _differentiable_ops()
+    for name, why in ABSTRACT.items():
+        assert name in ops, f"stale exclusion {name!r} ({why})"
+    missing = sorted(set(ops) - set(ABSTRACT) - set(OP_CASES))
+    assert not missing, f"differentiable ops with no case in OP_CASES: {missing}"
+    stale = sorted(set(OP_CASES) - set(ops))
+    assert not stale, f"OP_CASES names ops that do not exist: {stale}"
+
+
+@pytest.mark.parametrize("op_name", sorted(OP_CASES))
+def test_op_cases_record_the_op(op_name: str) -> None:
+    """Each case listed for an op exists and really runs that op (forward or double backward)."""
+    by_id = {p.id: p.values for p in CASES}
+    for cid in OP_CASES[op_name]:
+        assert cid in by_id, f"{op_name}: no case {cid!r}"
+        fn, _, kw = by_id[cid]
+        assert op_name in _recorded_ops(fn, kw), f"case {cid!r} does not record {op_name}"
