@@ -164,10 +164,11 @@ def test_outside_context_nothing_is_checked():
     x = cr.tensor([-1.0, 0.0], requires_grad=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        y = cr.log(x) * cr.tensor([0.0, 0.0])
-        y.sum().backward()  # NaN gradient, no error
+        y = cr.log(x) * 2.0  # NaN in forward, no error
+        z = cr.sqrt(x[1:]) * 0.0
+        (y[1:].sum() * 0.0 + z.sum()).backward()  # NaN gradient (0/0 in sqrt's backward)
     assert np.isnan(y.detach().numpy()[0])
-    assert np.isnan(x.grad.numpy()[0])
+    assert np.isnan(x.grad.numpy()[1])
 
 
 def test_set_detect_anomaly_and_check_nan_false():
@@ -220,9 +221,15 @@ def test_create_graph_backward_is_checked_too():
         y = (x**3).sum()
         (g,) = cr.autograd.grad(y, x, create_graph=True)  # 3 x^2: finite
         assert np.all(np.isfinite(g.detach().numpy()))
+        ln = _line() + 1
         z = cr.sqrt(g) * 0.0  # sqrt(0) = 0, its backward 0/0
-        with pytest.raises(RuntimeError, match="backward of `sqrt`"):
+        with pytest.raises(RuntimeError, match="backward of `sqrt`") as ei:
             cr.autograd.grad(z.sum(), x, create_graph=True)
+    # the backward rule runs recorded ops: the one that made the NaN is named, with the
+    # forward call of the op whose backward it belongs to
+    msg = str(ei.value)
+    assert "`div`" in msg
+    assert f"{THIS_FILE}:{ln}" in msg
 
 
 def test_report_mentions_first_forward_inf_on_backward_error():
@@ -235,3 +242,24 @@ def test_report_mentions_first_forward_inf_on_backward_error():
             loss.backward()
     msg = str(ei.value)
     assert re.search(r"`exp` at .*produced Inf", msg) or "non-finite" in msg
+
+
+def test_custom_function_forward_nan_names_the_function():
+    class NumpyLog(Function):
+        @staticmethod
+        def forward(ctx, x):
+            return cr.tensor(np.log(x.detach().numpy()))  # NumPy: no chainrule op to check
+
+        @staticmethod
+        def backward(ctx, g):
+            return g
+
+    x = cr.tensor([1.0, -1.0], requires_grad=True)
+    with detect_anomaly():
+        with pytest.raises(RuntimeError, match="`NumpyLog` at .*produced NaN") as ei:
+            ln = _line() + 1
+            NumpyLog.apply(x)
+    assert f"{THIS_FILE}:{ln}" in str(ei.value)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert np.isnan(NumpyLog.apply(x).detach().numpy()[1])  # unchecked outside

@@ -58,7 +58,9 @@ def test_cat_shape_mismatch_names_op_and_both_shapes() -> None:
 
 def test_backward_gradient_of_wrong_shape() -> None:
     y = cr.ones(2, 3, requires_grad=True) * 2
-    with pytest.raises(RuntimeError, match=r"gradient has shape \(3, 2\).*output has shape \(2, 3\)"):
+    with pytest.raises(
+        RuntimeError, match=r"gradient has shape \(3, 2\).*output has shape \(2, 3\)"
+    ):
         y.backward(cr.ones(3, 2))
 
 
@@ -76,7 +78,10 @@ def test_backward_on_non_scalar_says_how_to_fix() -> None:
 
 def test_autograd_grad_on_non_scalar_says_how_to_fix() -> None:
     x = cr.ones(3, requires_grad=True)
-    with pytest.raises(RuntimeError, match=r"grad\(\).*only for scalar outputs.*shape \(3,\).*Pass grad_outputs=.*\.sum\(\)"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"grad\(\).*only for scalar outputs.*shape \(3,\).*Pass grad_outputs=.*\.sum\(\)",
+    ):
         autograd.grad(x * 2, x)
 
 
@@ -113,7 +118,9 @@ def test_second_backward_names_the_first_freed_op_in_a_longer_graph() -> None:
     ids=["tensor", "bool", "zeros", "arange", "requires_grad_"],
 )
 def test_requires_grad_on_int_tensor(make: object) -> None:
-    with pytest.raises(RuntimeError, match=r"only floating-point tensors can require grad.*\.float\(\)"):
+    with pytest.raises(
+        RuntimeError, match=r"only floating-point tensors can require grad.*\.float\(\)"
+    ):
         make()
 
 
@@ -210,7 +217,9 @@ def test_augmented_assignment_on_leaf_requiring_grad() -> None:
 def test_no_path_detach() -> None:
     w = cr.ones(3, requires_grad=True)
     loss = ((w * 2).detach() ** 2).sum()
-    with pytest.raises(RuntimeError, match=r"no path.*cut by `detach\(\)` \(of the output of `mul`\)"):
+    with pytest.raises(
+        RuntimeError, match=r"no path.*cut by `detach\(\)` \(of the output of `mul`\)"
+    ):
         loss.backward()
 
 
@@ -289,7 +298,9 @@ def test_no_path_in_autograd_grad() -> None:
 
 def test_numpy_on_tensor_requiring_grad() -> None:
     w = cr.ones(3, requires_grad=True)
-    with pytest.raises(RuntimeError, match=r"numpy\(\) on a Tensor that requires grad.*detach\(\)\.numpy\(\)"):
+    with pytest.raises(
+        RuntimeError, match=r"numpy\(\) on a Tensor that requires grad.*detach\(\)\.numpy\(\)"
+    ):
         w.numpy()
     with pytest.raises(RuntimeError, match=r"requires grad"):
         np.asarray(w * 2)

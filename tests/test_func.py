@@ -172,6 +172,25 @@ def test_grad_has_aux():
     close(aux2["y"], taux["y"])
 
 
+def test_has_aux_requires_a_pair():
+    x, _ = pair(3)
+    with pytest.raises(RuntimeError, match=r"pair \(output, aux\)"):
+        crf.grad(lambda a: (a * a).sum().reshape(1).expand(2), has_aux=True)(x)
+    with pytest.raises(RuntimeError, match="pair"):
+        crf.vjp(lambda a: a * 2, x, has_aux=True)
+    with pytest.raises(RuntimeError, match="length 3"):
+        crf.grad(lambda a: (a.sum(), 1, 2), has_aux=True)(x)
+
+
+def test_hessian_of_linear_function_is_zero():
+    x, tx = pair(3, seed=31)
+    c, tc = pair(3, seed=32)
+    H = crf.hessian(lambda a: (a * c).sum())(x)
+    tH = torch.func.hessian(lambda a: (a * tc).sum())(tx)
+    close(H, tH)
+    np.testing.assert_array_equal(_np(H), np.zeros((3, 3)))
+
+
 def test_grad_of_unused_argument_is_zero():
     x, tx = pair(3, seed=9)
     y, ty = pair(2, seed=10)

@@ -264,9 +264,7 @@ def mul_body(m, seen):
 def test_needs_input_grad(ra, rb):
     seen_cr: list = []
     seen_t: list = []
-    CrF = type(
-        "CrMul", (Function,), {k: staticmethod(v) for k, v in mul_body(cr, seen_cr).items()}
-    )
+    CrF = type("CrMul", (Function,), {k: staticmethod(v) for k, v in mul_body(cr, seen_cr).items()})
     TF = type(
         "TMul",
         (torch.autograd.Function,),
@@ -348,8 +346,8 @@ def sort_body(m):
     def backward(ctx, g_vals, g_idx):
         (idx,) = ctx.saved_tensors
         out = m.zeros(ctx.shape, dtype=g_vals.dtype)
-        return out.scatter_add(-1, idx, g_vals) if m is torch else m.scatter_add(
-            out, -1, idx, g_vals
+        return (
+            out.scatter_add(-1, idx, g_vals) if m is torch else m.scatter_add(out, -1, idx, g_vals)
         )
 
     return {"forward": forward, "backward": backward}
@@ -557,7 +555,9 @@ class SinRightValueWrongSecond(Function):
 )
 def test_gradcheck_and_gradgradcheck_pass_on_smooth_ops(fn, shapes):
     rng = np.random.default_rng(21)
-    ins = tuple(cr.tensor(rng.standard_normal(s), dtype=cr.float64, requires_grad=True) for s in shapes)
+    ins = tuple(
+        cr.tensor(rng.standard_normal(s), dtype=cr.float64, requires_grad=True) for s in shapes
+    )
     assert gradcheck(fn, ins) is True
     assert gradgradcheck(fn, ins) is True
 

@@ -9,7 +9,8 @@ over), so derivatives of derivatives come out right. ``jacobian`` accepts a tupl
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +69,15 @@ def _reaches_outside(outs: Any, watched: list) -> bool:
     return False
 
 
+def _split_aux(res: Any, who: str) -> tuple:
+    if not isinstance(res, (tuple, list)) or len(res) != 2:
+        got = f"a {type(res).__name__}" + (f" of length {len(res)}" if isinstance(res, (tuple, list)) else "")
+        raise RuntimeError(
+            f"{who}: with has_aux=True the function must return a pair (output, aux), got {got}"
+        )
+    return res[0], res[1]
+
+
 def _scalar(out: Any, who: str) -> Tensor:
     if not isinstance(out, Tensor) or out.data.size != 1:
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
@@ -82,7 +92,7 @@ def value_and_grad(func: Callable, argnums: Any = 0, has_aux: bool = False) -> C
         wargs, nums, outer = _watch(args, argnums)
         with enable_grad():
             res = func(*wargs, **kwargs)
-            out, aux = (res[0], res[1]) if has_aux else (res, None)
+            out, aux = _split_aux(res, "grad") if has_aux else (res, None)
             out = _scalar(out, "grad")
             ins = [wargs[i] for i in nums]
             outer = outer or _reaches_outside([out], ins)
@@ -113,7 +123,7 @@ def vjp(func: Callable, *primals: Tensor, has_aux: bool = False) -> tuple:
     wargs, nums, outer = _watch(primals, tuple(range(len(primals))))
     with enable_grad():
         res = func(*wargs)
-    out, aux = (res[0], res[1]) if has_aux else (res, None)
+    out, aux = _split_aux(res, "vjp") if has_aux else (res, None)
     outer = outer or _reaches_outside(out if isinstance(out, (tuple, list)) else [out], wargs)
 
     def vjp_fn(*cotangents: Any) -> tuple:

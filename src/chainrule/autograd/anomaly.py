@@ -62,6 +62,20 @@ def _where() -> str:
     return _fmt(_caller())
 
 
+def _backward_node() -> Any:
+    """The node whose backward rule is running (a ``create_graph`` backward records ops), if any:
+    found on the stack between here and the user's frame."""
+    from .engine import _run_rule  # noqa: PLC0415
+
+    code = _run_rule.__code__
+    f = sys._getframe(1)
+    while f is not None and os.path.abspath(f.f_code.co_filename).startswith(_PKG):
+        if f.f_code is code:
+            return f.f_locals.get("node")
+        f = f.f_back
+    return None
+
+
 def _finite(a: Any) -> bool:
     return not (isinstance(a, np.ndarray) and a.dtype.kind == "f" and not np.isfinite(a).all())
 
@@ -120,7 +134,13 @@ class detect_anomaly:  # noqa: N801 - PyTorch's name
         name = getattr(op, "name", None) or op.__name__.lower()
         stats = "; ".join(f"input {i}: {_stats(a)}" for i, a in enumerate(arrays))
         what = "NaN" if any(isinstance(o, np.ndarray) and np.isnan(o).any() for o in outs) else "Inf"
-        report = f"`{name}` at {_where()} produced {what} from finite inputs ({stats})"
+        ctx_note = ""
+        bw = _backward_node()
+        if bw is not None:  # an op recorded by a create_graph backward rule
+            loc = self._locs.get(getattr(bw, "seq", None))
+            fwd = f", whose forward call is at {_fmt(loc)}" if loc is not None else ""
+            ctx_note = f" (in the create_graph backward of `{bw.name()}`{fwd})"
+        report = f"`{name}`{ctx_note} at {_where()} produced {what} from finite inputs ({stats})"
         if self.first is None:
             self.first = report
         if what == "NaN":

@@ -237,11 +237,11 @@ def add_tensor_hook(t: Tensor, hook: Any) -> Any:
     if t.grad_fn is None:
         if t._hooks is None:
             t._hooks = []
+        t._hooks.append(hook)  # registered twice runs twice, as in PyTorch (leaf or not)
         lst = t._hooks
     else:
         _add_pre_hook(t.grad_fn, t._out_nr, hook)
         lst = t.grad_fn.pre_hooks[t._out_nr]
-    lst.append(hook) if hook not in lst else None
     return _HookHandle(lst, hook)
 
 
@@ -286,7 +286,8 @@ def _no_path_error(t: Tensor) -> RuntimeError:
 
 def _hook_call(hooks: list, g: Any, create_graph: bool) -> Any:
     for h in hooks:
-        gt = g if create_graph else wrap(g)
+        # NumPy gives scalars, not 0-d arrays, for ops on 0-d arrays: a Tensor needs an array
+        gt = g if create_graph else wrap(g if type(g) is np.ndarray else np.asarray(g))
         r = h(gt)
         if r is not None:
             g = r if create_graph else (r.data if isinstance(r, Tensor) else np.asarray(r))
@@ -516,7 +517,7 @@ def _node_hooks(node: Node, g: Any, create_graph: bool) -> Any:
         if create_graph:
             t.grad = gi if t.grad is None else t.grad + gi
         else:
-            t.grad = wrap(np.array(gi)) if t.grad is None else wrap(t.grad.data + gi)
+            t.grad = wrap(np.array(gi) if t.grad is None else np.asarray(t.grad.data + gi))
     return g
 
 
@@ -626,11 +627,8 @@ def _accumulate(leaf: Tensor, g: Any, owned: bool, handed: set, create_graph: bo
         owned = True
     cur = leaf.grad
     if cur is None:
-        if not owned and (
-            type(g) is not np.ndarray
-            or g.base is not None
-            or id(g) in handed
-            or not g.flags.writeable
+        if type(g) is not np.ndarray or (
+            not owned and (g.base is not None or id(g) in handed or not g.flags.writeable)
         ):
             g = np.array(g)
         handed.add(id(g))

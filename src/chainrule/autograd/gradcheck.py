@@ -6,7 +6,8 @@ Use float64 inputs: with eps = 1e-6 the finite-difference error is ~1e-10, far b
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -3,8 +3,17 @@
 from . import functional, init, utils
 from .containers import ModuleDict, ModuleList, ParameterList, Sequential
 from .layers.activation import LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from .layers.conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from .layers.dropout import Dropout
 from .layers.linear import Bilinear, Flatten, Identity, Linear, Unflatten
+from .layers.pooling import (
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    MaxPool1d,
+    MaxPool2d,
+)
 from .loss import (
     BCELoss,
     BCEWithLogitsLoss,

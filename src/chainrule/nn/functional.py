@@ -7,9 +7,21 @@ from typing import Any
 import numpy as np
 
 from ..autograd.engine import apply
+from ..ops.conv import (  # noqa: F401
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    avg_pool1d,
+    avg_pool2d,
+    conv1d,
+    conv2d,
+    conv_transpose1d,
+    conv_transpose2d,
+    max_pool1d,
+    max_pool2d,
+)
 from ..ops.elementwise import relu, sigmoid, tanh, where  # noqa: F401
 from ..ops.linear import bilinear, linear  # noqa: F401
-from ..ops.loss import NLL, CrossEntropy
+from ..ops.loss import NLL, BinaryCrossEntropy, BinaryCrossEntropyWithLogits, CrossEntropy, check_weight
 from ..ops.movement import pad  # noqa: F401
 from ..ops.nn import log_softmax, softmax  # noqa: F401
 from ..random import _gen
@@ -71,6 +83,8 @@ def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  
 
 def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean", beta: float = 1.0) -> Tensor:  # noqa: A002
     """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta."""
+    if beta < 0:
+        raise ValueError(f"smooth_l1_loss does not support negative values for beta, got {beta}")
     target = _t(target, input)
     _same_shape(input, target, "smooth_l1_loss")
     d = (input - target).abs()
@@ -108,6 +122,7 @@ def cross_entropy(
     cdim = 1 if input.ndim > 1 else 0
     C = input.shape[cdim]
     w = weight.data if isinstance(weight, Tensor) else (None if weight is None else np.asarray(weight))
+    check_weight(w, C, "cross_entropy")
     if target.data.dtype.kind == "f":  # class probabilities
         _same_shape(input, target, "cross_entropy")
         if label_smoothing:
@@ -117,7 +132,9 @@ def cross_entropy(
             lsm = lsm * wrap(w.reshape((C,) + (1,) * (input.ndim - cdim - 1)).astype(input.data.dtype))
         loss = -(lsm * target).sum(cdim)
         if reduction == "mean":
-            return loss.sum() / max(input.data.size // max(C, 1), 1) if input.ndim > 1 else loss
+            if input.data.size == 0:  # 0/0, as PyTorch
+                return loss.sum() * float("nan")
+            return loss.sum() / (input.data.size // C) if input.ndim > 1 else loss
         return _reduce(loss, reduction)
     nll = apply(CrossEntropy, input, target.data, w, ignore_index=ignore_index, reduction=reduction)
     if not label_smoothing:
@@ -127,13 +144,15 @@ def cross_entropy(
     ignore = t == ignore_index
     if w is not None:
         lsm = lsm * wrap(w.reshape((C,) + (1,) * (input.ndim - cdim - 1)).astype(input.data.dtype))
-    smooth = -lsm.sum(cdim) * wrap((~ignore).astype(input.data.dtype))
+    # masked (not multiplied by 0), so that ignored targets get an exact 0 gradient
+    smooth = where(wrap(ignore), 0.0, -lsm.sum(cdim))
     if reduction == "mean":
         if w is not None:
             denom = float(w[t[~ignore]].sum())
         else:
             denom = float((~ignore).sum())
-        smooth = smooth.sum() / denom
+        # every target ignored (or weighted 0): 0/0 = NaN as in PyTorch, without a 1/0 in backward
+        smooth = smooth.sum() / denom if denom else smooth.sum() * float("nan")
     elif reduction == "sum":
         smooth = smooth.sum()
     return (1 - label_smoothing) * nll + smooth * (label_smoothing / C)
@@ -160,29 +179,42 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     """-(y log p + (1 - y) log(1 - p)); the logs are clamped at -100 as in PyTorch."""
     target = _t(target, input)
     _same_shape(input, target, "binary_cross_entropy")
-    if ((input.data < 0) | (input.data > 1)).any():
-        raise RuntimeError("binary_cross_entropy: all elements of input should be between 0 and 1 (apply a sigmoid, or use binary_cross_entropy_with_logits)")
-    logp = input.log().clamp(min=-100.0)
-    log1mp = (1 - input).log().clamp(min=-100.0)
-    loss = -(target * logp + (1 - target) * log1mp)
-    if weight is not None:
-        loss = loss * weight
-    return _reduce(loss, reduction)
+    _check_reduction(reduction)
+    w = _constant(weight, "binary_cross_entropy", "weight")
+    return apply(BinaryCrossEntropy, input, target, w, reduction=reduction)
 
 
 def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: Any = None, reduce: Any = None, reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:  # noqa: A002
     """BCE on logits, computed stably: (1 - y) x + (1 + (pw - 1) y) log(1 + exp(-x))."""
     target = _t(target, input)
     _same_shape(input, target, "binary_cross_entropy_with_logits")
-    # log(1 + exp(-x)) = softplus(-x) = max(-x, 0) + log1p(exp(-|x|))
-    sp = (-input).relu() + (-input.abs()).exp().log1p()
-    if pos_weight is not None:
-        loss = (1 - target) * input + (1 + (pos_weight - 1) * target) * sp
-    else:
-        loss = (1 - target) * input + sp
-    if weight is not None:
-        loss = loss * weight
-    return _reduce(loss, reduction)
+    _check_reduction(reduction)
+    name = "binary_cross_entropy_with_logits"
+    w = _constant(weight, name, "weight")
+    pw = _constant(pos_weight, name, "pos_weight")
+    return apply(BinaryCrossEntropyWithLogits, input, target, w, pw, reduction=reduction)
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{reduction} is not a valid value for reduction ('none', 'mean' or 'sum')")
+
+
+def _constant(t: Any, name: str, arg: str) -> np.ndarray | None:
+    """A weight argument as an array; PyTorch does not differentiate it and neither do we."""
+    if t is None:
+        return None
+    if isinstance(t, Tensor):
+        if t.requires_grad:
+            from ..autograd.grad_mode import state  # noqa: PLC0415
+
+            if state.grad_enabled:
+                raise RuntimeError(
+                    f"The function '{name}' is not differentiable with respect to argument "
+                    f"'{arg}'. This input cannot have requires_grad True."
+                )
+        return t.data
+    return np.asarray(t)
 
 
 def kl_div(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None, reduction: str = "mean", log_target: bool = False) -> Tensor:  # noqa: A002

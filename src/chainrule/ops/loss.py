@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..autograd.engine import Op
+from ..autograd.engine import Op, OpError
+from . import elementwise as E
+
+
+class TargetIndexError(OpError, IndexError):
+    """A class index outside [0, C): an IndexError (as PyTorch) that the engine passes through."""
 
 
 def _flatten_classes(x: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -42,14 +47,41 @@ def _check_target(x: np.ndarray, target: np.ndarray, name: str) -> None:
         )
 
 
+def check_weight(weight: np.ndarray | None, C: int, name: str) -> None:
+    if weight is not None and tuple(weight.shape) != (C,):
+        raise RuntimeError(
+            f"{name}: weight tensor should be defined either for all {C} classes or no classes "
+            f"but got weight tensor of shape: {tuple(weight.shape)}"
+        )
+
+
 def _weights(t: np.ndarray, C: int, weight: np.ndarray | None, ignore_index: int, dtype: np.dtype, name: str) -> tuple:
+    check_weight(weight, C, name)
     valid = t != ignore_index
     tc = np.where(valid, t, 0) if not valid.all() else t
     if tc.size and (tc.min() < 0 or tc.max() >= C):
         bad = tc[(tc < 0) | (tc >= C)][0]
-        raise IndexError(f"{name}: target {bad} is out of bounds: class indices must be in [0, {C - 1}]")
+        raise TargetIndexError(
+            f"{name}: target {bad} is out of bounds: class indices must be in [0, {C - 1}]"
+        )
     w = (weight[tc] if weight is not None else np.ones(tc.shape, dtype)) * valid
-    return tc, w.astype(dtype, copy=False)
+    return tc, w.astype(dtype, copy=False), valid
+
+
+def _mean(losses: np.ndarray, w: np.ndarray, dtype: np.dtype) -> tuple:
+    """The weighted mean (NaN when every target is ignored, as in PyTorch) and its divisor."""
+    denom = w.sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(losses.sum() / denom, dtype), denom
+
+
+def _coeff(w: np.ndarray, valid: np.ndarray, reduction: str, denom: object) -> np.ndarray:
+    """d loss_sum / d loss_i: w_i (/ the weight sum for 'mean'); exactly 0 for ignored targets
+    (PyTorch leaves them untouched, even when the weight sum is 0)."""
+    if reduction != "mean":
+        return w
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(valid, w / denom, 0).astype(w.dtype, copy=False)
 
 
 class CrossEntropy(Op):
@@ -57,28 +89,28 @@ class CrossEntropy(Op):
     d loss / d x_i = coeff_i * (softmax(x_i) - onehot(t_i))."""
 
     save_inputs = True
+    name = "cross_entropy"
 
     def forward(ctx, x, target, weight, ignore_index, reduction):
         _check_target(x, target, "cross_entropy")
         xl, t = _flatten_classes(x, target)
         C = xl.shape[1]
-        tc, w = _weights(t, C, weight, ignore_index, x.dtype, "cross_entropy")
+        tc, w, valid = _weights(t, C, weight, ignore_index, x.dtype, "cross_entropy")
         s = xl - np.amax(xl, axis=1, keepdims=True) if xl.size else xl.copy()
         s -= np.log(np.sum(np.exp(s), axis=1, keepdims=True))
         rows = np.arange(len(tc))
         losses = -s[rows, tc] * w
         ctx.lsm, ctx.tc, ctx.w, ctx.reduction, ctx.shape = s, tc, w, reduction, x.shape
+        ctx.valid, ctx.denom = valid, None
         if reduction == "mean":
-            ctx.denom = w.sum()
-            return np.asarray(losses.sum() / ctx.denom, x.dtype)
+            out, ctx.denom = _mean(losses, w, x.dtype)
+            return out
         if reduction == "sum":
             return np.asarray(losses.sum(), x.dtype)
         return losses.reshape(target.shape)
 
     def backward(ctx, g, m):
-        coeff = ctx.w
-        if ctx.reduction == "mean":
-            coeff = coeff / ctx.denom
+        coeff = _coeff(ctx.w, ctx.valid, ctx.reduction, ctx.denom)
         coeff = m.reshape(g, (-1, 1)) * coeff[:, None] if ctx.reduction == "none" else g * coeff[:, None]
         if not m.graph:
             p = np.exp(ctx.lsm)
@@ -105,23 +137,142 @@ def _unflatten_inverse(x: object, m: object) -> object:
 class NLL(Op):
     """loss_i = -w[t_i] * x_i[t_i] for log-probabilities x; linear in x."""
 
+    name = "nll_loss"
+
     def forward(ctx, x, target, weight, ignore_index, reduction):
         _check_target(x, target, "nll_loss")
         xl, t = _flatten_classes(x, target)
-        tc, w = _weights(t, xl.shape[1], weight, ignore_index, x.dtype, "nll_loss")
+        tc, w, valid = _weights(t, xl.shape[1], weight, ignore_index, x.dtype, "nll_loss")
         losses = -xl[np.arange(len(tc)), tc] * w
         ctx.tc, ctx.w, ctx.reduction, ctx.shape, ctx.C = tc, w, reduction, x.shape, xl.shape[1]
+        ctx.valid, ctx.denom = valid, None
         if reduction == "mean":
-            ctx.denom = w.sum()
-            return np.asarray(losses.sum() / ctx.denom, x.dtype)
+            out, ctx.denom = _mean(losses, w, x.dtype)
+            return out
         if reduction == "sum":
             return np.asarray(losses.sum(), x.dtype)
         return losses.reshape(target.shape)
 
     def backward(ctx, g, m):
-        coeff = ctx.w / ctx.denom if ctx.reduction == "mean" else ctx.w
+        coeff = _coeff(ctx.w, ctx.valid, ctx.reduction, ctx.denom)
         onehot = np.zeros((len(ctx.tc), ctx.C), ctx.w.dtype)
         onehot[np.arange(len(ctx.tc)), ctx.tc] = -1
         scaled = onehot * coeff[:, None]
         gg = m.reshape(g, (-1, 1)) * scaled if ctx.reduction == "none" else g * scaled
         return _unflatten_classes(gg, ctx.shape, m), None, None
+
+
+# ----------------------------------------------------------------------------- binary
+
+
+def _reduce(loss: np.ndarray, reduction: str, dtype: np.dtype) -> np.ndarray:
+    if reduction == "mean":
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.asarray(loss.sum() / loss.size, dtype)
+    if reduction == "sum":
+        return np.asarray(loss.sum(), dtype)
+    return loss.astype(dtype, copy=False)
+
+
+def _bwd_scale(g: object, ctx: object, m: object) -> object:
+    """The upstream gradient broadcast to the loss's elements (divided by their count for
+    'mean'), times the weight."""
+    if ctx.reduction == "mean":
+        g = g / ctx.n
+    if ctx.weight is not None:
+        g = g * ctx.weight
+    return g
+
+
+def _clamp_min(v: object, lo: float) -> object:
+    return np.maximum(v, lo) if isinstance(v, np.ndarray) else v.clamp(min=lo)
+
+
+def _sigmoid(x: object) -> object:
+    return E.Sigmoid.forward(None, x) if isinstance(x, np.ndarray) else E.sigmoid(x)
+
+
+def _log_sigmoid(x: object) -> object:
+    """min(x, 0) - log1p(exp(-|x|)): finite for any x."""
+    if isinstance(x, np.ndarray):
+        return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
+    return x.clamp(max=0) - (-x.abs()).exp().log1p()
+
+
+# PyTorch's EPSILON is 1e-12 as a float32, in every dtype
+_BCE_EPS = float(np.float32(1e-12))
+
+
+class BinaryCrossEntropy(Op):
+    """loss = -w (y max(log p, -100) + (1 - y) max(log(1 - p), -100)) as PyTorch, with its
+    gradients: d/dp = w (p - y) / max(p (1 - p), eps) (finite at p = 0 and 1) and
+    d/dy = w (log(1 - p) - log p). ``weight`` is a constant (not differentiated)."""
+
+    save_inputs = True
+    name = "binary_cross_entropy"
+
+    def forward(ctx, x, y, weight, reduction):
+        if x.size and not ((x >= 0) & (x <= 1)).all():
+            raise RuntimeError(
+                "binary_cross_entropy: all elements of input should be between 0 and 1 (apply a "
+                "sigmoid, or use binary_cross_entropy_with_logits)"
+            )
+        if y.size and not ((y >= 0) & (y <= 1)).all():
+            raise RuntimeError("binary_cross_entropy: all elements of target should be between 0 and 1")
+        with np.errstate(divide="ignore"):
+            loss = (y - 1) * np.maximum(np.log1p(-x), -100) - y * np.maximum(np.log(x), -100)
+        if weight is not None:
+            weight = weight.astype(x.dtype, copy=False)
+            loss = loss * weight
+        ctx.weight, ctx.reduction, ctx.n = weight, reduction, loss.size
+        return _reduce(loss, reduction, x.dtype)
+
+    def backward(ctx, g, m):
+        x, y = ctx.inputs[0], ctx.inputs[1]
+        g = _bwd_scale(g, ctx, m)
+        gx = gy = None
+        if ctx.needs_input_grad[0]:
+            gx = g * (x - y) / _clamp_min((1 - x) * x, _BCE_EPS)
+        if ctx.needs_input_grad[1]:
+            if isinstance(x, np.ndarray):
+                with np.errstate(divide="ignore"):
+                    gy = g * (np.log1p(-x) - np.log(x))
+            else:
+                gy = g * ((-x).log1p() - x.log())
+        return gx, gy
+
+
+class BinaryCrossEntropyWithLogits(Op):
+    """loss = w ((1 - y) x - (1 + (pw - 1) y) log_sigmoid(x)) as PyTorch, stable for any x;
+    d/dx = w ((pw y + 1 - y) sigmoid(x) - pw y), d/dy = w (log_sigmoid(-x) - pw log_sigmoid(x)).
+    ``weight`` and ``pos_weight`` are constants (not differentiated)."""
+
+    save_inputs = True
+    name = "binary_cross_entropy_with_logits"
+
+    def forward(ctx, x, y, weight, pos_weight, reduction):
+        ls = _log_sigmoid(x)
+        if pos_weight is not None:
+            pos_weight = pos_weight.astype(x.dtype, copy=False)
+            ls = ls * ((pos_weight - 1) * y + 1)
+        loss = (1 - y) * x - ls
+        if weight is not None:
+            weight = weight.astype(x.dtype, copy=False)
+            loss = loss * weight
+        ctx.weight, ctx.pos_weight, ctx.reduction, ctx.n = weight, pos_weight, reduction, loss.size
+        return _reduce(loss, reduction, x.dtype)
+
+    def backward(ctx, g, m):
+        x, y = ctx.inputs[0], ctx.inputs[1]
+        pw = ctx.pos_weight
+        g = _bwd_scale(g, ctx, m)
+        gx = gy = None
+        if ctx.needs_input_grad[0]:
+            if pw is None:
+                gx = g * (_sigmoid(x) - y)
+            else:
+                t = y * pw
+                gx = g * ((t + 1 - y) * _sigmoid(x) - t)
+        if ctx.needs_input_grad[1]:
+            gy = -(g * x) if pw is None else g * (_log_sigmoid(-x) - _log_sigmoid(x) * pw)
+        return gx, gy

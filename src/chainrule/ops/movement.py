@@ -220,7 +220,9 @@ def _norm_one(i: Any) -> Any:
         return a if a.dtype.kind in "biu" else _bad_index(a)
     if isinstance(i, list):
         a = np.asarray(i)
-        return a if a.dtype.kind in "biu" or a.size == 0 else _bad_index(a)
+        if a.size == 0:  # x[[]]: an empty integer index (NumPy would make it float)
+            return a.astype(np.int64)
+        return a if a.dtype.kind in "biu" else _bad_index(a)
     return i
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..autograd.engine import apply, sum_to
 from ..tensor import wrap
+from . import conv as C
 from . import elementwise as E
 from . import linalg as L
 from . import movement as M
@@ -115,6 +116,18 @@ class A:
     def log_softmax(x: np.ndarray, dim: int) -> np.ndarray:
         return N.LogSoftmax.forward(_Scratch(), x, dim)
 
+    @staticmethod
+    def conv(x: np.ndarray, w: np.ndarray, geom: tuple, osize: tuple) -> np.ndarray:
+        return C.conv_arrays(x, w, geom, osize)
+
+    @staticmethod
+    def conv_transpose(u: np.ndarray, w: np.ndarray, geom: tuple, isize: tuple) -> np.ndarray:
+        return C.conv_transpose_arrays(u, w, geom, isize)
+
+    @staticmethod
+    def conv_wgrad(x: np.ndarray, u: np.ndarray, geom: tuple, ksize: tuple) -> np.ndarray:
+        return C.conv_wgrad_arrays(x, u, geom, ksize)
+
 
 class T:
     """The same helpers on Tensors (recorded, hence differentiable)."""
@@ -205,3 +218,15 @@ class T:
     @staticmethod
     def log_softmax(x: Any, dim: int) -> Any:
         return apply(N.LogSoftmax, x, dim=dim)
+
+    @staticmethod
+    def conv(x: Any, w: Any, geom: tuple, osize: tuple) -> Any:
+        return apply(C.Conv, x, w, None, geom=geom, osize=osize)
+
+    @staticmethod
+    def conv_transpose(u: Any, w: Any, geom: tuple, isize: tuple) -> Any:
+        return apply(C.ConvT, u, w, None, geom=geom, isize=isize)
+
+    @staticmethod
+    def conv_wgrad(x: Any, u: Any, geom: tuple, ksize: tuple) -> Any:
+        return apply(C.ConvWGrad, x, u, geom=geom, ksize=ksize)

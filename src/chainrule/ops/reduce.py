@@ -37,6 +37,14 @@ def norm_dims(dim: Any, ndim: int) -> tuple:
     return tuple(sorted(set(out)))
 
 
+def reduce_dims(dim: Any, ndim: int) -> tuple:
+    """``norm_dims`` for sum/mean/prod/amax/var/std/norm/...: an empty ``dim`` (``()``, ``[]``)
+    reduces every dim, as in PyTorch (squeeze/all/any keep taking it as no dims)."""
+    if isinstance(dim, (tuple, list)) and len(dim) == 0:
+        dim = None
+    return norm_dims(dim, ndim)
+
+
 def _kshape(shape: tuple, axes: tuple) -> tuple:
     return tuple(1 if i in axes else s for i, s in enumerate(shape))
 
@@ -46,7 +54,7 @@ class _Reduction(Op):
 
     @staticmethod
     def setup(ctx: Any, x: np.ndarray, dim: Any, keepdim: bool) -> tuple:
-        axes = norm_dims(dim, x.ndim)
+        axes = reduce_dims(dim, x.ndim)
         ctx.shape = x.shape
         ctx.kshape = _kshape(x.shape, axes)
         ctx.axes = axes
@@ -101,7 +109,10 @@ class Prod(_Reduction):
         xa = x.data if isinstance(x, Tensor) else x
         if np.all(xa != 0):
             return gk * m.expand(m.reshape(ctx.out, ctx.kshape), ctx.shape) / x
-        # zeros present: product of the others via exclusive cumulative products (first order only)
+        # zeros present: the product of the others, by exclusive cumulative products on arrays,
+        # by recorded ops (differentiable, O(n^2) per reduced slice) for a create_graph backward
+        if m.graph:
+            return gk * _prod_others_graph(x, ctx.axes)
         return gk * _prod_others(xa, ctx.axes)
 
 
@@ -116,6 +127,24 @@ def _prod_others(x: np.ndarray, axes: tuple) -> np.ndarray:
     right = np.cumprod(np.concatenate([ones, flat[..., :0:-1]], -1), -1)[..., ::-1]
     others = (left * right).reshape(xt.shape)
     return np.transpose(others, np.argsort(perm))
+
+
+def _prod_others_graph(x: Tensor, axes: tuple) -> Tensor:
+    """``_prod_others`` as recorded ops: each slice's n values laid out n times with a 1 on the
+    diagonal, then multiplied along the last dim."""
+    from .elementwise import where  # noqa: PLC0415
+    from .movement import expand, permute, reshape  # noqa: PLC0415
+
+    keep = [i for i in range(x.ndim) if i not in axes]
+    perm = keep + list(axes)
+    xt = permute(x, tuple(perm))
+    lead = tuple(xt.shape[: len(keep)])
+    n = 1
+    for s in xt.shape[len(keep) :]:
+        n *= s
+    rows = expand(reshape(xt, lead + (1, n)), lead + (n, n))
+    others = apply(Prod, where(wrap(np.eye(n, dtype=bool)), 1.0, rows), dim=-1)
+    return permute(reshape(others, tuple(xt.shape)), tuple(int(i) for i in np.argsort(perm)))
 
 
 class Amax(_Reduction):
@@ -224,6 +253,8 @@ class Norm(_Reduction):
             count = m.expand(m.sum(mask, ctx.axes, True), ctx.shape)
             return gk * m.sign(x) * mask / count
         ax = m.abs(x)
+        if p < 1:  # |x|^(p-1) is infinite at x = 0, where PyTorch takes the gradient as 0
+            ax = m.where(ax == 0, 1.0, ax)  # (sign(0) = 0 then zeroes those entries)
         return gk * m.sign(x) * ax ** (p - 1) / safe ** (p - 1)
 
 
@@ -336,7 +367,7 @@ def var(input: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = Fa
     """Variance with Bessel's correction by default (``correction=1``; ``unbiased=False`` is 0)."""
     if correction is None:
         correction = 1 if unbiased is None or unbiased else 0
-    axes = norm_dims(dim, input.ndim)
+    axes = reduce_dims(dim, input.ndim)
     n = 1
     for a in axes:
         n *= input.shape[a]
@@ -351,9 +382,16 @@ def _bessel(n: int, correction: float) -> float:
 
 
 def std(input: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *, correction: Any = None) -> Tensor:  # noqa: A002
-    from .elementwise import sqrt  # noqa: PLC0415
+    from .elementwise import sqrt, where  # noqa: PLC0415
 
-    return sqrt(var(input, dim, unbiased, keepdim, correction=correction))
+    v = var(input, dim, unbiased, keepdim, correction=correction)
+    zero = v.data == 0
+    if not zero.any():
+        return sqrt(v)
+    # sqrt'(0) is infinite; PyTorch takes the gradient of a zero std (all values equal) as 0:
+    # those entries bypass the sqrt (which sees 1 there and passes no gradient back)
+    z = wrap(zero)
+    return where(z, v * 0, sqrt(where(z, 1.0, v)))
 
 
 def var_mean(input: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *, correction: Any = None) -> tuple:  # noqa: A002

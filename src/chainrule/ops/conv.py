@@ -1,0 +1,990 @@
+"""Convolution and pooling primitives with PyTorch's semantics (NCHW / NCL layouts).
+
+Convolution is im2col + one GEMM per direction. The column matrix is a strided *view* of the
+padded input, laid out (C, kh, kw, N, oh, ow) so that each of the three products is a single
+(batched over groups) matmul and the input gradient (col2im) is kh*kw slice additions into a
+padded buffer. Three array kernels do the work:
+
+    _conv(x, w)      y[n,o,i,j] = sum_{c,a,b} w[o,c,a,b] xp[n,c, i*s+a*d, j*s+b*d]
+    _conv_t(u, w)    the adjoint of _conv in x (a transposed convolution)
+    _conv_wgrad(x, u) the adjoint of _conv in w
+
+and three Ops (``Conv``, ``ConvT``, ``ConvWGrad``) whose backward rules are written with each other
+(through ``m.conv`` / ``m.conv_transpose`` / ``m.conv_wgrad``), so the backward is differentiable
+for ``create_graph``. 1-d inputs are handled as 2-d with a height of 1 (a free view).
+
+Geometry is passed around as ``geom = (stride, pads, dilation, groups)`` with 2-d tuples:
+``stride = (sh, sw)``, ``pads = ((top, bottom), (left, right))``, ``dilation = (dh, dw)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from ..autograd.engine import Op, apply
+from ..tensor import Tensor, wrap
+from .util import promote_pair
+
+
+class _Scratch:
+    """A throwaway ctx for calling an op's forward directly on arrays."""
+
+
+def _call(m: Any, op: type, *args: Any, **kw: Any) -> Any:
+    """Run ``op`` recorded (on Tensors, for create_graph) or directly on arrays."""
+    if m.graph:
+        return apply(op, *args, **kw)
+    return op.forward(_Scratch(), *args, **kw)
+
+
+# ----------------------------------------------------------------------------- array kernels
+
+
+def _as2d(a: np.ndarray) -> np.ndarray:
+    return a[:, :, None, :] if a.ndim == 3 else a
+
+
+def _sz2(sz: tuple) -> tuple:
+    return (1, *sz) if len(sz) == 1 else tuple(sz)
+
+
+def _padded(x: np.ndarray, pads: tuple, value: float = 0.0) -> np.ndarray:
+    """x (N, C, H, W) with ``pads`` ((top, bottom), (left, right)) filled with ``value``."""
+    (t, b), (lf, r) = pads
+    if not (t or b or lf or r):
+        return x
+    N, C, H, W = x.shape
+    out = np.empty((N, C, H + t + b, W + lf + r), x.dtype)
+    out[:, :, :t] = value
+    out[:, :, t + H :] = value
+    out[:, :, t : t + H, :lf] = value
+    out[:, :, t : t + H, lf + W :] = value
+    out[:, :, t : t + H, lf : lf + W] = x
+    return out
+
+
+def _windows(xp: np.ndarray, ksize: tuple, stride: tuple, dil: tuple, osize: tuple) -> np.ndarray:
+    """The read-only view (C, kh, kw, N, oh, ow) of the windows of xp (N, C, Hp, Wp)."""
+    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = ksize, stride, dil, osize
+    N, C, Hp, Wp = xp.shape
+    if (oh - 1) * sh + (kh - 1) * dh >= Hp or (ow - 1) * sw + (kw - 1) * dw >= Wp:
+        raise ValueError(f"windows of {osize} do not fit in a padded input of {(Hp, Wp)}")
+    s = xp.strides
+    return as_strided(
+        xp,
+        (C, kh, kw, N, oh, ow),
+        (s[1], dh * s[2], dw * s[3], s[0], sh * s[2], sw * s[3]),
+        writeable=False,
+    )
+
+
+def _im2col(x: np.ndarray, ksize: tuple, geom: tuple, osize: tuple) -> np.ndarray:
+    """Columns (C, kh, kw, N, oh, ow), C-contiguous, of the 4-d input x."""
+    stride, pads, dil, _ = geom
+    return np.ascontiguousarray(_windows(_padded(x, pads), ksize, stride, dil, osize))
+
+
+def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(G, m, k) @ (G, k, n), one plain GEMM when G == 1."""
+    if a.shape[0] == 1:
+        return np.dot(a[0], b[0])[None]
+    return np.matmul(a, b)
+
+
+def _by_group(u: np.ndarray, G: int) -> np.ndarray:
+    """u (N, Co, oh, ow) -> (G, Co/G, N*oh*ow) (one transposing copy)."""
+    N, Co, oh, ow = u.shape
+    return np.ascontiguousarray(u.transpose(1, 0, 2, 3)).reshape(G, Co // G, N * oh * ow)
+
+
+def _conv(x: np.ndarray, w: np.ndarray, b: Any, geom: tuple, osize: tuple) -> tuple:
+    """Convolution of x (N, C, [H,] W) with w (Co, C/G, [kh,] kw) (+ bias): (y, columns)."""
+    one = x.ndim == 3
+    x2, w2 = _as2d(x), _as2d(w)
+    G = geom[3]
+    N = x2.shape[0]
+    Co, Cg, kh, kw = w2.shape
+    oh, ow = _sz2(osize)
+    cols = _im2col(x2, (kh, kw), geom, (oh, ow))
+    K = Cg * kh * kw
+    y = _mm(w2.reshape(G, Co // G, K), cols.reshape(G, K, N * oh * ow))
+    yt = y.reshape(Co, N, oh, ow).transpose(1, 0, 2, 3)
+    out = np.empty((N, Co, oh, ow), y.dtype)
+    if b is None:
+        np.copyto(out, yt)
+    else:
+        np.add(yt, b.reshape(Co, 1, 1).astype(y.dtype, copy=False), out=out)
+    return (out.reshape(N, Co, ow) if one else out), cols
+
+
+def _col2im(gcols: np.ndarray, N: int, C: int, isize: tuple, geom: tuple) -> np.ndarray:
+    """Sum the column gradient (C, kh, kw, N, oh, ow) back into an input (N, C, H, W)."""
+    (sh, sw), ((t, bt), (lf, r)), (dh, dw), _ = geom
+    _, kh, kw, _, oh, ow = gcols.shape
+    H, W = isize
+    xp = np.zeros((C, N, H + t + bt, W + lf + r), gcols.dtype)
+    for a in range(kh):
+        for c in range(kw):
+            h0, w0 = a * dh, c * dw
+            xp[:, :, h0 : h0 + sh * (oh - 1) + 1 : sh, w0 : w0 + sw * (ow - 1) + 1 : sw] += gcols[
+                :, a, c
+            ]
+    return np.ascontiguousarray(xp[:, :, t : t + H, lf : lf + W].transpose(1, 0, 2, 3))
+
+
+def _conv_t(u: np.ndarray, w: np.ndarray, b: Any, geom: tuple, isize: tuple) -> np.ndarray:
+    """Transposed convolution: u (N, Co, [oh,] ow), w (Co, C/G, [kh,] kw) -> (N, C, [H,] W)."""
+    one = u.ndim == 3
+    u2, w2 = _as2d(u), _as2d(w)
+    G = geom[3]
+    N, Co, oh, ow = u2.shape
+    _, Cg, kh, kw = w2.shape
+    K = Cg * kh * kw
+    H, W = _sz2(isize)
+    gcols = _mm(w2.reshape(G, Co // G, K).transpose(0, 2, 1), _by_group(u2, G))
+    x = _col2im(gcols.reshape(G * Cg, kh, kw, N, oh, ow), N, G * Cg, (H, W), geom)
+    if b is not None:
+        x += b.reshape(-1, 1, 1).astype(x.dtype, copy=False)
+    return x.reshape(N, G * Cg, W) if one else x
+
+
+def _conv_wgrad(x: np.ndarray, u: np.ndarray, geom: tuple, ksize: tuple, cols: Any = None) -> Any:
+    """Weight gradient: x (N, C, [H,] W), u (N, Co, [oh,] ow) -> (Co, C/G, [kh,] kw)."""
+    one = x.ndim == 3
+    x2, u2 = _as2d(x), _as2d(u)
+    G = geom[3]
+    N, Co, oh, ow = u2.shape
+    C = x2.shape[1]
+    kh, kw = _sz2(ksize)
+    if cols is None:
+        cols = _im2col(x2, (kh, kw), geom, (oh, ow))
+    K = (C // G) * kh * kw
+    gw = _mm(_by_group(u2, G), cols.reshape(G, K, N * oh * ow).transpose(0, 2, 1))
+    return gw.reshape((Co, C // G, kw) if one else (Co, C // G, kh, kw))
+
+
+def conv_arrays(x: np.ndarray, w: np.ndarray, geom: tuple, osize: tuple) -> np.ndarray:
+    return _conv(x, w, None, geom, osize)[0]
+
+
+def conv_transpose_arrays(u: np.ndarray, w: np.ndarray, geom: tuple, isize: tuple) -> np.ndarray:
+    return _conv_t(u, w, None, geom, isize)
+
+
+def conv_wgrad_arrays(x: np.ndarray, u: np.ndarray, geom: tuple, ksize: tuple) -> np.ndarray:
+    return _conv_wgrad(x, u, geom, ksize)
+
+
+# ----------------------------------------------------------------------------- conv ops
+
+
+def _bias_dims(nd: int) -> tuple:
+    return (0,) + tuple(range(2, nd))
+
+
+class Conv(Op):
+    """y = conv(x, w) + b.  gx = conv_transpose(g, w);  gw = wgrad(x, g);  gb = sum of g."""
+
+    save_inputs = True
+    name = "conv"
+
+    def forward(ctx, x: np.ndarray, w: np.ndarray, b: Any, geom: tuple, osize: tuple) -> Any:
+        y, cols = _conv(x, w, b, geom, osize)
+        ctx.geom, ctx.cols = geom, cols
+        return y
+
+    def backward(ctx, g: Any, m: Any) -> Any:
+        x, w, b = ctx.inputs
+        need = ctx.needs_input_grad
+        geom = ctx.geom
+        gx = gw = gb = None
+        if need[0]:
+            gx = m.conv_transpose(g, w, geom, tuple(x.shape[2:]))
+        if need[1]:
+            if m.graph:
+                gw = m.conv_wgrad(x, g, geom, tuple(w.shape[2:]))
+            else:  # reuse the forward's columns
+                gw = _conv_wgrad(x, g, geom, w.shape[2:], ctx.cols)
+        if b is not None and need[2]:
+            gb = m.sum(g, _bias_dims(g.ndim), False)
+        return gx, gw, gb
+
+
+class ConvT(Op):
+    """x = conv_transpose(u, w) + b.  gu = conv(g, w);  gw = wgrad(g, u);  gb = sum of g."""
+
+    save_inputs = True
+    name = "conv_transpose"
+
+    def forward(ctx, u: np.ndarray, w: np.ndarray, b: Any, geom: tuple, isize: tuple) -> Any:
+        ctx.geom = geom
+        return _conv_t(u, w, b, geom, isize)
+
+    def backward(ctx, g: Any, m: Any) -> Any:
+        u, w, b = ctx.inputs
+        need = ctx.needs_input_grad
+        geom = ctx.geom
+        gu = gw = gb = None
+        if need[0]:
+            gu = m.conv(g, w, geom, tuple(u.shape[2:]))
+        if need[1]:
+            gw = m.conv_wgrad(g, u, geom, tuple(w.shape[2:]))
+        if b is not None and need[2]:
+            gb = m.sum(g, _bias_dims(g.ndim), False)
+        return gu, gw, gb
+
+
+class ConvWGrad(Op):
+    """gw = wgrad(x, u), bilinear: for an upstream V, gx = conv_transpose(u, V), gu = conv(x, V)."""
+
+    save_inputs = True
+    name = "conv_weight_grad"
+
+    def forward(ctx, x: np.ndarray, u: np.ndarray, geom: tuple, ksize: tuple) -> Any:
+        ctx.geom = geom
+        return _conv_wgrad(x, u, geom, ksize)
+
+    def backward(ctx, v: Any, m: Any) -> Any:
+        x, u = ctx.inputs
+        need = ctx.needs_input_grad
+        gx = gu = None
+        if need[0]:
+            gx = m.conv_transpose(u, v, ctx.geom, tuple(x.shape[2:]))
+        if need[1]:
+            gu = m.conv(x, v, ctx.geom, tuple(u.shape[2:]))
+        return gx, gu
+
+
+# ----------------------------------------------------------------------------- conv API
+
+
+def _tuple(v: Any, nd: int, what: str) -> tuple:
+    if isinstance(v, (list, tuple)):
+        t = tuple(int(i) for i in v)
+        if len(t) == 1 and nd > 1:
+            t = t * nd
+        if len(t) != nd:
+            raise RuntimeError(
+                f"expected {what} to be a single integer value or a list of {nd} values, got {list(v)}"
+            )
+        return t
+    return (int(v),) * nd
+
+
+def _dims2(t: tuple) -> tuple:
+    return (1, *t) if len(t) == 1 else t
+
+
+def _prep(input: Tensor, weight: Tensor, bias: Any, nd: int, name: str) -> tuple:  # noqa: A002
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{name}(): argument 'input' must be a Tensor, not {type(input).__name__}")
+    if input.ndim not in (nd + 1, nd + 2):
+        raise RuntimeError(
+            f"Expected {nd + 1}D (unbatched) or {nd + 2}D (batched) input to {name}, but got input "
+            f"of size: {list(input.shape)}"
+        )
+    if weight.ndim != nd + 2:
+        raise RuntimeError(
+            f"{name}: expected weight to be {nd + 2}-dimensional, got {weight.ndim}-dimensional "
+            f"weight of size {list(weight.shape)}"
+        )
+    unbatched = input.ndim == nd + 1
+    if unbatched:
+        input = input.reshape((1, *input.shape))  # noqa: A001
+    if input.data.dtype is not weight.data.dtype:
+        input, weight = promote_pair(input, weight)  # noqa: A001
+    if input.data.dtype.kind != "f":
+        raise RuntimeError(f'"{name}" not implemented for integer input (dtype {input.dtype})')
+    if bias is not None:
+        if not isinstance(bias, Tensor):
+            bias = wrap(np.asarray(bias, weight.data.dtype))
+        elif bias.data.dtype is not weight.data.dtype:
+            bias = bias.to(weight.dtype)
+    return input, weight, bias, unbatched
+
+
+def _too_small(name: str, padded: tuple, dk: tuple) -> RuntimeError:
+    p = " x ".join(str(s) for s in padded)
+    k = " x ".join(str(s) for s in dk)
+    return RuntimeError(
+        f"Calculated padded input size per channel: ({p}). Kernel size: ({k}). Kernel size can't "
+        "be greater than actual input size"
+    )
+
+
+def _conv_nd(
+    input: Tensor,  # noqa: A002
+    weight: Tensor,
+    bias: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    groups: int,
+    nd: int,
+    name: str,
+) -> Tensor:
+    x, w, b, unbatched = _prep(input, weight, bias, nd, name)
+    stride = _tuple(stride, nd, "stride")
+    dilation = _tuple(dilation, nd, "dilation")
+    groups = int(groups)
+    if any(s <= 0 for s in stride):
+        raise RuntimeError("non-positive stride is not supported")
+    if any(d <= 0 for d in dilation):
+        raise RuntimeError("dilation should be greater than zero")
+    if groups <= 0:
+        raise RuntimeError("non-positive groups is not supported")
+    Co, Cg = w.shape[:2]
+    ksize = tuple(w.shape[2:])
+    if Co % groups:
+        raise RuntimeError(
+            f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, "
+            f"but got weight of size [{list(w.shape)}] instead"
+        )
+    if x.shape[1] != Cg * groups:
+        raise RuntimeError(
+            f"Given groups={groups}, weight of size {list(w.shape)}, expected input"
+            f"{list(x.shape)} to have {Cg * groups} channels, but got {x.shape[1]} channels instead"
+        )
+    if b is not None and tuple(b.shape) != (Co,):
+        raise RuntimeError(
+            f"Given weight of size {list(w.shape)}, expected bias to be 1-dimensional with {Co} "
+            f"elements, but got bias of size {list(b.shape)} instead"
+        )
+    if isinstance(padding, str):
+        if padding == "valid":
+            pads = ((0, 0),) * nd
+        elif padding == "same":
+            if any(s != 1 for s in stride):
+                raise RuntimeError("padding='same' is not supported for strided convolutions")
+            tot = [d * (k - 1) for d, k in zip(dilation, ksize)]
+            pads = tuple((t // 2, t - t // 2) for t in tot)
+        else:
+            raise RuntimeError(f"Invalid padding string: '{padding}'")
+    else:
+        p = _tuple(padding, nd, "padding")
+        if any(i < 0 for i in p):
+            raise RuntimeError("negative padding is not supported")
+        pads = tuple((i, i) for i in p)
+    spatial = tuple(x.shape[2:])
+    padded = tuple(s + lo + hi for s, (lo, hi) in zip(spatial, pads))
+    dk = tuple(d * (k - 1) + 1 for d, k in zip(dilation, ksize))
+    if any(p < k for p, k in zip(padded, dk)):
+        raise _too_small(name, padded, dk)
+    osize = tuple((p - k) // s + 1 for p, k, s in zip(padded, dk, stride))
+    geom = (_dims2(stride), ((0, 0),) * (2 - nd) + pads, _dims2(dilation), groups)
+    y = apply(Conv, x, w, b, geom=geom, osize=osize)
+    return y.reshape(y.shape[1:]) if unbatched else y
+
+
+def conv1d(
+    input: Tensor,  # noqa: A002
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+) -> Tensor:
+    """1-d cross-correlation: input (N, C_in, L) or (C_in, L), weight (C_out, C_in/groups, k).
+    ``padding`` is an int, a 1-tuple, 'valid' or 'same'."""
+    return _conv_nd(input, weight, bias, stride, padding, dilation, groups, 1, "conv1d")
+
+
+def conv2d(
+    input: Tensor,  # noqa: A002
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+    groups: int = 1,
+) -> Tensor:
+    """2-d cross-correlation: input (N, C_in, H, W) or (C_in, H, W), weight
+    (C_out, C_in/groups, kh, kw). ``padding`` is an int, a pair, 'valid' or 'same'."""
+    return _conv_nd(input, weight, bias, stride, padding, dilation, groups, 2, "conv2d")
+
+
+def _conv_t_nd(
+    input: Tensor,  # noqa: A002
+    weight: Tensor,
+    bias: Any,
+    stride: Any,
+    padding: Any,
+    output_padding: Any,
+    groups: int,
+    dilation: Any,
+    nd: int,
+    name: str,
+    output_size: Any = None,
+) -> Tensor:
+    x, w, b, unbatched = _prep(input, weight, bias, nd, name)
+    stride = _tuple(stride, nd, "stride")
+    dilation = _tuple(dilation, nd, "dilation")
+    pad = _tuple(padding, nd, "padding")
+    groups = int(groups)
+    if any(s <= 0 for s in stride):
+        raise RuntimeError("non-positive stride is not supported")
+    if any(d <= 0 for d in dilation):
+        raise RuntimeError("dilation should be greater than zero")
+    if any(p < 0 for p in pad):
+        raise RuntimeError("negative padding is not supported")
+    if groups <= 0:
+        raise RuntimeError("non-positive groups is not supported")
+    Cin, Cg = w.shape[:2]
+    ksize = tuple(w.shape[2:])
+    if Cin % groups:
+        raise RuntimeError(
+            f"Given groups={groups}, expected weight to be divisible by {groups} at dimension 0, "
+            f"but got weight of size [{list(w.shape)}] instead"
+        )
+    if x.shape[1] != Cin:
+        raise RuntimeError(
+            f"Given transposed=1, weight of size {list(w.shape)}, expected input{list(x.shape)} "
+            f"to have {Cin} channels, but got {x.shape[1]} channels instead"
+        )
+    if b is not None and tuple(b.shape) != (Cg * groups,):
+        raise RuntimeError(
+            f"Given transposed=1, weight of size {list(w.shape)}, expected bias to be "
+            f"1-dimensional with {Cg * groups} elements, but got bias of size {list(b.shape)} instead"
+        )
+    spatial = tuple(x.shape[2:])
+    base = tuple(
+        (i - 1) * s - 2 * p + d * (k - 1) + 1
+        for i, s, p, d, k in zip(spatial, stride, pad, dilation, ksize)
+    )
+    if output_size is not None:
+        osz = tuple(int(v) for v in output_size)[-nd:]
+        if len(osz) != nd:
+            raise ValueError(
+                f"output_size must have {nd} or {nd + 2} elements (got {len(output_size)})"
+            )
+        op = tuple(o - bb for o, bb in zip(osz, base))
+        for o, bb, s in zip(osz, base, stride):
+            if not bb <= o < bb + s:
+                raise ValueError(
+                    f"requested an output size of {list(osz)}, but valid sizes range from "
+                    f"{list(base)} to {[bb + s - 1 for bb, s in zip(base, stride)]} (for an input of "
+                    f"{list(spatial)})"
+                )
+    else:
+        op = _tuple(output_padding, nd, "output_padding")
+    if any(o < 0 or (o >= s and o >= d) for o, s, d in zip(op, stride, dilation)):
+        raise RuntimeError(
+            "output padding must be smaller than either stride or dilation, but got "
+            f"output_padding={list(op)}, stride={list(stride)}, dilation={list(dilation)}"
+        )
+    isize = tuple(bb + o for bb, o in zip(base, op))
+    if any(s <= 0 for s in isize):
+        raise RuntimeError(
+            f"Given input size per channel: {list(spatial)}. Calculated output size per channel: "
+            f"{list(isize)}. Output size is too small"
+        )
+    geom = (
+        _dims2(stride),
+        ((0, 0),) * (2 - nd) + tuple((p, p) for p in pad),
+        _dims2(dilation),
+        groups,
+    )
+    y = apply(ConvT, x, w, b, geom=geom, isize=isize)
+    return y.reshape(y.shape[1:]) if unbatched else y
+
+
+def conv_transpose1d(
+    input: Tensor,  # noqa: A002
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    groups: int = 1,
+    dilation: Any = 1,
+) -> Tensor:
+    """Transposed 1-d convolution; weight (C_in, C_out/groups, k)."""
+    return _conv_t_nd(
+        input,
+        weight,
+        bias,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+        1,
+        "conv_transpose1d",
+    )
+
+
+def conv_transpose2d(
+    input: Tensor,  # noqa: A002
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: Any = 1,
+    padding: Any = 0,
+    output_padding: Any = 0,
+    groups: int = 1,
+    dilation: Any = 1,
+) -> Tensor:
+    """Transposed 2-d convolution (the gradient of conv2d in its input); weight
+    (C_in, C_out/groups, kh, kw). Output size (H-1)*s - 2p + d*(k-1) + output_padding + 1."""
+    return _conv_t_nd(
+        input,
+        weight,
+        bias,
+        stride,
+        padding,
+        output_padding,
+        groups,
+        dilation,
+        2,
+        "conv_transpose2d",
+    )
+
+
+# ----------------------------------------------------------------------------- pooling kernels
+
+
+def _lowest(dtype: np.dtype) -> Any:
+    return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
+
+
+def _slice(k: int, s: int, d: int, o: int) -> slice:
+    return slice(k * d, k * d + s * (o - 1) + 1, s)
+
+
+def _first_real(o: int, s: int, p: int, d: int, k: int, n: int) -> np.ndarray:
+    """Per output position: the first kernel tap that lands inside the input (PyTorch's start)."""
+    start = np.arange(o) * s - p
+    first = np.where(start < 0, -(start // d), 0)  # ceil(-start / d) taps into the window
+    return np.minimum(first, k - 1)
+
+
+class MaxPool(Op):
+    """Max over each window; the gradient goes to the (first) argmax, as in PyTorch: windows are
+    scanned row by row, a later value wins only if strictly larger (or NaN). Padding is -inf."""
+
+    name = "max_pool"
+
+    def forward(
+        ctx,
+        x: np.ndarray,
+        ksize: tuple,
+        stride: tuple,
+        pads: tuple,
+        dil: tuple,
+        osize: tuple,
+        return_indices: bool,
+    ) -> Any:
+        x2 = _as2d(x)
+        N, C, H, W = x2.shape
+        (kh, kw), (sh, sw), (dh, dw), (oh, ow) = ksize, stride, dil, osize
+        xp = _padded(x2, pads, _lowest(x.dtype))
+        out = np.full((N, C, oh, ow), _lowest(x.dtype), x.dtype)
+        idt = np.int16 if kh * kw < 2**15 else np.int64
+        a0 = _first_real(oh, sh, pads[0][0], dh, kh, H)
+        b0 = _first_real(ow, sw, pads[1][0], dw, kw, W)
+        arg = np.empty((N, C, oh, ow), idt)
+        arg[...] = (a0[:, None] * kw + b0[None, :]).astype(idt)
+        nan = x.dtype.kind == "f" and bool(np.isnan(x).any())
+        upd = np.empty((N, C, oh, ow), bool)
+        for a in range(kh):
+            for b in range(kw):
+                sl = xp[:, :, _slice(a, sh, dh, oh), _slice(b, sw, dw, ow)]
+                np.greater(sl, out, out=upd)
+                if nan:
+                    upd |= np.isnan(sl)
+                np.copyto(out, sl, where=upd)
+                np.copyto(arg, a * kw + b, where=upd)
+        ctx.arg, ctx.geom, ctx.xshape = arg, (ksize, stride, pads, dil), x.shape
+        res = out.reshape(N, C, ow) if x.ndim == 3 else out
+        if return_indices:
+            return res, _flat_index(arg, ctx.geom, W).reshape(res.shape)
+        return res
+
+    def backward(ctx, g: Any, m: Any) -> Any:
+        if ctx.n_out > 1:
+            g = g[0]
+        ksize, stride, pads, dil = ctx.geom
+        shape = ctx.xshape
+        if not m.graph:
+            return _max_scatter(g, ctx.arg, ctx.geom, shape)
+        N, C = shape[:2]
+        H, W = _sz2(shape[2:])
+        idx = _flat_index(ctx.arg, ctx.geom, W).reshape(N, C, -1)
+        gx = m.scatter_add_new((N, C, H * W), 2, idx, m.reshape(g, (N, C, idx.shape[2])))
+        return m.reshape(gx, shape)
+
+
+def _flat_index(arg: np.ndarray, geom: tuple, W: int) -> np.ndarray:
+    """Window-local argmax -> index into the flattened (H*W) input plane (int64)."""
+    (kh, kw), (sh, sw), ((t, _), (lf, _)), (dh, dw) = geom
+    oh, ow = arg.shape[2:]
+    a = arg.astype(np.int64)
+    row = np.arange(oh)[:, None] * sh - t + (a // kw) * dh
+    col = np.arange(ow)[None, :] * sw - lf + (a % kw) * dw
+    return row * W + col
+
+
+def _max_scatter(g: np.ndarray, arg: np.ndarray, geom: tuple, shape: tuple) -> np.ndarray:
+    (kh, kw), (sh, sw), ((t, bt), (lf, r)), (dh, dw) = geom
+    g2 = _as2d(g)
+    N, C, oh, ow = g2.shape
+    H, W = _sz2(shape[2:])
+    gxp = np.zeros((N, C, H + t + bt, W + lf + r), g.dtype)
+    tmp = np.empty_like(g2)
+    for a in range(kh):
+        for b in range(kw):
+            np.multiply(g2, arg == a * kw + b, out=tmp)
+            gxp[:, :, _slice(a, sh, dh, oh), _slice(b, sw, dw, ow)] += tmp
+    gx = gxp[:, :, t : t + H, lf : lf + W]
+    return np.ascontiguousarray(gx).reshape(shape)
+
+
+def _avg_divisors(n: int, k: int, s: int, p: int, o: int, include_pad: bool) -> np.ndarray:
+    """PyTorch's per-position pool size along one dim (window clipped to the padded input, and
+    to the input itself when padding does not count)."""
+    start = np.arange(o) * s - p
+    end = np.minimum(start + k, n + p)
+    size = end - start
+    if not include_pad:
+        size = np.minimum(end, n) - np.maximum(start, 0)
+    return size
+
+
+def _avg_scale(
+    x_shape: tuple,
+    ksize: tuple,
+    stride: tuple,
+    pads: tuple,
+    osize: tuple,
+    include_pad: bool,
+    divisor: Any,
+    dtype: np.dtype,
+) -> np.ndarray:
+    if divisor:
+        return np.asarray(1.0 / divisor, dtype)
+    H, W = _sz2(x_shape[2:])
+    dh = _avg_divisors(H, ksize[0], stride[0], pads[0][0], osize[0], include_pad)
+    dw = _avg_divisors(W, ksize[1], stride[1], pads[1][0], osize[1], include_pad)
+    size = np.outer(dh, dw).astype(np.float64)
+    with np.errstate(divide="ignore"):
+        inv = np.where(size > 0, 1.0 / np.maximum(size, 1), 0.0)
+    return inv.astype(dtype)
+
+
+class AvgPool(Op):
+    """Mean over each window, with PyTorch's divisors (count_include_pad, ceil_mode,
+    divisor_override). Linear: the backward is ``AvgPoolT``, its adjoint."""
+
+    name = "avg_pool"
+
+    def forward(
+        ctx,
+        x: np.ndarray,
+        ksize: tuple,
+        stride: tuple,
+        pads: tuple,
+        osize: tuple,
+        include_pad: bool,
+        divisor: Any,
+    ) -> Any:
+        ctx.params = (ksize, stride, pads, osize, include_pad, divisor)
+        ctx.xshape = x.shape
+        x2 = _as2d(x)
+        N, C = x2.shape[:2]
+        (kh, kw), (sh, sw), (oh, ow) = ksize, stride, osize
+        xp = _padded(x2, pads, 0)
+        out = np.zeros((N, C, oh, ow), x.dtype)
+        for a in range(kh):
+            for b in range(kw):
+                out += xp[:, :, _slice(a, sh, 1, oh), _slice(b, sw, 1, ow)]
+        out *= _avg_scale(x.shape, ksize, stride, pads, osize, include_pad, divisor, x.dtype)
+        return out.reshape(N, C, ow) if x.ndim == 3 else out
+
+    def backward(ctx, g: Any, m: Any) -> Any:
+        return _call(m, AvgPoolT, g, xshape=ctx.xshape, params=ctx.params)
+
+
+class AvgPoolT(Op):
+    """The adjoint of AvgPool: spread each output gradient over its window."""
+
+    name = "avg_pool_backward"
+
+    def forward(ctx, g: Any, xshape: tuple, params: tuple) -> Any:
+        ctx.xshape, ctx.params = xshape, params
+        ksize, stride, pads, osize, include_pad, divisor = params
+        (kh, kw), (sh, sw), ((t, bt), (lf, r)) = ksize, stride, pads
+        g2 = _as2d(g)
+        N, C, oh, ow = g2.shape
+        H, W = _sz2(xshape[2:])
+        gs = g2 * _avg_scale(xshape, ksize, stride, pads, osize, include_pad, divisor, g.dtype)
+        gxp = np.zeros((N, C, H + t + bt, W + lf + r), g.dtype)
+        for a in range(kh):
+            for b in range(kw):
+                gxp[:, :, _slice(a, sh, 1, oh), _slice(b, sw, 1, ow)] += gs
+        return np.ascontiguousarray(gxp[:, :, t : t + H, lf : lf + W]).reshape(xshape)
+
+    def backward(ctx, gg: Any, m: Any) -> Any:
+        return _call(m, AvgPool, gg, *ctx.params)
+
+
+# ----------------------------------------------------------------------------- pooling API
+
+
+def _pool_dim(n: int, k: int, s: int, p: int, d: int, ceil: bool) -> tuple:
+    """(output size, extra right padding) as PyTorch's pooling_output_shape."""
+    num = n + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)
+    o = num // s + 1
+    if ceil and (o - 1) * s >= n + p:
+        o -= 1
+    need = (o - 1) * s + d * (k - 1) + 1  # padded extent the windows reach
+    return o, max(need - n - p, 0)
+
+
+def _pool_prep(
+    input: Tensor,  # noqa: A002
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    ceil_mode: bool,
+    nd: int,
+    name: str,
+) -> tuple:
+    if input.ndim not in (nd + 1, nd + 2):
+        raise RuntimeError(
+            f"{name}: Expected {nd + 1}D or {nd + 2}D (batch mode) tensor with optional 0 dim "
+            f"batch size for input, but got: {list(input.shape)}"
+        )
+    k = _tuple(kernel_size, nd, "kernel_size")
+    s = (
+        k
+        if stride is None or (isinstance(stride, (list, tuple)) and not stride)
+        else _tuple(stride, nd, "stride")
+    )
+    p = _tuple(padding, nd, "padding")
+    d = _tuple(dilation, nd, "dilation")
+    if any(i <= 0 for i in k):
+        raise RuntimeError(f"{name}: kernel_size must be greater than zero, but got {list(k)}")
+    if any(i <= 0 for i in s):
+        raise RuntimeError(f"{name}: stride must be greater than zero, but got {list(s)}")
+    if any(i <= 0 for i in d):
+        raise RuntimeError(f"{name}: dilation must be greater than zero, but got {list(d)}")
+    for pi, ki, di in zip(p, k, d):
+        if pi < 0 or pi > (di * (ki - 1) + 1) // 2:
+            raise RuntimeError(
+                "pad should be at most half of effective kernel size, but got "
+                f"pad={pi}, kernel_size={ki} and dilation={di}"
+            )
+    spatial = tuple(input.shape[-nd:])
+    dims = [
+        _pool_dim(n, ki, si, pi, di, ceil_mode) for n, ki, si, pi, di in zip(spatial, k, s, p, d)
+    ]
+    osize = tuple(o for o, _ in dims)
+    if any(o <= 0 for o in osize):
+        c = input.shape[-nd - 1]
+        raise RuntimeError(
+            f"Given input size: ({'x'.join(str(i) for i in (c, *spatial))}). Calculated output "
+            f"size: ({'x'.join(str(i) for i in (c, *osize))}). Output size is too small"
+        )
+    pads = tuple((pi, pi + extra) for pi, (_, extra) in zip(p, dims))
+    unbatched = input.ndim == nd + 1
+    x = input.reshape((1, *input.shape)) if unbatched else input
+    geom = (_dims2(k), _dims2(s), ((0, 0),) * (2 - nd) + pads, _dims2(d), _dims2(osize))
+    return x, geom, unbatched
+
+
+def _max_pool(
+    input: Tensor,  # noqa: A002
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    ceil_mode: bool,
+    return_indices: bool,
+    nd: int,
+    name: str,
+) -> Any:
+    x, (k, s, pads, d, osize), unbatched = _pool_prep(
+        input, kernel_size, stride, padding, dilation, ceil_mode, nd, name
+    )
+    r = apply(
+        MaxPool,
+        x,
+        ksize=k,
+        stride=s,
+        pads=pads,
+        dil=d,
+        osize=osize,
+        return_indices=bool(return_indices),
+    )
+    if unbatched:
+        if return_indices:
+            return r[0].reshape(r[0].shape[1:]), r[1].reshape(r[1].shape[1:])
+        return r.reshape(r.shape[1:])
+    return r
+
+
+def max_pool1d(
+    input: Tensor,  # noqa: A002
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Any:
+    """Max over windows of (N, C, L) or (C, L); ``stride`` defaults to ``kernel_size``."""
+    return _max_pool(
+        input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 1, "max_pool1d"
+    )
+
+
+def max_pool2d(
+    input: Tensor,  # noqa: A002
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    dilation: Any = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Any:
+    """Max over windows of (N, C, H, W) or (C, H, W); ``stride`` defaults to ``kernel_size``."""
+    return _max_pool(
+        input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 2, "max_pool2d"
+    )
+
+
+def _avg_pool(
+    input: Tensor,  # noqa: A002
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    ceil_mode: bool,
+    count_include_pad: bool,
+    divisor_override: Any,
+    nd: int,
+    name: str,
+) -> Tensor:
+    if divisor_override is not None and divisor_override == 0:
+        raise RuntimeError(f"{name}: divisor must be not zero")
+    if input.data.dtype.kind != "f":
+        raise RuntimeError(f'"{name}" not implemented for integer input (dtype {input.dtype})')
+    x, (k, s, pads, _, osize), unbatched = _pool_prep(
+        input, kernel_size, stride, padding, 1, ceil_mode, nd, name
+    )
+    y = apply(AvgPool, x, k, s, pads, osize, bool(count_include_pad), divisor_override)
+    return y.reshape(y.shape[1:]) if unbatched else y
+
+
+def avg_pool1d(
+    input: Tensor,  # noqa: A002
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+) -> Tensor:
+    """Mean over windows of (N, C, L) or (C, L)."""
+    return _avg_pool(
+        input, kernel_size, stride, padding, ceil_mode, count_include_pad, None, 1, "avg_pool1d"
+    )
+
+
+def avg_pool2d(
+    input: Tensor,  # noqa: A002
+    kernel_size: Any,
+    stride: Any = None,
+    padding: Any = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> Tensor:
+    """Mean over windows of (N, C, H, W) or (C, H, W)."""
+    return _avg_pool(
+        input,
+        kernel_size,
+        stride,
+        padding,
+        ceil_mode,
+        count_include_pad,
+        divisor_override,
+        2,
+        "avg_pool2d",
+    )
+
+
+def _adaptive_matrix(n: int, o: int, dtype: np.dtype) -> np.ndarray:
+    """(o, n) averaging matrix over PyTorch's adaptive windows [floor(i n/o), ceil((i+1) n/o))."""
+    P = np.zeros((o, n), np.float64)
+    for i in range(o):
+        a, b = (i * n) // o, -((-(i + 1) * n) // o)
+        P[i, a:b] = 1.0 / (b - a)
+    return P.astype(dtype)
+
+
+def _adaptive(input: Tensor, output_size: Any, nd: int, name: str) -> Tensor:  # noqa: A002
+    from .linalg import matmul  # noqa: PLC0415
+
+    if input.ndim not in (nd + 1, nd + 2):
+        raise RuntimeError(
+            f"{name}(): Expected {nd + 1}D or {nd + 2}D tensor, but got {list(input.shape)}"
+        )
+    if input.data.dtype.kind != "f":
+        raise RuntimeError(f'"{name}" not implemented for integer input (dtype {input.dtype})')
+    spatial = tuple(input.shape[-nd:])
+    if isinstance(output_size, (list, tuple)):
+        if len(output_size) != nd:
+            raise ValueError(
+                f"{name}: output_size must have {nd} elements, got {list(output_size)}"
+            )
+        osize = tuple(n if o is None else int(o) for o, n in zip(output_size, spatial))
+    else:
+        osize = (int(output_size),) * nd
+    if any(o <= 0 for o in osize):
+        raise RuntimeError(
+            f"{name}: elements of output_size must be greater than or equal to 1, got {list(osize)}"
+        )
+    if any(n == 0 for n in spatial):
+        raise RuntimeError(
+            f"{name}(): Expected input to have non-zero size for non-batch dimensions, but got {list(input.shape)}"
+        )
+    if all(n % o == 0 for n, o in zip(spatial, osize)):
+        if all(o == 1 for o in osize):  # global pooling
+            return input.mean(tuple(range(-nd, 0)), keepdim=True)
+        k = tuple(n // o for n, o in zip(spatial, osize))
+        return _avg_pool(input, k, k, 0, False, True, None, nd, name)
+    y = input
+    dt = input.data.dtype
+    if osize[-1] != spatial[-1]:
+        y = matmul(y, wrap(np.ascontiguousarray(_adaptive_matrix(spatial[-1], osize[-1], dt).T)))
+    if nd == 2 and osize[0] != spatial[0]:
+        y = matmul(wrap(_adaptive_matrix(spatial[0], osize[0], dt)), y)
+    return y
+
+
+def adaptive_avg_pool1d(input: Tensor, output_size: Any) -> Tensor:  # noqa: A002
+    """Mean over PyTorch's adaptive windows of (N, C, L) or (C, L), to length ``output_size``."""
+    return _adaptive(input, output_size, 1, "adaptive_avg_pool1d")
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size: Any) -> Tensor:  # noqa: A002
+    """Mean over adaptive windows of (N, C, H, W) or (C, H, W); ``output_size`` is an int or a
+    pair (None keeps that size)."""
+    return _adaptive(input, output_size, 2, "adaptive_avg_pool2d")
+
+
+__all__ = [
+    "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d",
+    "avg_pool1d",
+    "avg_pool2d",
+    "conv1d",
+    "conv2d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "max_pool1d",
+    "max_pool2d",
+]
