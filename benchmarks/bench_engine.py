@@ -54,18 +54,15 @@ def init_weights(sizes: list[int], seed: int = 0) -> list[tuple[np.ndarray, np.n
 
 
 class CrNet:
-    """A plain MLP on chainrule tensors, trained with SGD + momentum written as in-place updates."""
+    """A plain MLP on chainrule tensors (no nn.Module: the engine alone), trained with
+    chainrule.optim.SGD."""
 
     def __init__(self, weights: list, act: str, lr: float, momentum: float) -> None:
         self.params = []
         for w, b in weights:
-            self.params += [
-                cr.tensor(w, requires_grad=True),
-                cr.tensor(b, requires_grad=True),
-            ]
+            self.params += [cr.tensor(w, requires_grad=True), cr.tensor(b, requires_grad=True)]
         self.act = act
-        self.lr, self.mom = lr, momentum
-        self.buf = [None] * len(self.params)
+        self.opt = cr.optim.SGD(self.params, lr=lr, momentum=momentum)
 
     def forward(self, x: cr.Tensor) -> cr.Tensor:
         p = self.params
@@ -77,15 +74,8 @@ class CrNet:
         return x
 
     def step(self) -> None:
-        with cr.no_grad():
-            for i, p in enumerate(self.params):
-                g = p.grad
-                if self.buf[i] is None:
-                    self.buf[i] = g.clone()
-                else:
-                    self.buf[i].mul_(self.mom).add_(g)
-                p.add_(self.buf[i], alpha=-self.lr)
-                p.grad = None
+        self.opt.step()
+        self.opt.zero_grad()
 
 
 def cr_step_fn(net: CrNet, x: cr.Tensor, y: cr.Tensor, loss: str):

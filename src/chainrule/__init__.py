@@ -10,28 +10,14 @@ from __future__ import annotations
 
 import builtins  # noqa: F401  (for annotations below, where bool/int are shadowed)
 
-from . import dtypes
-from .dtypes import (
-    bfloat16,
-    bool_,
-    double,
-    dtype,
-    float16,
-    float32,
-    float64,
-    get_default_dtype,
-    half,
-    int8,
-    int16,
-    int32,
-    int64,
-    long,
-    set_default_dtype,
-    uint8,
+from . import (  # noqa: E402
+    autograd,  # noqa: E402  (after Tensor: the engine imports it)
+    dtypes,
+    func,
+    nn,
+    ops,  # noqa: E402,F401  (attaches the Tensor methods)
+    optim,
 )
-from .tensor import Tensor, device
-from . import autograd  # noqa: E402  (after Tensor: the engine imports it)
-from . import ops  # noqa: E402,F401  (attaches the Tensor methods)
 from .autograd import (
     enable_grad,
     inference_mode,
@@ -65,6 +51,24 @@ from .creation import (
     tensor,
     zeros,
     zeros_like,
+)
+from .dtypes import (
+    bfloat16,
+    bool_,
+    double,
+    dtype,
+    float16,
+    float32,
+    float64,
+    get_default_dtype,
+    half,
+    int8,
+    int16,
+    int32,
+    int64,
+    long,
+    set_default_dtype,
+    uint8,
 )
 from .ops.elementwise import (
     abs,
@@ -199,7 +203,7 @@ from .ops.reduce import (
     var_mean,
 )
 from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
-from . import func, nn, optim  # noqa: E402
+from .tensor import Tensor, device
 
 float = float32  # noqa: A001 - PyTorch's aliases
 int = int32  # noqa: A001
@@ -208,9 +212,9 @@ bool = bool_  # noqa: A001
 __version__ = "0.1.0"
 
 
-def is_tensor(obj: object) -> "builtins.bool":
+def is_tensor(obj: object) -> builtins.bool:
     return isinstance(obj, Tensor)
 
 
-def numel(input: Tensor) -> "builtins.int":  # noqa: A002
+def numel(input: Tensor) -> builtins.int:  # noqa: A002
     return input.numel()

@@ -8,7 +8,8 @@ the data structure, its attributes, conversions and in-place updates. The op met
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

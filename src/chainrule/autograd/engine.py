@@ -12,8 +12,10 @@ which case the same rule runs on Tensors (namespace ``T``) and records a graph o
 
 from __future__ import annotations
 
+import heapq
 import weakref
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -123,17 +125,18 @@ _seq = 0
 
 def apply(op: type, *args: Any, **kw: Any) -> Any:
     """Run ``op`` on ``args`` (Tensors and Python scalars) and record it if a gradient is needed."""
+    arrays = []
     rec = False
-    cut = None
-    if state.grad_enabled:
-        for a in args:
-            if isinstance(a, Tensor):
-                if a.requires_grad:
-                    rec = True
-                    break
-                if a._cut is not None and cut is None:
-                    cut = a._cut
-    arrays = [a.data if isinstance(a, Tensor) else a for a in args]
+    for a in args:
+        if isinstance(a, Tensor):
+            arrays.append(a.data)
+            if a.requires_grad:
+                rec = True
+        else:
+            arrays.append(a)
+    st = state
+    if rec and not st.grad_enabled:
+        rec = False
     ctx = Node.__new__(Node)
     try:
         out = op.forward(ctx, *arrays, **kw)
@@ -143,11 +146,18 @@ def apply(op: type, *args: Any, **kw: Any) -> Any:
         if isinstance(e, RuntimeError) and _op_name(op) in str(e):
             raise  # an op's own message that already says which op failed
         raise _op_error(op, args, e) from e
-    if state.anomaly is not None:
-        state.anomaly.check_forward(op, args, out)
-    if rec and not op.differentiable:
-        rec = False
-        cut = f"`{getattr(op, 'name', None) or op.__name__.lower()}` (it has no gradient)"
+    if st.anomaly is not None:
+        st.anomaly.check_forward(op, args, out)
+    cut = None
+    if rec:
+        if not op.differentiable:
+            rec = False
+            cut = f"`{_op_name(op)}` (it has no gradient)"
+    elif st.grad_enabled:
+        for a in args:  # pass on why an input has no history, for the "no path" error
+            if isinstance(a, Tensor) and a._cut is not None:
+                cut = a._cut
+                break
     if type(out) is tuple:
         return _wrap_outputs(op, ctx, args, arrays, out, rec, cut)
     if type(out) is not np.ndarray:
@@ -200,15 +210,18 @@ def _record(op: type, ctx: Node, args: Sequence[Any], arrays: list, kw: dict) ->
         ctx.saved_vc = [(a, a._vc[0]) for a in args if isinstance(a, Tensor)]
 
 
-def _wrap_outputs(op, ctx, args, arrays, outs, rec, cut) -> tuple:
+def _wrap_outputs(
+    op: type, ctx: Node, args: Sequence[Any], arrays: list, outs: tuple, rec: bool, cut: str | None
+) -> tuple:
     outs = tuple(o if type(o) is np.ndarray else np.asarray(o) for o in outs)
     ts = []
     for i, o in enumerate(outs):
-        t = wrap(o, rec)
+        diff = rec and o.dtype.kind == "f"  # integer outputs (indices) carry no gradient
+        t = wrap(o, diff)
         if op.is_view:
             t._vc = args[0]._vc
         t._out_nr = i
-        t._cut = None if rec else cut
+        t._cut = None if diff else (cut or (f"`{_op_name(op)}` (an integer output)" if rec else None))
         ts.append(t)
     if rec:
         _record(op, ctx, args, arrays, {})
@@ -219,7 +232,8 @@ def _wrap_outputs(op, ctx, args, arrays, outs, rec, cut) -> tuple:
             ctx.out = outs
             ctx.out_vc = ts[0]._vc
         for t in ts:
-            t.grad_fn = ctx
+            if t.requires_grad:
+                t.grad_fn = ctx
     return tuple(ts)
 
 
@@ -369,11 +383,9 @@ def run_backward(
     ``inputs`` if given); without it they are returned, one per tensor of ``inputs``
     (``autograd.grad``).
     """
-    from ..ops.namespace import A, T  # noqa: PLC0415 - avoid an import cycle
-
     if retain_graph is None:
         retain_graph = create_graph
-    m = T if create_graph else A
+    m = _namespaces()[create_graph]
     grads: dict = {}
     leaf_grads: dict = {}
     handed: set = set()
@@ -403,70 +415,56 @@ def run_backward(
                 capture_nodes.setdefault(t.grad_fn, []).append((t._out_nr, i))
     captured: list = [None] * (len(inputs) if inputs is not None else 0)
 
-    # count the consumers of every node reachable from the roots
-    deps: dict = {}
-    stack = list(dict.fromkeys(nodes))
-    seen = set(stack)
-    while stack:
-        n = stack.pop()
-        for p in n.parents:
-            if p is None:
-                continue
-            if type(p) is tuple:
-                p = p[0]
-            elif type(p) is not Node:
-                continue
-            deps[p] = deps.get(p, 0) + 1
-            if p not in seen:
-                seen.add(p)
-                stack.append(p)
-    ready = [n for n in dict.fromkeys(nodes) if n not in deps]
+    # Nodes run in decreasing forward order (seq): every consumer of a node was recorded after
+    # it, so by the time a node is popped all the gradient it will receive has arrived. A node
+    # enters the heap when its first gradient does; branches that receive none are never run.
+    heap = [(-n.seq, n) for n in dict.fromkeys(nodes)]
+    heapq.heapify(heap)
+    pop, push = heapq.heappop, heapq.heappush
 
     prev_mode = state.grad_enabled
     state.grad_enabled = create_graph
     anomaly = state.anomaly
     try:
-        while ready:
-            node = ready.pop()
-            g = grads.pop(node, None)
-            if g is not None and (node.pre_hooks or node.retain):
+        while heap:
+            node = pop(heap)[1]
+            g = grads.pop(node)
+            if node.pre_hooks or node.retain:
                 g = _node_hooks(node, g, create_graph)
-            if g is not None and node in capture_nodes:
+            if capture_nodes and node in capture_nodes:
                 for nr, i in capture_nodes[node]:
                     captured[i] = g if node.n_out == 1 else g[nr]
-            res = None
-            if g is not None:
-                res = _run_rule(node, g, m, create_graph, retain_graph)
-                if anomaly is not None:
-                    anomaly.check_backward(node, res)
-            parents = node.parents
-            for i, p in enumerate(parents):
-                if p is None:
+            res = _run_rule(node, g, m, create_graph, retain_graph)
+            if anomaly is not None:
+                anomaly.check_backward(node, res)
+            for p, gi in zip(node.parents, res):
+                if p is None or gi is None:
                     continue
-                gi = res[i] if res is not None else None
-                if type(p) is tuple:
+                tp = type(p)
+                if tp is Node:
+                    if gi.shape != p.out_shape:
+                        gi = sum_to(gi, p.out_shape, node)
+                    prev = grads.get(p)
+                    if prev is None:
+                        grads[p] = gi
+                        push(heap, (-p.seq, p))
+                    else:
+                        grads[p] = prev + gi
+                elif tp is tuple:
                     pn, nr = p
-                    if gi is not None:
-                        gi = sum_to(gi, pn.out_shape[nr], node)
-                        _node_add(grads, pn, nr, gi)
-                    d = deps[pn] - 1
-                    deps[pn] = d
-                    if d == 0:
-                        ready.append(pn)
-                elif type(p) is Node:
-                    if gi is not None:
-                        if gi.shape != p.out_shape:
-                            gi = sum_to(gi, p.out_shape, node)
-                        prev = grads.get(p)
-                        grads[p] = gi if prev is None else prev + gi
-                    d = deps[p] - 1
-                    deps[p] = d
-                    if d == 0:
-                        ready.append(p)
-                elif gi is not None:
+                    gi = sum_to(gi, pn.out_shape[nr], node)
+                    if pn not in grads:
+                        push(heap, (-pn.seq, pn))
+                    _node_add(grads, pn, nr, gi)
+                else:
                     if gi.shape != p.data.shape:
                         gi = sum_to(gi, p.data.shape, node)
-                    _leaf_add(leaf_grads, p, gi)
+                    e = leaf_grads.get(id(p))
+                    if e is None:
+                        leaf_grads[id(p)] = [p, gi, False]
+                    else:
+                        e[1] = e[1] + gi
+                        e[2] = True  # a fresh array that we own
         state.grad_enabled = create_graph
         if accumulate and capture_nodes:  # backward(inputs=[non-leaf]) fills its .grad
             for i, t in enumerate(inputs):
@@ -477,6 +475,19 @@ def run_backward(
         )
     finally:
         state.grad_enabled = prev_mode
+
+
+_NS: tuple = ()
+
+
+def _namespaces() -> tuple:
+    """(A, T): the rule namespaces for arrays and for Tensors (imported late: ops import us)."""
+    global _NS
+    if not _NS:
+        from ..ops.namespace import A, T  # noqa: PLC0415
+
+        _NS = (A, T)
+    return _NS
 
 
 def _node_add(grads: dict, node: Node, nr: int, g: Any) -> None:
@@ -596,7 +607,15 @@ def _zeros(shape: tuple, dtype: np.dtype, as_tensor: bool) -> Any:
     return wrap(z) if as_tensor else z
 
 
-def _finish_leaves(leaf_grads, handed, create_graph, inputs, accumulate, capture_leaves, captured):
+def _finish_leaves(
+    leaf_grads: dict,
+    handed: set,
+    create_graph: bool,
+    inputs: Sequence[Tensor] | None,
+    accumulate: bool,
+    capture_leaves: dict,
+    captured: list,
+) -> list | None:
     only = None
     if accumulate and inputs is not None:
         only = {id(t) for t in inputs}

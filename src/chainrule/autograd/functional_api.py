@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -62,6 +62,17 @@ def backward(
     inputs: Any = None,
 ) -> None:
     """Accumulate the gradients of ``tensors`` into the ``.grad`` of the leaves of their graph."""
+    if (
+        grad_tensors is None
+        and inputs is None
+        and not create_graph
+        and type(tensors) is Tensor
+        and tensors.requires_grad
+        and tensors.data.size == 1
+    ):  # the common case, loss.backward(), without the general validation
+        g = np.ones(tensors.data.shape, tensors.data.dtype)
+        run_backward([tensors], [g], retain_graph, False, None, True)
+        return
     outs = _as_list(tensors)
     grads = _root_grads(outs, grad_tensors, create_graph, "backward()")
     ins = _as_list(inputs) if inputs is not None else None

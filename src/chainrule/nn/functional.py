@@ -7,6 +7,16 @@ from typing import Any
 import numpy as np
 
 from ..autograd.engine import apply
+from ..ops.activation import (  # noqa: F401
+    elu,
+    gelu,
+    hardtanh,
+    leaky_relu,
+    sign_ste,
+    silu,
+    softplus,
+    step,
+)
 from ..ops.conv import (  # noqa: F401
     adaptive_avg_pool1d,
     adaptive_avg_pool2d,
@@ -21,11 +31,19 @@ from ..ops.conv import (  # noqa: F401
 )
 from ..ops.elementwise import relu, sigmoid, tanh, where  # noqa: F401
 from ..ops.linear import bilinear, linear  # noqa: F401
-from ..ops.loss import NLL, BinaryCrossEntropy, BinaryCrossEntropyWithLogits, CrossEntropy, check_weight
+from ..ops.loss import (
+    NLL,
+    BinaryCrossEntropy,
+    BinaryCrossEntropyWithLogits,
+    CrossEntropy,
+    check_weight,
+)
 from ..ops.movement import pad  # noqa: F401
 from ..ops.nn import log_softmax, softmax  # noqa: F401
+from ..ops.norm import batch_norm, group_norm, layer_norm  # noqa: F401
 from ..random import _gen
 from ..tensor import Tensor, wrap
+from .layers.embedding import embedding  # noqa: F401
 
 # ----------------------------------------------------------------------------- dropout
 
@@ -239,3 +257,4 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     if t.size and (t.min() < 0 or t.max() >= n):
         raise RuntimeError(f"one_hot: class values must be in [0, {n - 1}]")
     return wrap(np.eye(n, dtype=np.int64)[t])
+from .layers.attention import scaled_dot_product_attention  # noqa: E402, F401

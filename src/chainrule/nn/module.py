@@ -13,7 +13,8 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, Iterator, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -50,15 +51,17 @@ class Parameter(Tensor):
 
 
 class Buffer(Tensor):
-    """Marks a tensor to register as a buffer when assigned to a module attribute."""
+    """Marks a tensor to register as a buffer when assigned to a module attribute
+    (``persistent=False``: kept out of the state_dict)."""
 
-    __slots__ = ()
+    __slots__ = ("persistent",)
 
     def __init__(self, data: Any, persistent: bool = True) -> None:
         arr = data.data if isinstance(data, Tensor) else np.asarray(data)
         self.data, self.grad, self.grad_fn = arr, None, None
         self._vc, self._out_nr, self._hooks, self._cut = [0], 0, None, None
         self.requires_grad = False
+        self.persistent = persistent
 
 
 class _IncompatibleKeys(NamedTuple):
@@ -134,6 +137,8 @@ class Module:
         elif isinstance(value, Buffer):
             self._drop(name)
             bufs[name] = wrap(value.data)
+            if not value.persistent:
+                d["_non_persistent_buffers_set"].add(name)
         elif name in params:
             if value is not None:
                 raise TypeError(
@@ -338,8 +343,9 @@ class Module:
     def train(self, mode: bool = True) -> Module:
         if not isinstance(mode, bool):
             raise ValueError("training mode is expected to be boolean")
-        for m in self.modules():
-            m.__dict__["training"] = mode
+        self.__dict__["training"] = mode
+        for m in self.children():  # through each child's train(), which it may override
+            m.train(mode)
         return self
 
     def eval(self) -> Module:
@@ -435,14 +441,16 @@ class Module:
 
     def __repr__(self) -> str:
         extra = self.extra_repr()
-        lines = extra.split("\n") if extra else []
-        for name, m in self._modules.items():
-            sub = repr(m).replace("\n", "\n  ")
-            lines.append(f"({name}): {sub}")
-        if not self._modules:
-            return f"{self._get_name()}({extra})"
-        body = "\n  ".join(lines)
-        return f"{self._get_name()}(\n  {body}\n)"
+        extra_lines = extra.split("\n") if extra else []
+        child_lines = [
+            f"({name}): " + repr(m).replace("\n", "\n  ") for name, m in self._modules.items()
+        ]
+        lines = extra_lines + child_lines
+        if not lines:
+            return f"{self._get_name()}()"
+        if len(extra_lines) == 1 and not child_lines:
+            return f"{self._get_name()}({extra_lines[0]})"
+        return f"{self._get_name()}(\n  " + "\n  ".join(lines) + "\n)"
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

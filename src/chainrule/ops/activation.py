@@ -114,10 +114,10 @@ class Erf(Op):
     save_inputs = True
     name = "erf"
 
-    def forward(ctx, x):
+    def forward(ctx, x: Any) -> Any:
         return erf_array(x)
 
-    def backward(ctx, g, m):
+    def backward(ctx, g: Any, m: Any) -> Any:
         x = ctx.inputs[0]
         return g * (_TWO_OVER_SQRT_PI * m.exp(-(x * x)))
 
@@ -149,11 +149,11 @@ class LeakyRelu(Op):
     save_inputs = True
     name = "leaky_relu"
 
-    def forward(ctx, x, negative_slope):
+    def forward(ctx, x: Any, negative_slope: Any) -> Any:
         ctx.slope = negative_slope
         return np.where(x > 0, x, x * negative_slope)
 
-    def backward(ctx, g, m):
+    def backward(ctx, g: Any, m: Any) -> Any:
         x = ctx.inputs[0]
         return m.where(x > 0, g, g * ctx.slope)
 
@@ -165,13 +165,13 @@ class Elu(Op):
     save_inputs = True
     name = "elu"
 
-    def forward(ctx, x, alpha):
+    def forward(ctx, x: Any, alpha: Any) -> Any:
         ctx.alpha = alpha
         neg = np.expm1(np.minimum(x, 0))
         neg *= alpha
         return np.where(x > 0, x, neg)
 
-    def backward(ctx, g, m):
+    def backward(ctx, g: Any, m: Any) -> Any:
         x = ctx.inputs[0]
         pos = x > 0
         xn = m.where(pos, 0.0, x)  # exp never sees a large positive x (nor its backward)
@@ -191,14 +191,14 @@ class Gelu(Op):
     save_inputs = True
     name = "gelu"
 
-    def forward(ctx, x, approximate):
+    def forward(ctx, x: Any, approximate: Any) -> Any:
         ctx.approximate = approximate
         if approximate == "tanh":
             inner = _GELU_BETA * (x + _GELU_KAPPA * (x * x * x))
             return 0.5 * x * (1 + np.tanh(inner))
         return x * 0.5 * (1 + erf_array(x * _SQRT1_2))
 
-    def backward(ctx, g, m):
+    def backward(ctx, g: Any, m: Any) -> Any:
         x = ctx.inputs[0]
         if ctx.approximate == "tanh":
             x_sq = x * x
@@ -218,10 +218,10 @@ class Silu(Op):
     save_inputs = True
     name = "silu"
 
-    def forward(ctx, x):
+    def forward(ctx, x: Any) -> Any:
         return x * _sigmoid_array(x)
 
-    def backward(ctx, g, m):
+    def backward(ctx, g: Any, m: Any) -> Any:
         x = ctx.inputs[0]
         s = _fn(m, "sigmoid", x)
         return g * (s * (1 + x * (1 - s)))
@@ -234,14 +234,14 @@ class Softplus(Op):
     save_inputs = True
     name = "softplus"
 
-    def forward(ctx, x, beta, threshold):
+    def forward(ctx, x: Any, beta: Any, threshold: Any) -> Any:
         ctx.beta, ctx.threshold = beta, threshold
         xb = x * beta
         lin = xb > threshold
         soft = np.log1p(np.exp(np.where(lin, 0, xb))) / beta
         return np.where(lin, x, soft)
 
-    def backward(ctx, g, m):
+    def backward(ctx, g: Any, m: Any) -> Any:
         x = ctx.inputs[0]
         xb = x * ctx.beta
         lin = xb > ctx.threshold
@@ -255,11 +255,11 @@ class Hardtanh(Op):
     save_inputs = True
     name = "hardtanh"
 
-    def forward(ctx, x, min_val, max_val):
+    def forward(ctx, x: Any, min_val: Any, max_val: Any) -> Any:
         ctx.lo, ctx.hi = min_val, max_val
         return np.clip(x, min_val, max_val)
 
-    def backward(ctx, g, m):
+    def backward(ctx, g: Any, m: Any) -> Any:
         x = ctx.inputs[0]
         return m.where((x > ctx.lo) & (x < ctx.hi), g, 0.0)
 
@@ -273,7 +273,9 @@ def _check_slope(name: str, value: Any) -> float:
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:  # noqa: A002
     """``x`` for x > 0, ``negative_slope * x`` otherwise. (``inplace`` is accepted for
     compatibility; the result is always a new tensor.)"""
-    return apply(LeakyRelu, as_float(input), negative_slope=_check_slope("leaky_relu", negative_slope))
+    return apply(
+        LeakyRelu, as_float(input), negative_slope=_check_slope("leaky_relu", negative_slope)
+    )
 
 
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:  # noqa: A002
@@ -305,7 +307,9 @@ def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tenso
     )
 
 
-def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:  # noqa: A002
+def hardtanh(
+    input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False
+) -> Tensor:  # noqa: A002
     """``clamp(x, min_val, max_val)`` with a zero gradient at and beyond the bounds."""
     return apply(
         Hardtanh,
@@ -344,7 +348,9 @@ def _surrogate_params(fn: str, surrogate: str, k: float | None) -> float | None:
         raise ValueError(f"{fn}: surrogate must be one of {SURROGATES}, not {surrogate!r}")
     if surrogate == "ste":
         if k is not None:
-            raise ValueError(f"{fn}: k (the surrogate's sharpness) has no effect with surrogate='ste'")
+            raise ValueError(
+                f"{fn}: k (the surrogate's sharpness) has no effect with surrogate='ste'"
+            )
         return None
     k = _DEFAULT_K[surrogate] if k is None else _check_slope(fn, k)
     if not k > 0:
@@ -356,9 +362,9 @@ def _surrogate_grad(m: Any, g: Any, x: Any, surrogate: str, k: float | None, jum
     """g times the surrogate derivative of a unit that jumps by ``jump`` (1 for step, 2 for sign)."""
     if surrogate == "ste":
         return g if jump == 1 else m.where(m.abs(x) <= 1, g, 0.0)
-    if surrogate == "sigmoid":
-        s = _fn(m, "sigmoid", k * x)
-        return g * ((jump * k) * (s * (1 - s)))
+    if surrogate == "sigmoid":  # sigmoid(z) sigmoid(-z): no cancellation in 1 - s for large z
+        z = k * x
+        return g * ((jump * k) * (_fn(m, "sigmoid", z) * _fn(m, "sigmoid", -z)))
     t = 1 - k * m.abs(x)  # triangle
     return g * ((jump * k) * m.where(t > 0, t, 0.0))
 
@@ -369,11 +375,11 @@ class Step(Op):
     save_inputs = True
     name = "step"
 
-    def forward(ctx, x, surrogate, k):
+    def forward(ctx, x: Any, surrogate: Any, k: Any) -> Any:
         ctx.surrogate, ctx.k = surrogate, k
         return (x > 0).astype(x.dtype)
 
-    def backward(ctx, g, m):
+    def backward(ctx, g: Any, m: Any) -> Any:
         return _surrogate_grad(m, g, ctx.inputs[0], ctx.surrogate, ctx.k, 1)
 
 
@@ -383,11 +389,11 @@ class SignSurrogate(Op):
     save_inputs = True
     name = "sign_ste"
 
-    def forward(ctx, x, surrogate, k):
+    def forward(ctx, x: Any, surrogate: Any, k: Any) -> Any:
         ctx.surrogate, ctx.k = surrogate, k
         return np.sign(x)
 
-    def backward(ctx, g, m):
+    def backward(ctx, g: Any, m: Any) -> Any:
         return _surrogate_grad(m, g, ctx.inputs[0], ctx.surrogate, ctx.k, 2)
 
 

@@ -1,9 +1,9 @@
 """Convolution and pooling primitives with PyTorch's semantics (NCHW / NCL layouts).
 
 Convolution is im2col + one GEMM per direction. The column matrix is a strided *view* of the
-padded input, laid out (C, kh, kw, N, oh, ow) so that each of the three products is a single
-(batched over groups) matmul and the input gradient (col2im) is kh*kw slice additions into a
-padded buffer. Three array kernels do the work:
+padded input (copied once), laid out batch-last (C, kh, kw, oh, ow, N) so that each of the three
+products is a single (batched over groups) matmul and the input gradient (col2im) is kh*kw slice
+additions into a padded buffer over long contiguous rows. Three array kernels do the work:
 
     _conv(x, w)      y[n,o,i,j] = sum_{c,a,b} w[o,c,a,b] xp[n,c, i*s+a*d, j*s+b*d]
     _conv_t(u, w)    the adjoint of _conv in x (a transposed convolution)
@@ -19,6 +19,7 @@ Geometry is passed around as ``geom = (stride, pads, dilation, groups)`` with 2-
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,22 @@ def _call(m: Any, op: type, *args: Any, **kw: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- array kernels
+
+_work = threading.local()
+
+
+def _buf(slot: str, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """A scratch array for a temporary that never leaves the kernel (one per slot and thread,
+    grown as needed). Reusing it avoids a fresh multi-MB allocation per call, which glibc
+    serves with new pages (page faults) after it has trimmed the freed ones."""
+    d = _work.__dict__
+    n = 1
+    for i in shape:
+        n *= i
+    a = d.get(slot)
+    if a is None or a.dtype != dtype or a.size < n:
+        a = d[slot] = np.empty(max(n, 1), dtype)
+    return a[:n].reshape(shape)
 
 
 def _as2d(a: np.ndarray) -> np.ndarray:
@@ -66,38 +83,66 @@ def _padded(x: np.ndarray, pads: tuple, value: float = 0.0) -> np.ndarray:
     return out
 
 
+def _to_cn(x: np.ndarray, pads: tuple) -> np.ndarray:
+    """x (N, C, H, W) -> a zero-padded copy in the batch-last layout (C, Hp, Wp, N)."""
+    (t, b), (lf, r) = pads
+    N, C, H, W = x.shape
+    xp = _buf("pad", (C, H + t + b, W + lf + r, N), x.dtype)
+    if t or b or lf or r:
+        xp[:, :t] = 0
+        xp[:, t + H :] = 0
+        xp[:, t : t + H, :lf] = 0
+        xp[:, t : t + H, lf + W :] = 0
+    xp[:, t : t + H, lf : lf + W] = x.transpose(1, 2, 3, 0)
+    return xp
+
+
 def _windows(xp: np.ndarray, ksize: tuple, stride: tuple, dil: tuple, osize: tuple) -> np.ndarray:
-    """The read-only view (C, kh, kw, N, oh, ow) of the windows of xp (N, C, Hp, Wp)."""
+    """The read-only view (C, kh, kw, oh, ow, N) of the windows of xp (C, Hp, Wp, N)."""
     (kh, kw), (sh, sw), (dh, dw), (oh, ow) = ksize, stride, dil, osize
-    N, C, Hp, Wp = xp.shape
+    C, Hp, Wp, N = xp.shape
     if (oh - 1) * sh + (kh - 1) * dh >= Hp or (ow - 1) * sw + (kw - 1) * dw >= Wp:
         raise ValueError(f"windows of {osize} do not fit in a padded input of {(Hp, Wp)}")
     s = xp.strides
     return as_strided(
         xp,
-        (C, kh, kw, N, oh, ow),
-        (s[1], dh * s[2], dw * s[3], s[0], sh * s[2], sw * s[3]),
+        (C, kh, kw, oh, ow, N),
+        (s[0], dh * s[1], dw * s[2], sh * s[1], sw * s[2], s[3]),
         writeable=False,
     )
 
 
 def _im2col(x: np.ndarray, ksize: tuple, geom: tuple, osize: tuple) -> np.ndarray:
-    """Columns (C, kh, kw, N, oh, ow), C-contiguous, of the 4-d input x."""
+    """Columns (C, kh, kw, oh, ow, N), C-contiguous, of the 4-d input x (N, C, H, W).
+
+    Batch-last, so that the copy (and col2im's additions) run over long contiguous rows
+    (ow * N elements) instead of rows of ow."""
     stride, pads, dil, _ = geom
-    return np.ascontiguousarray(_windows(_padded(x, pads), ksize, stride, dil, osize))
+    v = _windows(_to_cn(x, pads), ksize, stride, dil, osize)
+    cols = _buf("cols", v.shape, x.dtype)
+    np.copyto(cols, v)
+    return cols
 
 
-def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(G, m, k) @ (G, k, n), one plain GEMM when G == 1."""
+def _mm(a: np.ndarray, b: np.ndarray, slot: str | None = None) -> np.ndarray:
+    """(G, m, k) @ (G, k, n), one plain GEMM when G == 1; into scratch ``slot`` if given."""
+    out = None
+    if slot is not None:
+        out = _buf(slot, (a.shape[0], a.shape[1], b.shape[2]), np.result_type(a, b))
     if a.shape[0] == 1:
-        return np.dot(a[0], b[0])[None]
-    return np.matmul(a, b)
+        if out is None:
+            return np.dot(a[0], b[0])[None]
+        np.dot(a[0], b[0], out=out[0])
+        return out
+    return np.matmul(a, b, out=out)
 
 
 def _by_group(u: np.ndarray, G: int) -> np.ndarray:
-    """u (N, Co, oh, ow) -> (G, Co/G, N*oh*ow) (one transposing copy)."""
+    """u (N, Co, oh, ow) -> (G, Co/G, oh*ow*N) (one transposing copy, into scratch)."""
     N, Co, oh, ow = u.shape
-    return np.ascontiguousarray(u.transpose(1, 0, 2, 3)).reshape(G, Co // G, N * oh * ow)
+    out = _buf("ut", (Co, oh, ow, N), u.dtype)
+    np.copyto(out, u.transpose(1, 2, 3, 0))
+    return out.reshape(G, Co // G, oh * ow * N)
 
 
 def _conv(x: np.ndarray, w: np.ndarray, b: Any, geom: tuple, osize: tuple) -> tuple:
@@ -110,29 +155,30 @@ def _conv(x: np.ndarray, w: np.ndarray, b: Any, geom: tuple, osize: tuple) -> tu
     oh, ow = _sz2(osize)
     cols = _im2col(x2, (kh, kw), geom, (oh, ow))
     K = Cg * kh * kw
-    y = _mm(w2.reshape(G, Co // G, K), cols.reshape(G, K, N * oh * ow))
-    yt = y.reshape(Co, N, oh, ow).transpose(1, 0, 2, 3)
+    y = _mm(w2.reshape(G, Co // G, K), cols.reshape(G, K, oh * ow * N), "y")
+    yt = y.reshape(Co, oh, ow, N).transpose(3, 0, 1, 2)
     out = np.empty((N, Co, oh, ow), y.dtype)
     if b is None:
         np.copyto(out, yt)
     else:
         np.add(yt, b.reshape(Co, 1, 1).astype(y.dtype, copy=False), out=out)
-    return (out.reshape(N, Co, ow) if one else out), cols
+    return out.reshape(N, Co, ow) if one else out
 
 
-def _col2im(gcols: np.ndarray, N: int, C: int, isize: tuple, geom: tuple) -> np.ndarray:
-    """Sum the column gradient (C, kh, kw, N, oh, ow) back into an input (N, C, H, W)."""
+def _col2im(gcols: np.ndarray, isize: tuple, geom: tuple) -> np.ndarray:
+    """Sum the column gradient (C, kh, kw, oh, ow, N) back into an input (N, C, H, W)."""
     (sh, sw), ((t, bt), (lf, r)), (dh, dw), _ = geom
-    _, kh, kw, _, oh, ow = gcols.shape
+    C, kh, kw, oh, ow, N = gcols.shape
     H, W = isize
-    xp = np.zeros((C, N, H + t + bt, W + lf + r), gcols.dtype)
+    xp = _buf("img", (C, H + t + bt, W + lf + r, N), gcols.dtype)
+    xp[...] = 0
     for a in range(kh):
         for c in range(kw):
             h0, w0 = a * dh, c * dw
-            xp[:, :, h0 : h0 + sh * (oh - 1) + 1 : sh, w0 : w0 + sw * (ow - 1) + 1 : sw] += gcols[
+            xp[:, h0 : h0 + sh * (oh - 1) + 1 : sh, w0 : w0 + sw * (ow - 1) + 1 : sw] += gcols[
                 :, a, c
             ]
-    return np.ascontiguousarray(xp[:, :, t : t + H, lf : lf + W].transpose(1, 0, 2, 3))
+    return np.ascontiguousarray(xp[:, t : t + H, lf : lf + W].transpose(3, 0, 1, 2))
 
 
 def _conv_t(u: np.ndarray, w: np.ndarray, b: Any, geom: tuple, isize: tuple) -> np.ndarray:
@@ -144,14 +190,14 @@ def _conv_t(u: np.ndarray, w: np.ndarray, b: Any, geom: tuple, isize: tuple) -> 
     _, Cg, kh, kw = w2.shape
     K = Cg * kh * kw
     H, W = _sz2(isize)
-    gcols = _mm(w2.reshape(G, Co // G, K).transpose(0, 2, 1), _by_group(u2, G))
-    x = _col2im(gcols.reshape(G * Cg, kh, kw, N, oh, ow), N, G * Cg, (H, W), geom)
+    gcols = _mm(w2.reshape(G, Co // G, K).transpose(0, 2, 1), _by_group(u2, G), "gcols")
+    x = _col2im(gcols.reshape(G * Cg, kh, kw, oh, ow, N), (H, W), geom)
     if b is not None:
         x += b.reshape(-1, 1, 1).astype(x.dtype, copy=False)
     return x.reshape(N, G * Cg, W) if one else x
 
 
-def _conv_wgrad(x: np.ndarray, u: np.ndarray, geom: tuple, ksize: tuple, cols: Any = None) -> Any:
+def _conv_wgrad(x: np.ndarray, u: np.ndarray, geom: tuple, ksize: tuple) -> np.ndarray:
     """Weight gradient: x (N, C, [H,] W), u (N, Co, [oh,] ow) -> (Co, C/G, [kh,] kw)."""
     one = x.ndim == 3
     x2, u2 = _as2d(x), _as2d(u)
@@ -159,15 +205,14 @@ def _conv_wgrad(x: np.ndarray, u: np.ndarray, geom: tuple, ksize: tuple, cols: A
     N, Co, oh, ow = u2.shape
     C = x2.shape[1]
     kh, kw = _sz2(ksize)
-    if cols is None:
-        cols = _im2col(x2, (kh, kw), geom, (oh, ow))
+    cols = _im2col(x2, (kh, kw), geom, (oh, ow))
     K = (C // G) * kh * kw
-    gw = _mm(_by_group(u2, G), cols.reshape(G, K, N * oh * ow).transpose(0, 2, 1))
+    gw = _mm(_by_group(u2, G), cols.reshape(G, K, oh * ow * N).transpose(0, 2, 1))
     return gw.reshape((Co, C // G, kw) if one else (Co, C // G, kh, kw))
 
 
 def conv_arrays(x: np.ndarray, w: np.ndarray, geom: tuple, osize: tuple) -> np.ndarray:
-    return _conv(x, w, None, geom, osize)[0]
+    return _conv(x, w, None, geom, osize)
 
 
 def conv_transpose_arrays(u: np.ndarray, w: np.ndarray, geom: tuple, isize: tuple) -> np.ndarray:
@@ -192,9 +237,8 @@ class Conv(Op):
     name = "conv"
 
     def forward(ctx, x: np.ndarray, w: np.ndarray, b: Any, geom: tuple, osize: tuple) -> Any:
-        y, cols = _conv(x, w, b, geom, osize)
-        ctx.geom, ctx.cols = geom, cols
-        return y
+        ctx.geom = geom
+        return _conv(x, w, b, geom, osize)
 
     def backward(ctx, g: Any, m: Any) -> Any:
         x, w, b = ctx.inputs
@@ -204,10 +248,7 @@ class Conv(Op):
         if need[0]:
             gx = m.conv_transpose(g, w, geom, tuple(x.shape[2:]))
         if need[1]:
-            if m.graph:
-                gw = m.conv_wgrad(x, g, geom, tuple(w.shape[2:]))
-            else:  # reuse the forward's columns
-                gw = _conv_wgrad(x, g, geom, w.shape[2:], ctx.cols)
+            gw = m.conv_wgrad(x, g, geom, tuple(w.shape[2:]))
         if b is not None and need[2]:
             gb = m.sum(g, _bias_dims(g.ndim), False)
         return gx, gw, gb
@@ -589,14 +630,18 @@ class MaxPool(Op):
         arg[...] = (a0[:, None] * kw + b0[None, :]).astype(idt)
         nan = x.dtype.kind == "f" and bool(np.isnan(x).any())
         upd = np.empty((N, C, oh, ow), bool)
+        tmp = np.empty((N, C, oh, ow), idt)
+        # Branch-free: a masked copy (np.where / copyto(where=)) is ~10x slower on random masks.
+        # The tap index grows along the scan, so the last update is the largest updated index.
         for a in range(kh):
             for b in range(kw):
                 sl = xp[:, :, _slice(a, sh, dh, oh), _slice(b, sw, dw, ow)]
                 np.greater(sl, out, out=upd)
                 if nan:
                     upd |= np.isnan(sl)
-                np.copyto(out, sl, where=upd)
-                np.copyto(arg, a * kw + b, where=upd)
+                np.maximum(out, sl, out=out)
+                np.multiply(upd, idt(a * kw + b), out=tmp)
+                np.maximum(arg, tmp, out=arg)
         ctx.arg, ctx.geom, ctx.xshape = arg, (ksize, stride, pads, dil), x.shape
         res = out.reshape(N, C, ow) if x.ndim == 3 else out
         if return_indices:

@@ -4,7 +4,8 @@ gather/scatter, pad, tril/triu, repeat. Views share their input's memory (and ve
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -6,7 +6,8 @@ Subclasses implement ``_update(group, params, grads, states)``, which works on r
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 

@@ -1,0 +1,269 @@
+"""``Embedding``: a lookup table of learnable vectors, and ``embedding``, its functional form.
+
+The lookup is one node; its backward scatters the output gradient into the rows that were
+looked up, summing the contributions of repeated indices (one ``bincount`` over the distinct
+rows: no Python loop, no ``np.add.at``). The padding row gets no gradient. The scatter is an op
+too, whose own backward is the lookup again, so ``create_graph`` works through embeddings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ... import dtypes
+from ...autograd.engine import Op, apply
+from ...autograd.grad_mode import no_grad
+from ...tensor import Tensor, check_device
+from .. import init
+from ..module import Module, Parameter
+
+
+def _grad_factor(
+    index: np.ndarray, num: int, padding_idx: int | None, scale: bool, dtype: Any
+) -> np.ndarray | None:
+    """Per looked-up position: 0 at the padding index, 1/count(index) with scale_grad_by_freq."""
+    if padding_idx is None and not scale:
+        return None
+    f = np.ones(index.shape, dtype)
+    if scale:
+        counts = np.bincount(index.ravel(), minlength=num)
+        f /= counts[index]
+    if padding_idx is not None:
+        f[index == padding_idx] = 0
+    return f[..., None]
+
+
+def _scatter_rows(
+    g: np.ndarray, index: np.ndarray, num: int, factor: np.ndarray | None
+) -> np.ndarray:
+    """out[r] = sum of factor_i * g_i over the positions i with index_i == r; out: (num, D)."""
+    D = g.shape[-1]
+    g2 = g.reshape(-1, D) if factor is None else (g * factor).reshape(-1, D)
+    flat = index.ravel()
+    out = np.zeros((num, D), g.dtype)
+    if flat.size == 0 or D == 0:
+        return out
+    rows, inv = np.unique(flat, return_inverse=True)
+    lin = inv.reshape(-1, 1) * D + np.arange(D)
+    acc = np.bincount(lin.ravel(), weights=g2.ravel(), minlength=rows.size * D)
+    out[rows] = acc.reshape(rows.size, D)
+    return out
+
+
+class EmbeddingBackward(Op):
+    """The scatter (N..., D) -> (num, D) that is the lookup's gradient; its own gradient is the
+    lookup of the incoming gradient (times the same per-position factor)."""
+
+    name = "embedding_backward"
+
+    def forward(ctx, g: Any, index: Any, num: Any, factor: Any) -> Any:  # noqa: N805
+        ctx.index, ctx.factor = index, factor
+        return _scatter_rows(g, index, num, factor)
+
+    def backward(ctx, gg: Any, m: Any) -> Any:  # noqa: N805
+        rows = m.getitem(gg, ctx.index, False)
+        return rows if ctx.factor is None else rows * ctx.factor
+
+
+class EmbeddingLookup(Op):
+    """weight (num, D), index (N...) of integers -> weight[index] (N..., D)."""
+
+    name = "embedding"
+
+    def forward(ctx, weight: Any, index: Any, padding_idx: Any, scale_grad_by_freq: Any) -> Any:  # noqa: N805
+        ctx.index, ctx.num = index, weight.shape[0]
+        ctx.pad, ctx.scale = padding_idx, scale_grad_by_freq
+        return weight[index]
+
+    def backward(ctx, g: Any, m: Any) -> Any:  # noqa: N805
+        dtype = g.data.dtype if isinstance(g, Tensor) else g.dtype
+        factor = _grad_factor(ctx.index, ctx.num, ctx.pad, ctx.scale, dtype)
+        if m.graph:
+            return apply(EmbeddingBackward, g, index=ctx.index, num=ctx.num, factor=factor)
+        return _scatter_rows(g, ctx.index, ctx.num, factor)
+
+
+def _renorm_(weight: Tensor, index: np.ndarray, max_norm: float, norm_type: float) -> None:
+    """Scale the looked-up rows whose ``norm_type``-norm exceeds ``max_norm`` down to it, in
+    place and without recording (PyTorch's ``embedding_renorm_``)."""
+    rows = np.unique(index)
+    w = weight.data
+    sub = w[rows]
+    norms = np.linalg.norm(sub, ord=norm_type, axis=1) if sub.size else np.zeros(0)
+    big = norms > max_norm
+    if big.any():
+        scale = max_norm / (norms[big] + 1e-7)
+        w[rows[big]] = sub[big] * scale[:, None].astype(w.dtype)
+        weight._vc[0] += 1
+
+
+def embedding(
+    input: Any,  # noqa: A002
+    weight: Tensor,
+    padding_idx: int | None = None,
+    max_norm: float | None = None,
+    norm_type: float = 2.0,
+    scale_grad_by_freq: bool = False,
+    sparse: bool = False,
+) -> Tensor:
+    """Rows of ``weight`` (num_embeddings, embedding_dim) at the integer indices ``input``:
+    output shape ``input.shape + (embedding_dim,)``.
+
+    ``padding_idx`` (negative counts from the end) gets no gradient; ``max_norm`` renormalises
+    the looked-up rows in place first; ``scale_grad_by_freq`` divides each row's gradient by how
+    often its index occurs in ``input``. Sparse gradients are not supported.
+    """
+    if sparse:
+        raise NotImplementedError("embedding: sparse gradients are not supported; use sparse=False")
+    if weight.ndim != 2:
+        raise RuntimeError(
+            f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got {tuple(weight.shape)}"
+        )
+    num = weight.shape[0]
+    # a copy: the backward must see the indices of this call even if the caller's change
+    index = np.array(input.data if isinstance(input, Tensor) else input)
+    if index.dtype.kind not in "iu":
+        raise RuntimeError(
+            "Expected tensor for argument #1 'indices' to have one of the following scalar types: "
+            f"Long, Int; but got {index.dtype} instead"
+        )
+    if index.size and (index.min() < 0 or index.max() >= num):
+        bad = index.min() if index.min() < 0 else index.max()
+        raise IndexError(
+            f"index out of range in self: embedding index {int(bad)} for a table of {num} rows"
+        )
+    if padding_idx is not None:
+        if not -num <= padding_idx < num:
+            raise AssertionError("Padding_idx must be within num_embeddings")
+        padding_idx = padding_idx + num if padding_idx < 0 else padding_idx
+    if max_norm is not None:
+        with no_grad():
+            _renorm_(weight, index, float(max_norm), float(norm_type))
+    return apply(
+        EmbeddingLookup,
+        weight,
+        index=index,
+        padding_idx=padding_idx,
+        scale_grad_by_freq=bool(scale_grad_by_freq),
+    )
+
+
+class Embedding(Module):
+    """A table of ``num_embeddings`` vectors of size ``embedding_dim``, looked up by index.
+
+    Input: integer tensor of any shape; output: that shape + (embedding_dim,). The weight is
+    initialised N(0, 1) with the ``padding_idx`` row (if any; negative counts from the end) set
+    to zero, and that row gets no gradient. Arguments as PyTorch's ``nn.Embedding``.
+    """
+
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx: int | None = None,
+        max_norm: float | None = None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        sparse: bool = False,
+        _weight: Tensor | None = None,
+        _freeze: bool = False,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__()
+        check_device(device)
+        self.num_embeddings = num_embeddings
+        self.embedding_dim = embedding_dim
+        if padding_idx is not None:
+            if not -num_embeddings <= padding_idx < num_embeddings:
+                raise AssertionError("Padding_idx must be within num_embeddings")
+            if padding_idx < 0:
+                padding_idx = num_embeddings + padding_idx
+        self.padding_idx = padding_idx
+        self.max_norm = max_norm
+        self.norm_type = norm_type
+        self.scale_grad_by_freq = scale_grad_by_freq
+        if sparse:
+            raise NotImplementedError(
+                "Embedding: sparse gradients are not supported; use sparse=False"
+            )
+        self.sparse = sparse
+        if _weight is None:
+            d = dtypes.np_dtype(dtype) if dtype is not None else dtypes.defaults.float.np
+            self.weight = Parameter(
+                np.empty((num_embeddings, embedding_dim), d), requires_grad=not _freeze
+            )
+            self.reset_parameters()
+        else:
+            if tuple(_weight.shape) != (num_embeddings, embedding_dim):
+                raise AssertionError(
+                    "Shape of weight does not match num_embeddings and embedding_dim"
+                )
+            self.weight = Parameter(_weight, requires_grad=not _freeze)
+
+    def reset_parameters(self) -> None:
+        init.normal_(self.weight)
+        self._fill_padding_idx_with_zero()
+
+    def _fill_padding_idx_with_zero(self) -> None:
+        if self.padding_idx is not None:
+            self.weight.data[self.padding_idx] = 0
+            self.weight._vc[0] += 1
+
+    def forward(self, input: Any) -> Tensor:  # noqa: A002
+        index = input.data if isinstance(input, Tensor) else np.asarray(input)
+        if index.dtype.kind not in "iu":
+            raise TypeError(
+                f"{self!r} expects integer indices (any shape), got dtype {index.dtype} "
+                f"of shape {tuple(index.shape)}"
+            )
+        return embedding(
+            input,
+            self.weight,
+            self.padding_idx,
+            self.max_norm,
+            self.norm_type,
+            self.scale_grad_by_freq,
+            self.sparse,
+        )
+
+    def extra_repr(self) -> str:
+        s = f"{self.num_embeddings}, {self.embedding_dim}"
+        if self.padding_idx is not None:
+            s += f", padding_idx={self.padding_idx}"
+        if self.max_norm is not None:
+            s += f", max_norm={self.max_norm}"
+        if self.norm_type != 2:
+            s += f", norm_type={self.norm_type}"
+        if self.scale_grad_by_freq is not False:
+            s += f", scale_grad_by_freq={self.scale_grad_by_freq}"
+        return s
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        embeddings: Tensor,
+        freeze: bool = True,
+        padding_idx: int | None = None,
+        max_norm: float | None = None,
+        norm_type: float = 2.0,
+        scale_grad_by_freq: bool = False,
+        sparse: bool = False,
+    ) -> Embedding:
+        """An Embedding holding ``embeddings`` (2-D), frozen unless ``freeze=False``."""
+        if embeddings.ndim != 2:
+            raise ValueError("Embeddings parameter is expected to be 2-dimensional")
+        rows, cols = embeddings.shape
+        return cls(
+            rows,
+            cols,
+            _weight=embeddings,
+            _freeze=freeze,
+            padding_idx=padding_idx,
+            max_norm=max_norm,
+            norm_type=norm_type,
+            scale_grad_by_freq=scale_grad_by_freq,
+            sparse=sparse,
+        )
