@@ -28,6 +28,7 @@ import time
 import numpy as np
 
 import chainrule as cr
+import chainrule.nn.functional as F
 
 try:
     import torch
@@ -79,16 +80,12 @@ class CrNet:
 
 
 def cr_step_fn(net: CrNet, x: cr.Tensor, y: cr.Tensor, loss: str):
-    onehot = None
-    if loss == "ce":
-        onehot = cr.tensor(np.eye(10, dtype=np.float32)[y.numpy()])
-
     def step() -> float:
         out = net.forward(x)
         if loss == "mse":
-            lv = ((out - y) ** 2).mean()
+            lv = F.mse_loss(out, y)
         else:
-            lv = -(out.log_softmax(1) * onehot).sum() / out.shape[0]
+            lv = F.cross_entropy(out, y)
         lv.backward()
         net.step()
         return lv

@@ -61,7 +61,9 @@ def same_state(mod: nn.Module, tmod: torch.nn.Module, dtype: str, grads: bool = 
     sd, tsd = mod.state_dict(), tmod.state_dict()
     assert list(sd) == list(tsd)
     for k in sd:
-        close(sd[k], tsd[k], dtype, k) if sd[k].data.dtype.kind == "f" else np.testing.assert_array_equal(
+        close(sd[k], tsd[k], dtype, k) if sd[
+            k
+        ].data.dtype.kind == "f" else np.testing.assert_array_equal(
             sd[k].data, tsd[k].numpy(), err_msg=k
         )
     if grads:
@@ -140,7 +142,9 @@ ACTIVATIONS = [
     ("hardtanh", F.hardtanh, torch.nn.functional.hardtanh, {"min_val": -0.5, "max_val": 2.0}),
 ]
 # kinks (0, the hardtanh bounds, softplus' threshold), large inputs (overflow), and noise
-SPECIAL = np.array([0.0, -0.0, 1.0, -1.0, 2.0, -0.5, 2.5, 10.0, -10.0, 30.0, -30.0, 100.0, -100.0, 800.0, -800.0])
+SPECIAL = np.array(
+    [0.0, -0.0, 1.0, -1.0, 2.0, -0.5, 2.5, 10.0, -10.0, 30.0, -30.0, 100.0, -100.0, 800.0, -800.0]
+)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -220,9 +224,13 @@ def _unit_grad(fn, **kw) -> tuple[np.ndarray, np.ndarray]:
 def test_step_and_sign_forward():
     for s in ("ste", "sigmoid", "triangle"):
         np.testing.assert_array_equal(_unit_grad(F.step, surrogate=s)[0], [0, 0, 0, 0, 1, 1, 1])
-        np.testing.assert_array_equal(_unit_grad(F.sign_ste, surrogate=s)[0], [-1, -1, -1, 0, 1, 1, 1])
+        np.testing.assert_array_equal(
+            _unit_grad(F.sign_ste, surrogate=s)[0], [-1, -1, -1, 0, 1, 1, 1]
+        )
     assert F.step(cr.tensor(np.ones(2, np.float32))).dtype == cr.float32
-    np.testing.assert_array_equal(F.sign_ste(cr.tensor([-0.0, 0.0])).data, torch.sign(torch.tensor([-0.0, 0.0])))
+    np.testing.assert_array_equal(
+        F.sign_ste(cr.tensor([-0.0, 0.0])).data, torch.sign(torch.tensor([-0.0, 0.0]))
+    )
 
 
 def test_surrogate_gradients_exact():
@@ -230,9 +238,15 @@ def test_surrogate_gradients_exact():
     np.testing.assert_array_equal(_unit_grad(F.step)[1], [1, 1, 1, 1, 1, 1, 1])
     np.testing.assert_array_equal(_unit_grad(F.sign_ste)[1], [0, 1, 1, 1, 1, 1, 0])
     # triangle max(0, 1 - |x|), and k max(0, 1 - k|x|); twice that for sign
-    np.testing.assert_array_equal(_unit_grad(F.step, surrogate="triangle")[1], [0, 0, 0.5, 1, 0.75, 0, 0])
-    np.testing.assert_array_equal(_unit_grad(F.sign_ste, surrogate="triangle")[1], [0, 0, 1, 2, 1.5, 0, 0])
-    np.testing.assert_array_equal(_unit_grad(F.step, surrogate="triangle", k=2.0)[1], [0, 0, 0, 2, 1, 0, 0])
+    np.testing.assert_array_equal(
+        _unit_grad(F.step, surrogate="triangle")[1], [0, 0, 0.5, 1, 0.75, 0, 0]
+    )
+    np.testing.assert_array_equal(
+        _unit_grad(F.sign_ste, surrogate="triangle")[1], [0, 0, 1, 2, 1.5, 0, 0]
+    )
+    np.testing.assert_array_equal(
+        _unit_grad(F.step, surrogate="triangle", k=2.0)[1], [0, 0, 0, 2, 1, 0, 0]
+    )
     # sigmoid: k s (1 - s), s = sigmoid(k x): k/4 at 0 (k = 4 by default)
     for k in (None, 1.0, 10.0):
         kk = 4.0 if k is None else k
@@ -240,7 +254,9 @@ def test_surrogate_gradients_exact():
         got = _unit_grad(F.step, surrogate="sigmoid", k=k)[1]
         np.testing.assert_allclose(got, want, rtol=1e-15, atol=0)
         assert got[3] == kk / 4
-        np.testing.assert_allclose(_unit_grad(F.sign_ste, surrogate="sigmoid", k=k)[1], 2 * want, rtol=1e-15)
+        np.testing.assert_allclose(
+            _unit_grad(F.sign_ste, surrogate="sigmoid", k=k)[1], 2 * want, rtol=1e-15
+        )
     # the modules are the functions
     x = cr.tensor(XS, requires_grad=True)
     nn.Sign("triangle")(x).sum().backward()
@@ -334,8 +350,14 @@ def test_batchnorm_state_dict_and_repr():
     for m, tm in [
         (nn.BatchNorm1d(4), torch.nn.BatchNorm1d(4)),
         (nn.BatchNorm2d(4, affine=False), torch.nn.BatchNorm2d(4, affine=False)),
-        (nn.BatchNorm2d(4, track_running_stats=False), torch.nn.BatchNorm2d(4, track_running_stats=False)),
-        (nn.BatchNorm1d(4, momentum=None, bias=False), torch.nn.BatchNorm1d(4, momentum=None, bias=False)),
+        (
+            nn.BatchNorm2d(4, track_running_stats=False),
+            torch.nn.BatchNorm2d(4, track_running_stats=False),
+        ),
+        (
+            nn.BatchNorm1d(4, momentum=None, bias=False),
+            torch.nn.BatchNorm1d(4, momentum=None, bias=False),
+        ),
     ]:
         assert repr(m) == repr(tm)
         sd, tsd = m.state_dict(), tm.state_dict()
@@ -357,9 +379,14 @@ def test_batchnorm_state_dict_and_repr():
 
 def test_batchnorm_shape_errors():
     x = cr.randn(2, 3, 4, 5)
-    with pytest.raises(ValueError, match=r"BatchNorm1d\(3.*expects input \(N, 3\) or \(N, 3, L\), got \(2, 3, 4, 5\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"BatchNorm1d\(3.*expects input \(N, 3\) or \(N, 3, L\), got \(2, 3, 4, 5\)",
+    ):
         nn.BatchNorm1d(3)(x)
-    with pytest.raises(ValueError, match=r"BatchNorm2d\(4.*expects input \(N, 4, H, W\), got \(2, 3, 4, 5\)"):
+    with pytest.raises(
+        ValueError, match=r"BatchNorm2d\(4.*expects input \(N, 4, H, W\), got \(2, 3, 4, 5\)"
+    ):
         nn.BatchNorm2d(4)(x)
     with pytest.raises(ValueError, match="Expected more than 1 value per channel when training"):
         nn.BatchNorm1d(3)(cr.randn(1, 3))
@@ -376,7 +403,9 @@ def test_batch_norm_functional_updates_running_stats_unbiased():
     w, b = rng.uniform(0.5, 1.5, 4), rng.normal(size=4)
     for _ in range(2):
         y = F.batch_norm(cr.tensor(x), rm, rv, cr.tensor(w), cr.tensor(b), True, 0.2, 1e-4)
-        ty = torch.nn.functional.batch_norm(torch.tensor(x), trm, trv, torch.tensor(w), torch.tensor(b), True, 0.2, 1e-4)
+        ty = torch.nn.functional.batch_norm(
+            torch.tensor(x), trm, trv, torch.tensor(w), torch.tensor(b), True, 0.2, 1e-4
+        )
         close(y, ty, "float64")
     close(rm, trm, "float64")
     close(rv, trv, "float64")
@@ -434,16 +463,27 @@ def test_layer_norm_gradcheck_and_errors():
     f = lambda x, w, b: F.layer_norm(x, (2, 3), w, b)  # noqa: E731
     assert gradcheck(f, (x, w, b)) and gradgradcheck(f, (x, w, b))
     x1 = cr.tensor(rng.normal(size=(4,)), requires_grad=True)  # no leading dims
-    assert gradgradcheck(lambda x, w: F.layer_norm(x, 4, w), (x1, cr.tensor(rng.normal(size=4), requires_grad=True)))
-    with pytest.raises(ValueError, match=r"LayerNorm\(\(3, 4\).*expects input \(\*, 3, 4\), got \(2, 4, 3\)"):
+    assert gradgradcheck(
+        lambda x, w: F.layer_norm(x, 4, w), (x1, cr.tensor(rng.normal(size=4), requires_grad=True))
+    )
+    with pytest.raises(
+        ValueError, match=r"LayerNorm\(\(3, 4\).*expects input \(\*, 3, 4\), got \(2, 4, 3\)"
+    ):
         nn.LayerNorm((3, 4))(cr.randn(2, 4, 3))
-    with pytest.raises(RuntimeError, match=r"expected input with shape \[\*, 4\], but got input of size\[2, 3\]"):
+    with pytest.raises(
+        RuntimeError, match=r"expected input with shape \[\*, 4\], but got input of size\[2, 3\]"
+    ):
         F.layer_norm(cr.randn(2, 3), [4])
 
 
 # ----------------------------------------------------------------------------- group norm
 
-GN_CASES = [((4, 6), 2, {}), ((2, 4, 5), 2, {}), ((2, 6, 3, 2), 3, {"affine": False}), ((3, 4, 3), 4, {"eps": 0.1})]
+GN_CASES = [
+    ((4, 6), 2, {}),
+    ((2, 4, 5), 2, {}),
+    ((2, 6, 3, 2), 3, {"affine": False}),
+    ((3, 4, 3), 4, {"eps": 0.1}),
+]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -452,7 +492,10 @@ def test_groupnorm_matches_torch(shape, groups, kw, dtype):
     rng = np.random.default_rng(7)
     cdt, tdtype = tdt(dtype)
     C = shape[1]
-    m, tm = nn.GroupNorm(groups, C, dtype=cdt, **kw), torch.nn.GroupNorm(groups, C, dtype=tdtype, **kw)
+    m, tm = (
+        nn.GroupNorm(groups, C, dtype=cdt, **kw),
+        torch.nn.GroupNorm(groups, C, dtype=tdtype, **kw),
+    )
     assert repr(m) == repr(tm)
     sync(m, tm, rng)
     step_both(m, tm, rng.normal(-1, 3, shape).astype(dtype), dtype, rng)
@@ -470,7 +513,9 @@ def test_group_norm_gradcheck_and_errors():
     assert gradcheck(f, (x, w, b)) and gradgradcheck(f, (x, w, b))
     with pytest.raises(ValueError, match="must be divisible"):
         nn.GroupNorm(3, 4)
-    with pytest.raises(ValueError, match=r"GroupNorm\(2, 4.*expects input \(N, 4, \*\), got \(2, 6, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"GroupNorm\(2, 4.*expects input \(N, 4, \*\), got \(2, 6, 3\)"
+    ):
         nn.GroupNorm(2, 4)(cr.randn(2, 6, 3))
     with pytest.raises(RuntimeError, match="divisible by num_groups"):
         F.group_norm(cr.randn(2, 5, 3), 2)
@@ -496,7 +541,8 @@ def test_embedding_init_and_state_dict():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
-    "kw", [{}, {"padding_idx": 2}, {"padding_idx": -1, "scale_grad_by_freq": True}, {"max_norm": 1.5}]
+    "kw",
+    [{}, {"padding_idx": 2}, {"padding_idx": -1, "scale_grad_by_freq": True}, {"max_norm": 1.5}],
 )
 def test_embedding_matches_torch(kw, dtype):
     rng = np.random.default_rng(9)

@@ -752,6 +752,10 @@ C("cross_entropy_large_logits", lambda m, x: nnf(m).cross_entropy(x * 300, m.ten
 C("cross_entropy_label_smoothing", lambda m, x: nnf(m).cross_entropy(x, m.tensor(TGT), label_smoothing=0.1))
 C("cross_entropy_probs", lambda m, x, p: nnf(m).cross_entropy(x, p.softmax(1)), shapes=[x34, x34])
 C("nll_loss", lambda m, x: nnf(m).nll_loss(x.log_softmax(1), m.tensor(TGT)))
+C("mse_loss", lambda m, x, y: nnf(m).mse_loss(x, y), shapes=[x34, x34])
+C("mse_loss_sum", lambda m, x, y: nnf(m).mse_loss(x, y, reduction="sum"), shapes=[x34, x34])
+C("mse_loss_none", lambda m, x, y: nnf(m).mse_loss(x, y, reduction="none"), shapes=[x34, x34])
+C("mse_loss_empty", lambda m, x, y: nnf(m).mse_loss(x, y, reduction="sum"), shapes=[(0, 3), (0, 3)])
 C("nll_loss_none_weight_ignore", lambda m, x: nnf(m).nll_loss(x, m.tensor(TGT_IGN), weight=m.tensor(W4).to(x.dtype), reduction="none"))
 C("nll_loss_mean_weight", lambda m, x: nnf(m).nll_loss(x, m.tensor(TGT), weight=m.tensor(W4).to(x.dtype)))
 C("nll_loss_3d_sum", lambda m, x: nnf(m).nll_loss(x, m.tensor(TGT3), reduction="sum"), shapes=[(2, 4, 3)])
@@ -1072,6 +1076,7 @@ OP_CASES = {
     "LogSoftmax": ["log_softmax", "log_softmax_dim0", "log_softmax_large", "nll_loss"],
     "Linear": ["linear", "linear_nobias_3d", "linear_1d", "linear_nograd_x"],
     "CrossEntropy": ["cross_entropy", "cross_entropy_3d", "cross_entropy_none_ignore"],
+    "MSE": ["mse_loss", "mse_loss_sum", "mse_loss_none"],
     "NLL": ["nll_loss", "nll_loss_3d_sum", "nll_loss_none_weight_ignore"],
     "Erf": ["erf", "erf_tails", "gelu"],
     "LeakyRelu": ["leaky_relu", "leaky_relu_at_zero"],

@@ -32,6 +32,7 @@ from ..ops.conv import (  # noqa: F401
 from ..ops.elementwise import relu, sigmoid, tanh, where  # noqa: F401
 from ..ops.linear import bilinear, linear  # noqa: F401
 from ..ops.loss import (
+    MSE,
     NLL,
     BinaryCrossEntropy,
     BinaryCrossEntropyWithLogits,
@@ -41,6 +42,7 @@ from ..ops.loss import (
 from ..ops.movement import pad  # noqa: F401
 from ..ops.nn import log_softmax, softmax  # noqa: F401
 from ..ops.norm import batch_norm, group_norm, layer_norm  # noqa: F401
+from ..ops.util import promote_pair
 from ..random import _gen
 from ..tensor import Tensor, wrap
 from .layers.embedding import embedding  # noqa: F401
@@ -89,8 +91,11 @@ def _t(x: Any, like: Tensor) -> Tensor:
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  # noqa: A002
     target = _t(target, input)
     _same_shape(input, target, "mse_loss")
-    d = input - target
-    return _reduce(d * d, reduction)
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{reduction} is not a valid value for reduction ('none', 'mean' or 'sum')")
+    if input.data.dtype is not target.data.dtype:
+        input, target = promote_pair(input, target)
+    return apply(MSE, input, target, reduction=reduction)
 
 
 def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  # noqa: A002

@@ -21,21 +21,34 @@ def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm
     if not grads:
         return wrap(np.asarray(0.0, np.float32))
     norm_type = float(norm_type)
-    if norm_type == math.inf:
-        total = max(float(np.abs(g).max()) if g.size else 0.0 for g in grads)
-    else:
-        total = float(sum(float(np.sum(np.abs(g.astype(np.float64)) ** norm_type)) for g in grads) ** (1.0 / norm_type))
+    # as torch: the norm of the per-tensor norms (the same thing for p > 0; for 0 and -inf not)
+    total = _vector_norm(np.array([_vector_norm(g, norm_type) for g in grads]), norm_type)
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(
             f"The total norm of order {norm_type} for gradients from `parameters` is non-finite, "
             "so it cannot be clipped. To disable this error and scale the gradients by the "
             "non-finite norm anyway, set `error_if_nonfinite=False`"
         )
-    coef = max_norm / (total + 1e-6)
-    if coef < 1:
-        for g in grads:
-            g *= coef
+    with np.errstate(invalid="ignore"):
+        coef = max_norm / (total + 1e-6)
+    if not coef >= 1:  # NaN (a NaN norm) scales too, as torch: the gradients become NaN
+        with np.errstate(invalid="ignore"):
+            for g in grads:
+                g *= coef
     return wrap(np.asarray(total, grads[0].dtype))
+
+
+def _vector_norm(a: np.ndarray, p: float) -> float:
+    """torch.linalg.vector_norm of a flattened array (accumulated in float64)."""
+    a = np.abs(a.astype(np.float64, copy=False)).ravel()
+    if p == math.inf:
+        return float(a.max()) if a.size else 0.0
+    if p == -math.inf:
+        return float(a.min()) if a.size else math.inf
+    if p == 0:
+        return float(np.count_nonzero(a))
+    with np.errstate(over="ignore"):
+        return float(np.sum(a**p) ** (1.0 / p))
 
 
 def clip_grad_value_(parameters: Iterable[Tensor] | Tensor, clip_value: float, foreach: bool | None = None) -> None:
@@ -54,6 +67,10 @@ def parameters_to_vector(parameters: Iterable[Tensor]) -> Tensor:
 
 def vector_to_parameters(vec: Tensor, parameters: Iterable[Tensor]) -> None:
     """Copy consecutive slices of ``vec`` into the parameters (in place)."""
+    parameters = list(parameters)
+    total = sum(p.numel() for p in parameters)
+    if total != vec.numel():
+        raise RuntimeError(f"vector_to_parameters: vector has {vec.numel()} elements, parameters {total}")
     off = 0
     for p in parameters:
         n = p.numel()

@@ -276,3 +276,27 @@ class BinaryCrossEntropyWithLogits(Op):
         if ctx.needs_input_grad[1]:
             gy = -(g * x) if pw is None else g * (_log_sigmoid(-x) - _log_sigmoid(x) * pw)
         return gx, gy
+
+
+class MSE(Op):
+    """mean/sum of (x - y)^2 in one node: the regression loss of small networks, where per-node
+    cost dominates. d/dx = 2 (x - y) g / n, d/dy = -d/dx."""
+
+    save_inputs = True
+
+    def forward(ctx, x, y, reduction):
+        d = x - y
+        ctx.reduction = reduction
+        if reduction == "none":
+            return d * d
+        s = np.vdot(d, d) if d.dtype.kind == "f" and d.size else np.add.reduce(d * d, axis=None)
+        if reduction == "mean":
+            ctx.n = d.size
+            return np.asarray(s / d.size if d.size else np.nan, x.dtype)
+        return np.asarray(s, x.dtype)
+
+    def backward(ctx, g, m):
+        x, y = ctx.inputs
+        scale = g * (2.0 / ctx.n) if ctx.reduction == "mean" else g * 2.0
+        gx = (x - y) * scale
+        return gx, (-gx if ctx.needs_input_grad[1] else None)

@@ -46,10 +46,14 @@ class A:
 
     @staticmethod
     def sum(x: np.ndarray, dims: tuple, keepdim: bool) -> np.ndarray:
-        return np.sum(x, axis=dims, keepdims=keepdim)
+        return np.add.reduce(x, axis=dims, keepdims=keepdim)
 
     @staticmethod
     def expand(x: np.ndarray, shape: tuple) -> np.ndarray:
+        if x.shape == shape:
+            return x
+        if x.size == 1:  # e.g. the gradient of a mean: one C call instead of broadcast_to's Python
+            return np.full(shape, x.reshape(()), x.dtype)
         return np.broadcast_to(x, shape)
 
     @staticmethod

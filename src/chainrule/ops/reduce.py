@@ -68,7 +68,7 @@ class _Reduction(Op):
 class Sum(_Reduction):
     def forward(ctx, x, dim=None, keepdim=False, dtype=None):
         axes = _Reduction.setup(ctx, x, dim, keepdim)
-        return np.sum(x, axis=axes, keepdims=keepdim, dtype=dtype)
+        return np.add.reduce(x, axis=axes, dtype=dtype, keepdims=keepdim)  # np.sum, minus its wrapper
 
     def backward(ctx, g, m):
         return _Reduction.expand_grad(ctx, g, m)
@@ -77,11 +77,15 @@ class Sum(_Reduction):
 class Mean(_Reduction):
     def forward(ctx, x, dim=None, keepdim=False, dtype=None):
         axes = _Reduction.setup(ctx, x, dim, keepdim)
-        n = int(np.prod([x.shape[a] for a in axes]))
+        n = 1
+        for a in axes:
+            n *= x.shape[a]
         ctx.n = n
         if n == 0:
             return np.full(_out_shape(x.shape, axes, keepdim), np.nan, dtype=dtype or x.dtype)
-        return np.mean(x, axis=axes, keepdims=keepdim, dtype=dtype)
+        if dtype is None and x.dtype.itemsize >= 4:  # np.mean's arithmetic, without its wrapper
+            return np.true_divide(np.add.reduce(x, axis=axes, keepdims=keepdim), n, dtype=x.dtype)
+        return np.mean(x, axis=axes, keepdims=keepdim, dtype=dtype)  # float16 accumulates in float32
 
     def backward(ctx, g, m):
         return _Reduction.expand_grad(ctx, g / ctx.n, m)

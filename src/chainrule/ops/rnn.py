@@ -178,7 +178,11 @@ class GRUCellOp(Op):
         np.multiply(dn, hn, out=dr)
         dr *= r
         dr *= one_m[0]  # da_n hn r (1 - r)
-        gx = da.transpose(1, 0, 2).reshape(xg.shape) if need[0] else None  # a copy
+        gx = None
+        if need[0]:  # a copy in (N, 3H) layout: da changes below
+            gx = np.empty((da.shape[1], 3, H), da.dtype)
+            np.copyto(gx.transpose(1, 0, 2), da)
+            gx = gx.reshape(xg.shape)
         dn *= r  # da becomes the gradient of the hidden product: [da_r, da_z, da_n r]
         gh_ = None
         if need[1]:

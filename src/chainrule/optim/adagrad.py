@@ -35,6 +35,12 @@ class Adagrad(Optimizer):
     ) -> None:
         if lr_decay < 0:
             raise ValueError(f"Invalid lr_decay value: {lr_decay}")
+        if weight_decay < 0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if initial_accumulator_value < 0:
+            raise ValueError(f"Invalid initial_accumulator_value value: {initial_accumulator_value}")
+        if eps < 0:
+            raise ValueError(f"Invalid epsilon value: {eps}")
         defaults = dict(
             lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
             initial_accumulator_value=initial_accumulator_value, maximize=maximize,

@@ -14,7 +14,10 @@ from .optimizer import Optimizer
 
 class LRScheduler:
     """Base: remembers each group's initial lr; ``step()`` advances ``last_epoch`` and sets the
-    groups' ``lr`` from ``get_lr()``."""
+    groups' ``lr`` from ``get_lr()``. The step made on construction runs with ``_is_initial``
+    set (as in PyTorch): the recurrent schedules then keep the current lr."""
+
+    _is_initial = False
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         if not isinstance(optimizer, Optimizer):
@@ -33,7 +36,11 @@ class LRScheduler:
 
     def _initial_step(self) -> None:
         self._step_count = 0
-        self.step()
+        self._is_initial = True
+        try:
+            self.step()
+        finally:
+            self._is_initial = False
 
     def get_lr(self) -> list[float]:
         raise NotImplementedError
@@ -43,6 +50,10 @@ class LRScheduler:
 
     def step(self, epoch: int | None = None) -> None:
         self._step_count += 1
+        self._update_lr(epoch)
+
+    def _update_lr(self, epoch: int | None = None) -> None:
+        """Advance (or, given ``epoch``, jump with the closed form) and set the groups' lrs."""
         if epoch is None:
             self.last_epoch += 1
             values = self.get_lr()
@@ -106,7 +117,7 @@ class ExponentialLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self) -> list[float]:
-        if self.last_epoch == 0:
+        if self._is_initial:
             return self._lrs()
         return [lr * self.gamma for lr in self._lrs()]
 
@@ -124,7 +135,7 @@ class CosineAnnealingLR(LRScheduler):
 
     def get_lr(self) -> list[float]:
         e, T, lo = self.last_epoch, self.T_max, self.eta_min
-        if e == 0:
+        if self._is_initial:
             return self._lrs()
         if self._step_count == 1 and e > 0:
             return [lo + (b - lo) * (1 + math.cos(e * math.pi / T)) / 2 for b in self.base_lrs]
@@ -159,7 +170,7 @@ class LinearLR(LRScheduler):
         s, f, n, e = self.start_factor, self.end_factor, self.total_iters, self.last_epoch
         if e == 0:
             return [lr * s for lr in self._lrs()]
-        if e > n:
+        if self._is_initial or e > n:
             return self._lrs()
         return [lr * (1.0 + (f - s) / (n * s + (e - 1) * (f - s))) for lr in self._lrs()]
 
@@ -278,12 +289,19 @@ class SequentialLR(LRScheduler):
     """Run ``schedulers[i]`` until ``milestones[i]``, then the next one (restarted at 0)."""
 
     def __init__(self, optimizer: Optimizer, schedulers: Sequence[LRScheduler], milestones: Sequence[int], last_epoch: int = -1) -> None:
+        if len(schedulers) < 1:
+            raise ValueError("SequentialLR expects at least one scheduler, but got no scheduler.")
         if len(milestones) != len(schedulers) - 1:
             raise ValueError(
                 f"SequentialLR expects {len(schedulers) - 1} milestones for {len(schedulers)} "
                 f"schedulers, got {len(milestones)}"
             )
-        for s in schedulers:
+        for i, s in enumerate(schedulers):
+            if isinstance(s, ReduceLROnPlateau):
+                raise ValueError(
+                    f"SequentialLR does not support `ReduceLROnPlateau` scheduler (index {i}): "
+                    "its step needs a metric"
+                )
             if s.optimizer is not optimizer:
                 raise ValueError("SequentialLR: every scheduler must belong to the same optimizer")
         self.optimizer = optimizer
@@ -292,17 +310,29 @@ class SequentialLR(LRScheduler):
         self.last_epoch = last_epoch + 1
         for g in optimizer.param_groups:
             g["lr"] = g["initial_lr"]
-        for s in self._schedulers:
-            s.last_epoch -= 1
-        self._schedulers[0]._initial_step()
-        self._last_lr = self._schedulers[0].get_last_lr()
+        self._recursive_undo(self)
+        idx = bisect_right(self._milestones, 0)
+        self._schedulers[idx]._initial_step()
+        self._last_lr = self._schedulers[idx].get_last_lr()
+
+    @staticmethod
+    def _recursive_undo(sched: Any) -> None:
+        """Undo the initial step of every (nested) scheduler, as PyTorch."""
+        if hasattr(sched, "_schedulers"):
+            for s in sched._schedulers:
+                SequentialLR._recursive_undo(s)
+        elif hasattr(sched, "last_epoch"):
+            sched.last_epoch -= 1
+
+    def get_lr(self) -> list[float]:
+        return self._lrs()
 
     def step(self) -> None:  # type: ignore[override]
         self.last_epoch += 1
         idx = bisect_right(self._milestones, self.last_epoch)
         s = self._schedulers[idx]
         if idx > 0 and self._milestones[idx - 1] == self.last_epoch:
-            s.step(0)
+            s._update_lr(0)  # restart it at 0 (closed form), not counted as a step
         else:
             s.step()
         self._last_lr = s.get_last_lr()
@@ -320,7 +350,7 @@ class SequentialLR(LRScheduler):
             s.load_state_dict(sd)
 
 
-class ReduceLROnPlateau:
+class ReduceLROnPlateau(LRScheduler):
     """Multiply the lr by ``factor`` when a metric has stopped improving for ``patience`` epochs."""
 
     def __init__(
@@ -332,9 +362,18 @@ class ReduceLROnPlateau:
             raise ValueError("Factor should be < 1.0.")
         if mode not in ("min", "max") or threshold_mode not in ("rel", "abs"):
             raise ValueError("mode must be 'min' or 'max' and threshold_mode 'rel' or 'abs'")
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{type(optimizer).__name__} is not an Optimizer")
         self.optimizer = optimizer
         n = len(optimizer.param_groups)
-        self.min_lrs = list(min_lr) if isinstance(min_lr, (list, tuple)) else [min_lr] * n
+        if isinstance(min_lr, (list, tuple)):
+            if len(min_lr) != n:
+                raise ValueError(f"expected {n} min_lrs, got {len(min_lr)}")
+            self.default_min_lr = None
+            self.min_lrs = list(min_lr)
+        else:
+            self.default_min_lr = min_lr
+            self.min_lrs = [min_lr] * n
         self.factor, self.patience, self.cooldown, self.eps = factor, patience, cooldown, eps
         self.mode, self.threshold, self.threshold_mode = mode, threshold, threshold_mode
         self.best = math.inf if mode == "min" else -math.inf
@@ -361,7 +400,16 @@ class ReduceLROnPlateau:
             self.cooldown_counter -= 1
             self.num_bad_epochs = 0
         if self.num_bad_epochs > self.patience:
-            for g, lo in zip(self.optimizer.param_groups, self.min_lrs):
+            groups = self.optimizer.param_groups
+            if len(groups) != len(self.min_lrs):  # a group was added since
+                if self.default_min_lr is None:
+                    raise RuntimeError(
+                        f"The number of param groups in the `optimizer` ({len(groups)}) differs "
+                        f"from when `ReduceLROnPlateau` was initialized ({len(self.min_lrs)}): "
+                        "set its `min_lrs` to match"
+                    )
+                self.min_lrs = [self.default_min_lr] * len(groups)
+            for g, lo in zip(groups, self.min_lrs):
                 old = float(g["lr"])
                 new = max(old * self.factor, lo)
                 if old - new > self.eps:

@@ -130,7 +130,7 @@ class Optimizer:
         state = {}
         for g in self.param_groups:
             for p in g["params"]:
-                if p in self.state:
+                if self.state.get(p):  # as torch: no entry for a parameter without state
                     state[index[id(p)]] = {
                         k: (wrap(v.copy()) if isinstance(v, np.ndarray) else v)
                         for k, v in self.state[p].items()

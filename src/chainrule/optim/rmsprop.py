@@ -36,10 +36,14 @@ class RMSprop(Optimizer):
         capturable: bool = False,
         differentiable: bool = False,
     ) -> None:
-        if alpha < 0:
-            raise ValueError(f"Invalid alpha value: {alpha}")
+        if eps < 0:
+            raise ValueError(f"Invalid epsilon value: {eps}")
         if momentum < 0:
             raise ValueError(f"Invalid momentum value: {momentum}")
+        if weight_decay < 0:
+            raise ValueError(f"Invalid weight_decay value: {weight_decay}")
+        if alpha < 0:
+            raise ValueError(f"Invalid alpha value: {alpha}")
         defaults = dict(
             lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
             centered=centered, maximize=maximize,

@@ -230,9 +230,6 @@ class MultiheadAttention(Module):
         if self.bias_v is not None:
             init.xavier_normal_(self.bias_v)
 
-    def extra_repr(self) -> str:
-        return f"embed_dim={self.embed_dim}, num_heads={self.num_heads}"
-
     def _project(self, query: Tensor, key: Tensor, value: Tensor) -> tuple:
         E = self.embed_dim
         b = self.in_proj_bias

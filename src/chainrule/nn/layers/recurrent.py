@@ -11,6 +11,7 @@ the two unchanged. All are initialised U(-1/sqrt(hidden_size), 1/sqrt(hidden_siz
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 from ... import creation, dtypes
@@ -171,6 +172,13 @@ class RNNBase(Module):
             raise ValueError("hidden_size must be an integer greater than zero")
         if not isinstance(num_layers, int) or num_layers <= 0:
             raise ValueError("num_layers must be an integer greater than zero")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                "dropout option adds dropout after all but last recurrent layer, so non-zero "
+                f"dropout expects num_layers greater than 1, but got dropout={dropout} and "
+                f"num_layers={num_layers}",
+                stacklevel=2,
+            )
         if proj_size:
             raise NotImplementedError("LSTM with proj_size > 0 is not supported yet")
         if mode not in _GATES:
@@ -341,10 +349,6 @@ class RNN(RNNBase):
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
         super().__init__(mode, *args, **kwargs)
         self.nonlinearity = nonlinearity
-
-    def extra_repr(self) -> str:
-        s = super().extra_repr()
-        return s + (", nonlinearity=relu" if self.nonlinearity != "tanh" else "")
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> tuple:  # noqa: A002
         output, (h_n,) = self._run(input, hx)
