@@ -264,9 +264,10 @@ def test_fused_cells_gradcheck_and_double_backward():
         (rnn_ops.rnn_cell, rnn_ops.rnn_cell_composed, 1),
     ],
 )
-def test_fused_cell_equals_composed_primitives(fused, composed, gates):
+@pytest.mark.parametrize("N", [1, 3])
+def test_fused_cell_equals_composed_primitives(fused, composed, gates, N):
     rng = np.random.default_rng(6)
-    N, H = 3, 4
+    H = 4
     args = [rng.standard_normal((N, gates * H)), rng.standard_normal((N, H))]
     if gates == 4:
         args.append(rng.standard_normal((N, H)))

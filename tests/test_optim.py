@@ -641,3 +641,55 @@ def test_init_in_place_no_grad_and_generator() -> None:
     ref = torch.nn.init.trunc_normal_(torch.empty(20000), mean=0.5, std=1.0, a=-0.5, b=1.0)
     assert float(tn.data.mean()) == pytest.approx(float(ref.mean()), abs=0.02)
     assert float(tn.data.std()) == pytest.approx(float(ref.std()), abs=0.02)
+
+
+RESUMED = {
+    "ExponentialLR": lambda L, o: L.ExponentialLR(o, 0.9, last_epoch=3),
+    "CosineAnnealingLR": lambda L, o: L.CosineAnnealingLR(o, 10, eta_min=0.01, last_epoch=3),
+    "LinearLR": lambda L, o: L.LinearLR(o, 0.5, total_iters=6, last_epoch=3),
+    "StepLR": lambda L, o: L.StepLR(o, 2, last_epoch=3),
+    "MultiStepLR": lambda L, o: L.MultiStepLR(o, [5, 8], last_epoch=3),
+    "LambdaLR": lambda L, o: L.LambdaLR(o, lambda e: 1 / (e + 1), last_epoch=3),
+    "SequentialLR-milestone-0": lambda L, o: L.SequentialLR(
+        o, [L.ExponentialLR(o, 0.5), L.StepLR(o, 2)], milestones=[0]
+    ),
+    "SequentialLR-nested": lambda L, o: L.SequentialLR(
+        o,
+        [
+            L.SequentialLR(o, [L.LinearLR(o, 0.5, total_iters=3), L.ExponentialLR(o, 0.7)], milestones=[3]),
+            L.CosineAnnealingLR(o, 5),
+        ],
+        milestones=[6],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(RESUMED))
+def test_scheduler_resumed_or_nested_matches_torch(name: str) -> None:
+    """``last_epoch >= 0`` (resuming: the initial step keeps the current lr), a milestone at 0,
+    and a SequentialLR inside a SequentialLR."""
+
+    def make(L: Any, o: Any) -> Any:
+        for g in o.param_groups:
+            g.setdefault("initial_lr", g["lr"] * 2)
+        return RESUMED[name](L, o)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        c, t = lr_sequences(make, steps=15)
+    np.testing.assert_allclose(_flat(c), _flat(t), rtol=1e-13, atol=1e-15)
+
+
+def test_reduce_lr_on_plateau_is_a_scheduler_and_validates() -> None:
+    copt, _ = _sched_opts()
+    s = cs.ReduceLROnPlateau(copt)
+    assert isinstance(s, cs.LRScheduler) and isinstance(s, cs._LRScheduler)
+    assert s.get_last_lr() == [0.1, 0.03]
+    with pytest.raises(ValueError, match="expected 2 min_lrs, got 1"):
+        cs.ReduceLROnPlateau(copt, min_lr=[0.1])
+    with pytest.raises(ValueError, match="does not support `ReduceLROnPlateau`"):
+        cs.SequentialLR(copt, [cs.StepLR(copt, 2), s], milestones=[3])
+    with pytest.raises(ValueError, match="pct_start"):
+        cs.OneCycleLR(copt, max_lr=0.1, total_steps=10, pct_start=1.5)
+    with pytest.raises(ValueError, match="expected 2 values for max_lr, got 3"):
+        cs.OneCycleLR(copt, max_lr=[0.1, 0.2, 0.3], total_steps=10)

@@ -62,20 +62,6 @@ def _where() -> str:
     return _fmt(_caller())
 
 
-def _backward_node() -> Any:
-    """The node whose backward rule is running (a ``create_graph`` backward records ops), if any:
-    found on the stack between here and the user's frame."""
-    from .engine import _run_rule  # noqa: PLC0415
-
-    code = _run_rule.__code__
-    f = sys._getframe(1)
-    while f is not None and os.path.abspath(f.f_code.co_filename).startswith(_PKG):
-        if f.f_code is code:
-            return f.f_locals.get("node")
-        f = f.f_back
-    return None
-
-
 def _finite(a: Any) -> bool:
     return not (isinstance(a, np.ndarray) and a.dtype.kind == "f" and not np.isfinite(a).all())
 
@@ -89,6 +75,7 @@ class detect_anomaly:  # noqa: N801 - PyTorch's name
         self.check_nan = check_nan
         self.first: str | None = None  # the first op (in forward order) to produce NaN/Inf
         self._locs: dict = {}  # node seq -> (file, line) of the forward call that recorded it
+        self.current_backward: Any = None  # the node whose backward rule is running (set by the engine)
 
     def __enter__(self) -> detect_anomaly:
         self._prev = state.anomaly
@@ -120,11 +107,6 @@ class detect_anomaly:  # noqa: N801 - PyTorch's name
             self._note(seq)
 
     def check_forward(self, op: type, args: tuple, out: Any) -> None:
-        from . import engine  # noqa: PLC0415
-
-        seq = getattr(engine, "_seq", None)
-        if isinstance(seq, int):  # the node this op is about to record gets seq + 1
-            self._note(seq + 1)
         outs = out if isinstance(out, tuple) else (out,)
         if all(_finite(o) for o in outs):
             return
@@ -135,7 +117,7 @@ class detect_anomaly:  # noqa: N801 - PyTorch's name
         stats = "; ".join(f"input {i}: {_stats(a)}" for i, a in enumerate(arrays))
         what = "NaN" if any(isinstance(o, np.ndarray) and np.isnan(o).any() for o in outs) else "Inf"
         ctx_note = ""
-        bw = _backward_node()
+        bw = self.current_backward
         if bw is not None:  # an op recorded by a create_graph backward rule
             loc = self._locs.get(getattr(bw, "seq", None))
             fwd = f", whose forward call is at {_fmt(loc)}" if loc is not None else ""

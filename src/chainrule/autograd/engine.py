@@ -208,6 +208,8 @@ def _record(op: type, ctx: Node, args: Sequence[Any], arrays: list, kw: dict) ->
         ctx.inputs = arrays
         ctx.args = args
         ctx.saved_vc = [(a, a._vc[0]) for a in args if isinstance(a, Tensor)]
+    if state.anomaly is not None:
+        state.anomaly.note_node(ctx)
 
 
 def _wrap_outputs(
@@ -434,6 +436,8 @@ def run_backward(
             if capture_nodes and node in capture_nodes:
                 for nr, i in capture_nodes[node]:
                     captured[i] = g if node.n_out == 1 else g[nr]
+            if anomaly is not None:
+                anomaly.current_backward = node
             res = _run_rule(node, g, m, create_graph, retain_graph)
             if anomaly is not None:
                 anomaly.check_backward(node, res)
@@ -475,6 +479,8 @@ def run_backward(
         )
     finally:
         state.grad_enabled = prev_mode
+        if anomaly is not None:
+            anomaly.current_backward = None
 
 
 _NS: tuple = ()

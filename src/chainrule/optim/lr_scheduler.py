@@ -227,11 +227,21 @@ class OneCycleLR(LRScheduler):
                 dict(end_step=float(pct_start * ts) - 1, start_lr="initial_lr", end_lr="max_lr", start_momentum="max_momentum", end_momentum="base_momentum"),
                 dict(end_step=ts - 1, start_lr="max_lr", end_lr="min_lr", start_momentum="base_momentum", end_momentum="max_momentum"),
             ]
+        if not isinstance(pct_start, float) or not 0 <= pct_start <= 1:
+            raise ValueError(f"Expected float between 0 and 1 pct_start, but got {pct_start}")
         if anneal_strategy not in ("cos", "linear"):
             raise ValueError(f"anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
         self.anneal_strategy = anneal_strategy
         groups = optimizer.param_groups
-        max_lrs = list(max_lr) if isinstance(max_lr, (list, tuple)) else [max_lr] * len(groups)
+
+        def per_group(name: str, v: Any) -> list:
+            if isinstance(v, (list, tuple)):
+                if len(v) != len(groups):
+                    raise ValueError(f"expected {len(groups)} values for {name}, got {len(v)}")
+                return list(v)
+            return [v] * len(groups)
+
+        max_lrs = per_group("max_lr", max_lr)
         if last_epoch == -1:
             for g, m in zip(groups, max_lrs):
                 g["initial_lr"] = m / div_factor
@@ -243,8 +253,8 @@ class OneCycleLR(LRScheduler):
             if "momentum" not in d and "betas" not in d:
                 raise ValueError("optimizer must support momentum or beta1 with cycle_momentum enabled")
             self.use_beta1 = "betas" in d
-            bms = base_momentum if isinstance(base_momentum, (list, tuple)) else [base_momentum] * len(groups)
-            mms = max_momentum if isinstance(max_momentum, (list, tuple)) else [max_momentum] * len(groups)
+            bms = per_group("base_momentum", base_momentum)
+            mms = per_group("max_momentum", max_momentum)
             if last_epoch == -1:
                 for g, bm, mm in zip(groups, bms, mms):
                     if self.use_beta1:
