@@ -110,7 +110,10 @@ def test_regression_loss_modules_match_functional() -> None:
         (nn.MSELoss(reduction="sum"), torch.nn.MSELoss(reduction="sum")),
         (nn.L1Loss(), torch.nn.L1Loss()),
         (nn.SmoothL1Loss(beta=0.3), torch.nn.SmoothL1Loss(beta=0.3)),
-        (nn.HuberLoss(reduction="none", delta=0.7), torch.nn.HuberLoss(reduction="none", delta=0.7)),
+        (
+            nn.HuberLoss(reduction="none", delta=0.7),
+            torch.nn.HuberLoss(reduction="none", delta=0.7),
+        ),
     ]
     for c, t in pairs:
         assert repr(c) == repr(t)
@@ -124,7 +127,9 @@ def test_regression_loss_modules_match_functional() -> None:
 def test_regression_errors() -> None:
     x, y = cr.zeros(3, 4), cr.zeros(4, 3)
     for fn in (F.mse_loss, F.l1_loss, F.smooth_l1_loss, F.huber_loss):
-        with pytest.raises(ValueError, match=r"target size \(4, 3\) is different from input size \(3, 4\)"):
+        with pytest.raises(
+            ValueError, match=r"target size \(4, 3\) is different from input size \(3, 4\)"
+        ):
             fn(x, y)
     with pytest.raises(ValueError, match="not a valid value for reduction"):
         F.mse_loss(x, x, reduction="avg")
@@ -177,7 +182,9 @@ def test_binary_cross_entropy_at_0_and_1(dtype: Any) -> None:
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("pos_weighted", [False, True])
-def test_binary_cross_entropy_with_logits(pos_weighted: bool, weighted: bool, reduction: str, dtype: Any) -> None:
+def test_binary_cross_entropy_with_logits(
+    pos_weighted: bool, weighted: bool, reduction: str, dtype: Any
+) -> None:
     r = _rng(6)
     x = r.uniform(-4, 4, (4, 3)).astype(dtype)
     x[0] = [0.0, 1000.0, -1000.0]  # the kink of relu/abs and overflow territory
@@ -204,7 +211,9 @@ def test_binary_errors() -> None:
         F.binary_cross_entropy(cr.tensor([0.5, 1.5]), cr.tensor([0.0, 1.0]))
     with pytest.raises(ValueError, match=r"target size \(3,\) is different from input size \(2,\)"):
         F.binary_cross_entropy(cr.tensor([0.5, 0.5]), cr.tensor([0.0, 1.0, 1.0]))
-    with pytest.raises(ValueError, match=r"target size \(2, 1\) is different from input size \(2,\)"):
+    with pytest.raises(
+        ValueError, match=r"target size \(2, 1\) is different from input size \(2,\)"
+    ):
         F.binary_cross_entropy_with_logits(cr.tensor([0.5, 0.5]), cr.tensor([[0.0], [1.0]]))
 
 
@@ -213,7 +222,9 @@ def test_binary_modules() -> None:
     x, y = r.standard_normal((5, 3)), r.uniform(0, 1, (5, 3))
     w, pw = r.uniform(0.5, 2, (3,)), r.uniform(0.5, 2, (3,))
     c = nn.BCEWithLogitsLoss(weight=cr.tensor(w), pos_weight=cr.tensor(pw), reduction="sum")
-    t = torch.nn.BCEWithLogitsLoss(weight=torch.tensor(w), pos_weight=torch.tensor(pw), reduction="sum")
+    t = torch.nn.BCEWithLogitsLoss(
+        weight=torch.tensor(w), pos_weight=torch.tensor(pw), reduction="sum"
+    )
     np.testing.assert_allclose(
         c(cr.tensor(x), cr.tensor(y)).data, t(torch.tensor(x), torch.tensor(y)).numpy(), rtol=1e-12
     )
@@ -221,7 +232,9 @@ def test_binary_modules() -> None:
     p = 1 / (1 + np.exp(-x))
     c2, t2 = nn.BCELoss(weight=cr.tensor(w)), torch.nn.BCELoss(weight=torch.tensor(w))
     np.testing.assert_allclose(
-        c2(cr.tensor(p), cr.tensor(y)).data, t2(torch.tensor(p), torch.tensor(y)).numpy(), rtol=1e-12
+        c2(cr.tensor(p), cr.tensor(y)).data,
+        t2(torch.tensor(p), torch.tensor(y)).numpy(),
+        rtol=1e-12,
     )
 
 
@@ -326,8 +339,12 @@ def test_cross_entropy_class_indices(opts: dict, shape: str, reduction: str, dty
 
     compare(fn, None, [x], [True], dtype)
     # the module gives the same
-    c_mod = nn.CrossEntropyLoss(weight=None if w is None else cr.tensor(w), reduction=reduction, **kw)
-    t_mod = torch.nn.CrossEntropyLoss(weight=None if w is None else torch.tensor(w), reduction=reduction, **kw)
+    c_mod = nn.CrossEntropyLoss(
+        weight=None if w is None else cr.tensor(w), reduction=reduction, **kw
+    )
+    t_mod = torch.nn.CrossEntropyLoss(
+        weight=None if w is None else torch.tensor(w), reduction=reduction, **kw
+    )
     np.testing.assert_allclose(
         c_mod(cr.tensor(x), cr.tensor(t)).data,
         t_mod(torch.tensor(x), torch.tensor(t)).numpy(),
@@ -365,7 +382,8 @@ def test_cross_entropy_probabilities(opts: dict, shape: str, reduction: str, dty
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("shape", list(SHAPES))
 @pytest.mark.parametrize(
-    "opts", [{}, {"weight": True}, {"ignore_index": 1}, {"weight": True, "ignore_index": 4}],
+    "opts",
+    [{}, {"weight": True}, {"ignore_index": 1}, {"weight": True, "ignore_index": 4}],
     ids=lambda o: "-".join(o) or "plain",
 )
 def test_nll_loss(opts: dict, shape: str, reduction: str, dtype: Any) -> None:
@@ -378,13 +396,23 @@ def test_nll_loss(opts: dict, shape: str, reduction: str, dtype: Any) -> None:
     def fn(m: Any, a: Any) -> Any:
         lib = cr if m is F else torch
         ww = None if w is None else lib.tensor(w)
-        return m.nll_loss(m.log_softmax(a, 0 if a.ndim == 1 else 1), lib.tensor(t), weight=ww, reduction=reduction, **kw)
+        return m.nll_loss(
+            m.log_softmax(a, 0 if a.ndim == 1 else 1),
+            lib.tensor(t),
+            weight=ww,
+            reduction=reduction,
+            **kw,
+        )
 
     compare(fn, None, [x], [True], dtype)
     c_mod = nn.NLLLoss(weight=None if w is None else cr.tensor(w), reduction=reduction, **kw)
-    t_mod = torch.nn.NLLLoss(weight=None if w is None else torch.tensor(w), reduction=reduction, **kw)
+    t_mod = torch.nn.NLLLoss(
+        weight=None if w is None else torch.tensor(w), reduction=reduction, **kw
+    )
     np.testing.assert_allclose(
-        c_mod(cr.tensor(x), cr.tensor(t)).data, t_mod(torch.tensor(x), torch.tensor(t)).numpy(), **TOL[dtype]
+        c_mod(cr.tensor(x), cr.tensor(t)).data,
+        t_mod(torch.tensor(x), torch.tensor(t)).numpy(),
+        **TOL[dtype],
     )
 
 
@@ -394,19 +422,32 @@ def test_cross_entropy_all_ignored(label_smoothing: float, reduction: str) -> No
     """Every target ignored: 'mean' is 0/0 = NaN as in PyTorch, 'sum' is 0."""
     x = _rng(15).standard_normal((3, 4))
     t = np.full(3, -100)
-    c = F.cross_entropy(cr.tensor(x), cr.tensor(t), reduction=reduction, label_smoothing=label_smoothing)
-    tt = TF.cross_entropy(torch.tensor(x), torch.tensor(t), reduction=reduction, label_smoothing=label_smoothing)
+    c = F.cross_entropy(
+        cr.tensor(x), cr.tensor(t), reduction=reduction, label_smoothing=label_smoothing
+    )
+    tt = TF.cross_entropy(
+        torch.tensor(x), torch.tensor(t), reduction=reduction, label_smoothing=label_smoothing
+    )
     np.testing.assert_equal(c.data, tt.numpy())
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
-def test_cross_entropy_stable_at_huge_logits(label_smoothing: float, reduction: str, dtype: Any) -> None:
-    x = np.array([[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 999.0], [-1000.0, -1000.0, -1000.0]], dtype)
+def test_cross_entropy_stable_at_huge_logits(
+    label_smoothing: float, reduction: str, dtype: Any
+) -> None:
+    x = np.array(
+        [[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 999.0], [-1000.0, -1000.0, -1000.0]], dtype
+    )
     t = np.array([1, 1, 2])
     c, _ = compare(
-        lambda m, a: m.cross_entropy(a, (cr if m is F else torch).tensor(t), reduction=reduction, label_smoothing=label_smoothing),
+        lambda m, a: m.cross_entropy(
+            a,
+            (cr if m is F else torch).tensor(t),
+            reduction=reduction,
+            label_smoothing=label_smoothing,
+        ),
         None,
         [x],
         [True],
@@ -414,7 +455,9 @@ def test_cross_entropy_stable_at_huge_logits(label_smoothing: float, reduction: 
     )
     assert np.isfinite(c.data).all()
     # row 0: log-sum-exp is 1000, the target logit -1000: a loss of 2000 (1900 when smoothed)
-    per_row = F.cross_entropy(cr.tensor(x), cr.tensor(t), reduction="none", label_smoothing=label_smoothing)
+    per_row = F.cross_entropy(
+        cr.tensor(x), cr.tensor(t), reduction="none", label_smoothing=label_smoothing
+    )
     expect0 = 2000 * (1 - label_smoothing) + label_smoothing / 3 * (2000 + 0 + 1000)
     np.testing.assert_allclose(per_row.data[0], expect0, rtol=1e-6)
     # probabilities, and the logits versions of nll / bce
@@ -431,7 +474,9 @@ def test_cross_entropy_stable_at_huge_logits(label_smoothing: float, reduction: 
 
 def test_cross_entropy_errors() -> None:
     x = cr.zeros(4, 3, requires_grad=True)
-    with pytest.raises(IndexError, match=r"target 3 is out of bounds: class indices must be in \[0, 2\]"):
+    with pytest.raises(
+        IndexError, match=r"target 3 is out of bounds: class indices must be in \[0, 2\]"
+    ):
         F.cross_entropy(x, cr.tensor([0, 1, 2, 3]))
     with pytest.raises(IndexError, match=r"target -1 is out of bounds"):
         F.cross_entropy(x, cr.tensor([0, -1, 2, 1]))
@@ -441,7 +486,9 @@ def test_cross_entropy_errors() -> None:
         F.cross_entropy(x, cr.tensor([0, 1, 2]))
     with pytest.raises(RuntimeError, match=r"needs a target of shape \(4, 2\), got \(4,\)"):
         F.cross_entropy(cr.zeros(4, 3, 2), cr.tensor([0, 1, 2, 0]))
-    with pytest.raises(ValueError, match=r"target size \(4, 2\) is different from input size \(4, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"target size \(4, 2\) is different from input size \(4, 3\)"
+    ):
         F.cross_entropy(x, cr.zeros(4, 2))
     with pytest.raises(ValueError, match="label_smoothing must be between 0.0 and 1.0"):
         F.cross_entropy(x, cr.tensor([0, 1, 2, 0]), label_smoothing=1.5)
@@ -474,8 +521,20 @@ def test_gradcheck_all_losses(reduction: str) -> None:
     w = cr.tensor(r.uniform(0.5, 2, (4,)))
     _gc(lambda a, b: F.binary_cross_entropy(a, b, w, reduction=reduction), p, q, grad=(0, 1))
     pw = cr.tensor(r.uniform(0.5, 2, (4,)))
-    _gc(lambda a, b: F.binary_cross_entropy_with_logits(a, b, w, reduction=reduction, pos_weight=pw), x, q, grad=(0, 1))
-    _gc(lambda a, b: F.binary_cross_entropy_with_logits(a, b, reduction=reduction), x, q, grad=(0, 1))
+    _gc(
+        lambda a, b: F.binary_cross_entropy_with_logits(
+            a, b, w, reduction=reduction, pos_weight=pw
+        ),
+        x,
+        q,
+        grad=(0, 1),
+    )
+    _gc(
+        lambda a, b: F.binary_cross_entropy_with_logits(a, b, reduction=reduction),
+        x,
+        q,
+        grad=(0, 1),
+    )
     lp = np.log(q / q.sum(1, keepdims=True))
     _gc(lambda a, b: F.kl_div(a, b, reduction=reduction), lp, q, grad=(0, 1))
     _gc(lambda a, b: F.kl_div(a, b, reduction=reduction, log_target=True), lp, lp, grad=(0, 1))
@@ -483,7 +542,12 @@ def test_gradcheck_all_losses(reduction: str) -> None:
     wc = cr.tensor(r.uniform(0.5, 2, (4,)))
     for ls in (0.0, 0.2):
         _gc(lambda a, ls=ls: F.cross_entropy(a, t, wc, reduction=reduction, label_smoothing=ls), x)
-        _gc(lambda a, b, ls=ls: F.cross_entropy(a, b, wc, reduction=reduction, label_smoothing=ls), x, q, grad=(0, 1))
+        _gc(
+            lambda a, b, ls=ls: F.cross_entropy(a, b, wc, reduction=reduction, label_smoothing=ls),
+            x,
+            q,
+            grad=(0, 1),
+        )
     x4, t4 = _ce_inputs("4d", np.float64)
     _gc(lambda a: F.cross_entropy(a, cr.tensor(t4), reduction=reduction, label_smoothing=0.1), x4)
     _gc(lambda a: F.nll_loss(a, t, wc, reduction=reduction), x)
@@ -500,10 +564,15 @@ def test_gradgradcheck_fused_losses(reduction: str) -> None:
     t = cr.tensor(np.array([0, 3, -100]))
     assert gradgradcheck(lambda a, b: F.binary_cross_entropy(a, b, w, reduction=reduction), (p, q))
     assert gradgradcheck(
-        lambda a, b: F.binary_cross_entropy_with_logits(a, b, w, reduction=reduction, pos_weight=w), (x, q)
+        lambda a, b: F.binary_cross_entropy_with_logits(a, b, w, reduction=reduction, pos_weight=w),
+        (x, q),
     )
-    assert gradgradcheck(lambda a, b: F.binary_cross_entropy_with_logits(a, b, reduction=reduction), (x, q))
-    assert gradgradcheck(lambda a: F.cross_entropy(a, t, w, reduction=reduction, label_smoothing=0.1), (x,))
+    assert gradgradcheck(
+        lambda a, b: F.binary_cross_entropy_with_logits(a, b, reduction=reduction), (x, q)
+    )
+    assert gradgradcheck(
+        lambda a: F.cross_entropy(a, t, w, reduction=reduction, label_smoothing=0.1), (x,)
+    )
     assert gradgradcheck(lambda a: F.nll_loss(a, t, w, reduction=reduction), (x,))
 
 
@@ -513,7 +582,72 @@ def test_constant_weights_are_not_differentiated() -> None:
     w = cr.ones(3, requires_grad=True)
     with pytest.raises(RuntimeError, match="not differentiable with respect to argument 'weight'"):
         F.binary_cross_entropy(x.sigmoid(), y, w)
-    with pytest.raises(RuntimeError, match="not differentiable with respect to argument 'pos_weight'"):
+    with pytest.raises(
+        RuntimeError, match="not differentiable with respect to argument 'pos_weight'"
+    ):
         F.binary_cross_entropy_with_logits(x, y, pos_weight=w)
     with pytest.raises(RuntimeError, match="between 0 and 1"):
         F.binary_cross_entropy(x.sigmoid(), y * 3)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "huber_loss"])
+def test_elementwise_weight(name: str, reduction: str) -> None:
+    """torch 2.13's ``weight`` of mse/l1/huber: 'mean' divides by the weights' sum for mse and
+    l1 but by the element count for huber; the weight is differentiated too."""
+    r = _rng(18)
+    x, y, w = r.standard_normal((3, 4)), r.standard_normal((3, 4)), r.uniform(0.1, 2, (3, 4))
+    compare(
+        lambda m, a, t, ww: getattr(m, name)(a, t, reduction=reduction, weight=ww),
+        None,
+        [x, y, w],
+        [True, True, True],
+        np.float64,
+    )
+    with pytest.raises(ValueError, match="Weights and input must have the same size"):
+        getattr(F, name)(cr.tensor(x), cr.tensor(y), weight=cr.ones(4))
+
+
+@pytest.mark.parametrize(
+    "size_average,reduce",
+    [(None, False), (False, None), (False, True), (True, None), (True, False)],
+)
+def test_legacy_size_average_reduce(size_average: Any, reduce: Any) -> None:
+    """The deprecated arguments still select the reduction, as in torch (they were ignored)."""
+    r = _rng(19)
+    x, y = r.standard_normal((3, 4)), r.standard_normal((3, 4))
+    logits, t = r.standard_normal((3, 4)), np.array([0, 3, 1])
+    kw = {"size_average": size_average, "reduce": reduce}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pairs = [
+            (
+                F.mse_loss(cr.tensor(x), cr.tensor(y), **kw),
+                TF.mse_loss(torch.tensor(x), torch.tensor(y), **kw),
+            ),
+            (
+                F.l1_loss(cr.tensor(x), cr.tensor(y), **kw),
+                TF.l1_loss(torch.tensor(x), torch.tensor(y), **kw),
+            ),
+            (
+                F.cross_entropy(cr.tensor(logits), cr.tensor(t), **kw),
+                TF.cross_entropy(torch.tensor(logits), torch.tensor(t), **kw),
+            ),
+            (
+                nn.NLLLoss(**kw)(cr.tensor(logits), cr.tensor(t)),
+                torch.nn.NLLLoss(**kw)(torch.tensor(logits), torch.tensor(t)),
+            ),
+            (
+                nn.SmoothL1Loss(**kw)(cr.tensor(x), cr.tensor(y)),
+                torch.nn.SmoothL1Loss(**kw)(torch.tensor(x), torch.tensor(y)),
+            ),
+            (
+                nn.BCEWithLogitsLoss(**kw)(cr.tensor(x), cr.tensor(y).sigmoid()),
+                torch.nn.BCEWithLogitsLoss(**kw)(torch.tensor(x), torch.tensor(y).sigmoid()),
+            ),
+        ]
+    for c, t_ in pairs:
+        assert c.shape == tuple(t_.shape)
+        np.testing.assert_allclose(c.data, t_.numpy(), rtol=1e-12)
+    with pytest.warns(UserWarning, match="size_average and reduce args will be deprecated"):
+        F.mse_loss(cr.tensor(x), cr.tensor(y), **kw)

@@ -148,7 +148,9 @@ def test_load_torch_state_dict_gives_identical_outputs() -> None:
     out_t.sum().backward()
     tg = dict(tm.named_parameters())
     for k, p in cm.named_parameters():
-        np.testing.assert_allclose(p.grad.data, tg[k].grad.numpy(), rtol=1e-12, atol=1e-14, err_msg=k)
+        np.testing.assert_allclose(
+            p.grad.data, tg[k].grad.numpy(), rtol=1e-12, atol=1e-14, err_msg=k
+        )
     # and back: chainrule's state_dict loads into torch
     torch.manual_seed(1)
     tm2 = build(torch).double()
@@ -207,7 +209,9 @@ def test_load_state_dict_non_strict_returns_lists() -> None:
     np.testing.assert_array_equal(cm.seq[2].bias.data, sd["seq.2.bias"])
     # shape mismatches are errors even when not strict (as torch)
     sd["embed.bias"] = np.zeros(7)
-    with pytest.raises(RuntimeError, match=r"size mismatch for embed.bias: copying a param with shape \(7,\)"):
+    with pytest.raises(
+        RuntimeError, match=r"size mismatch for embed.bias: copying a param with shape \(7,\)"
+    ):
         cm.load_state_dict(sd, strict=False)
 
 
@@ -217,7 +221,9 @@ def test_load_state_dict_keeps_parameter_objects_and_dtype() -> None:
     m.load_state_dict({"weight": np.ones((2, 3), np.float64), "bias": np.zeros(2)})
     assert m.weight is w and m.weight.dtype == cr.float32
     assert m.weight.data.tolist() == [[1.0] * 3] * 2
-    m.load_state_dict({"weight": cr.full((2, 3), 2.0, dtype=cr.float64), "bias": cr.zeros(2)}, assign=True)
+    m.load_state_dict(
+        {"weight": cr.full((2, 3), 2.0, dtype=cr.float64), "bias": cr.zeros(2)}, assign=True
+    )
     assert m.weight is w and m.weight.data[0, 0] == 2.0
 
 
@@ -229,8 +235,10 @@ def test_train_eval_propagate() -> None:
     assert cm.training and all(m.training for m in cm.modules())
     assert cm.eval() is cm
     tm.eval()
-    assert [m.training for m in cm.modules()] == [m.training for m in tm.modules()] == [False] * len(
-        list(tm.modules())
+    assert (
+        [m.training for m in cm.modules()]
+        == [m.training for m in tm.modules()]
+        == [False] * len(list(tm.modules()))
     )
     cm.blocks.train()
     tm.blocks.train()
@@ -353,7 +361,9 @@ def test_hooks_on_submodules_see_intermediates() -> None:
             mod.register_forward_hook(lambda m, a, o, n=name: c_acts.__setitem__(n, o.data.copy()))
     for name, mod in tm.named_modules():
         if isinstance(mod, torch.nn.Linear):
-            mod.register_forward_hook(lambda m, a, o, n=name: t_acts.__setitem__(n, o.detach().numpy().copy()))
+            mod.register_forward_hook(
+                lambda m, a, o, n=name: t_acts.__setitem__(n, o.detach().numpy().copy())
+            )
     x = np.random.default_rng(1).standard_normal((2, 3))
     cm(cr.tensor(x))
     tm(torch.tensor(x))
@@ -396,11 +406,15 @@ def test_repr_equals_torch() -> None:
 
 
 def test_parameter_repr_equals_torch() -> None:
-    assert repr(nn.Parameter(cr.tensor([1.0, 2.0]))) == repr(torch.nn.Parameter(torch.tensor([1.0, 2.0])))
+    assert repr(nn.Parameter(cr.tensor([1.0, 2.0]))) == repr(
+        torch.nn.Parameter(torch.tensor([1.0, 2.0]))
+    )
     assert repr(nn.Parameter(cr.tensor([[3.0, -1.0]]), requires_grad=False)) == repr(
         torch.nn.Parameter(torch.tensor([[3.0, -1.0]]), requires_grad=False)
     )
-    assert repr(nn.Parameter(cr.tensor([1.0], dtype=cr.float64))).startswith("Parameter containing:\ntensor([1.], dtype=")
+    assert repr(nn.Parameter(cr.tensor([1.0], dtype=cr.float64))).startswith(
+        "Parameter containing:\ntensor([1.], dtype="
+    )
     p = nn.Parameter(cr.zeros(2))
     assert isinstance(p, cr.Tensor) and p.requires_grad and p.is_leaf
 
@@ -433,7 +447,9 @@ def test_linear_default_init_bounds_and_distribution() -> None:
         assert np.abs(a).max() > 0.95 * bound  # fills the interval
     w = m.weight.data
     assert abs(w.mean()) < 0.01 * bound * 10
-    np.testing.assert_allclose(w.std(), bound / math.sqrt(3), rtol=0.03)  # U(-b, b) has std b/sqrt(3)
+    np.testing.assert_allclose(
+        w.std(), bound / math.sqrt(3), rtol=0.03
+    )  # U(-b, b) has std b/sqrt(3)
     # torch's Linear draws from the same interval
     tw = torch.nn.Linear(fan_in, 256).weight.detach().numpy()
     assert np.abs(tw).max() <= bound

@@ -87,13 +87,19 @@ OPTIMISERS = [
     ("SGD", {"lr": 0.05, "momentum": 0.8, "nesterov": True}),
     ("SGD", {"lr": 0.05, "weight_decay": 0.1}),
     ("SGD", {"lr": 0.05, "maximize": True}),
-    ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01, "maximize": True}),
+    (
+        "SGD",
+        {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01, "maximize": True},
+    ),
     ("SGD", {"lr": 0.05, "momentum": 0.7, "dampening": 0.5, "weight_decay": 0.2}),
     # Adam / AdamW
     ("Adam", {"lr": 0.01}),
     ("Adam", {"lr": 0.01, "amsgrad": True}),
     ("Adam", {"lr": 0.01, "weight_decay": 0.1}),
-    ("Adam", {"lr": 0.02, "betas": (0.8, 0.99), "eps": 1e-6, "amsgrad": True, "weight_decay": 0.05}),
+    (
+        "Adam",
+        {"lr": 0.02, "betas": (0.8, 0.99), "eps": 1e-6, "amsgrad": True, "weight_decay": 0.05},
+    ),
     ("Adam", {"lr": 0.01, "maximize": True}),
     ("AdamW", {"lr": 0.01}),
     ("AdamW", {"lr": 0.01, "amsgrad": True}),
@@ -110,7 +116,16 @@ OPTIMISERS = [
     ("Adagrad", {"lr": 0.1, "lr_decay": 0.05}),
     ("Adagrad", {"lr": 0.1, "initial_accumulator_value": 0.5}),
     ("Adagrad", {"lr": 0.1, "weight_decay": 0.1, "eps": 1e-4}),
-    ("Adagrad", {"lr": 0.1, "lr_decay": 0.01, "initial_accumulator_value": 0.2, "weight_decay": 0.05, "maximize": True}),
+    (
+        "Adagrad",
+        {
+            "lr": 0.1,
+            "lr_decay": 0.01,
+            "initial_accumulator_value": 0.2,
+            "weight_decay": 0.05,
+            "maximize": True,
+        },
+    ),
 ]
 IDS = [f"{n}-" + "-".join(f"{k}={v}" for k, v in kw.items()) for n, kw in OPTIMISERS]
 
@@ -252,7 +267,9 @@ def test_optimiser_errors() -> None:
             getattr(torch.optim, name)([torch.zeros(1, requires_grad=True)], lr=-0.1)
     with pytest.raises(ValueError, match="Invalid momentum value"):
         cr.optim.SGD([p], lr=0.1, momentum=-0.5)
-    with pytest.raises(ValueError, match="Nesterov momentum requires a momentum and zero dampening"):
+    with pytest.raises(
+        ValueError, match="Nesterov momentum requires a momentum and zero dampening"
+    ):
         cr.optim.SGD([p], lr=0.1, nesterov=True)
     with pytest.raises(ValueError, match="Invalid beta parameter at index 1"):
         cr.optim.Adam([p], betas=(0.9, 1.0))
@@ -297,7 +314,10 @@ def lr_sequences(
         s = make(lib, o)
         seq = []
         for k in range(steps):
-            seq.append([[g["lr"], *(g[e] for e in extra)] for g in o.param_groups] + [list(s.get_last_lr())])
+            seq.append(
+                [[g["lr"], *(g[e] for e in extra)] for g in o.param_groups]
+                + [list(s.get_last_lr())]
+            )
             o.step()
             if metrics is None:
                 s.step()
@@ -329,7 +349,9 @@ SCHEDULERS = {
     "LambdaLR": lambda L, o: L.LambdaLR(o, lambda e: 0.95**e + 0.01 * (e % 3)),
     "LambdaLR-per-group": lambda L, o: L.LambdaLR(o, [lambda e: 1 / (e + 1), lambda e: 0.9**e]),
     "SequentialLR": lambda L, o: L.SequentialLR(
-        o, [L.LinearLR(o, start_factor=0.1, total_iters=5), L.ExponentialLR(o, gamma=0.8)], milestones=[5]
+        o,
+        [L.LinearLR(o, start_factor=0.1, total_iters=5), L.ExponentialLR(o, gamma=0.8)],
+        milestones=[5],
     ),
     "SequentialLR-3": lambda L, o: L.SequentialLR(
         o,
@@ -342,8 +364,17 @@ SCHEDULERS = {
     ),
     "OneCycleLR-SGD": lambda L, o: L.OneCycleLR(o, max_lr=[0.5, 0.2], total_steps=STEPS),
     "OneCycleLR-linear-3phase": lambda L, o: L.OneCycleLR(
-        o, max_lr=0.4, epochs=3, steps_per_epoch=10, anneal_strategy="linear", three_phase=True,
-        pct_start=0.25, base_momentum=0.8, max_momentum=0.9, div_factor=10.0, final_div_factor=100.0,
+        o,
+        max_lr=0.4,
+        epochs=3,
+        steps_per_epoch=10,
+        anneal_strategy="linear",
+        three_phase=True,
+        pct_start=0.25,
+        base_momentum=0.8,
+        max_momentum=0.9,
+        div_factor=10.0,
+        final_div_factor=100.0,
     ),
 }
 
@@ -354,7 +385,11 @@ def test_scheduler_lr_sequence_matches_torch(name: str) -> None:
     extra = ("momentum",) if name.startswith("OneCycle") else ()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        c, t = lr_sequences(SCHEDULERS[name], steps=steps if not name.startswith("OneCycle") else STEPS - 1, extra=extra)
+        c, t = lr_sequences(
+            SCHEDULERS[name],
+            steps=steps if not name.startswith("OneCycle") else STEPS - 1,
+            extra=extra,
+        )
     assert len(c) == len(t)
     np.testing.assert_allclose(_flat(c), _flat(t), rtol=1e-13, atol=1e-15)
     lrs = _flat(c)
@@ -387,12 +422,44 @@ def test_one_cycle_with_adam_cycles_beta1() -> None:
     s.step()
     s.step()
     s.step()
-    with pytest.raises(ValueError, match="Tried to step 4 times. The specified number of total steps is 3"):
+    with pytest.raises(
+        ValueError, match="Tried to step 4 times. The specified number of total steps is 3"
+    ):
         s.step()
 
 
-METRICS = [1.0, 0.9, 0.95, 0.94, 0.96, 0.97, 0.93, 0.99, 0.98, 0.9, 0.89, 0.9, 0.91, 0.92, 0.93,
-           0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9]
+METRICS = [
+    1.0,
+    0.9,
+    0.95,
+    0.94,
+    0.96,
+    0.97,
+    0.93,
+    0.99,
+    0.98,
+    0.9,
+    0.89,
+    0.9,
+    0.91,
+    0.92,
+    0.93,
+    0.5,
+    0.6,
+    0.7,
+    0.8,
+    0.9,
+    1.0,
+    1.1,
+    1.2,
+    1.3,
+    1.4,
+    1.5,
+    1.6,
+    1.7,
+    1.8,
+    1.9,
+]
 
 
 @pytest.mark.parametrize(
@@ -406,7 +473,9 @@ METRICS = [1.0, 0.9, 0.95, 0.94, 0.96, 0.97, 0.93, 0.99, 0.98, 0.9, 0.89, 0.9, 0
     ],
 )
 def test_reduce_lr_on_plateau_matches_torch(kw: dict) -> None:
-    c, t = lr_sequences(lambda L, o: L.ReduceLROnPlateau(o, **kw), steps=len(METRICS), metrics=METRICS)
+    c, t = lr_sequences(
+        lambda L, o: L.ReduceLROnPlateau(o, **kw), steps=len(METRICS), metrics=METRICS
+    )
     np.testing.assert_allclose(_flat(c), _flat(t), rtol=1e-13)
     assert len(set(_flat(c))) > 2  # it did reduce
 
@@ -463,7 +532,14 @@ def _grads_pair(dtype: Any, seed: int = 0, scale: float = 1.0) -> tuple[list, li
     arrays = [(r.standard_normal(s) * scale).astype(dtype) for s in SHAPES]
     cps, tps = [], []
     for a in arrays:
-        cp, tp = nn.Parameter(cr.zeros(*a.shape, dtype=cr.float64 if dtype == np.float64 else cr.float32)), torch.nn.Parameter(torch.zeros(a.shape, dtype=torch.float64 if dtype == np.float64 else torch.float32))
+        cp, tp = (
+            nn.Parameter(
+                cr.zeros(*a.shape, dtype=cr.float64 if dtype == np.float64 else cr.float32)
+            ),
+            torch.nn.Parameter(
+                torch.zeros(a.shape, dtype=torch.float64 if dtype == np.float64 else torch.float32)
+            ),
+        )
         cp.grad, tp.grad = cr.tensor(a.copy()), torch.tensor(a.copy())
         cps.append(cp)
         tps.append(tp)
@@ -541,8 +617,14 @@ def test_parameters_to_vector_and_back() -> None:
 # ----------------------------------------------------------------------------- nn.init
 
 GAINS = [
-    ("linear", None), ("conv2d", None), ("sigmoid", None), ("tanh", None), ("relu", None),
-    ("leaky_relu", None), ("leaky_relu", 0.2), ("selu", None),
+    ("linear", None),
+    ("conv2d", None),
+    ("sigmoid", None),
+    ("tanh", None),
+    ("relu", None),
+    ("leaky_relu", None),
+    ("leaky_relu", 0.2),
+    ("selu", None),
 ]
 
 
@@ -597,7 +679,9 @@ def test_init_distributions(shape: tuple) -> None:
         nn.init.kaiming_uniform_(t, mode="fan_avg")
 
 
-@pytest.mark.parametrize("shape,gain", [((6, 10), 1.0), ((10, 6), 2.0), ((8, 2, 3, 3), 0.5), ((5, 5), 1.0)])
+@pytest.mark.parametrize(
+    "shape,gain", [((6, 10), 1.0), ((10, 6), 2.0), ((8, 2, 3, 3), 0.5), ((5, 5), 1.0)]
+)
 def test_orthogonal(shape: tuple, gain: float) -> None:
     cr.manual_seed(1)
     t = nn.init.orthogonal_(cr.empty(*shape, dtype=cr.float64), gain=gain)
@@ -656,7 +740,9 @@ RESUMED = {
     "SequentialLR-nested": lambda L, o: L.SequentialLR(
         o,
         [
-            L.SequentialLR(o, [L.LinearLR(o, 0.5, total_iters=3), L.ExponentialLR(o, 0.7)], milestones=[3]),
+            L.SequentialLR(
+                o, [L.LinearLR(o, 0.5, total_iters=3), L.ExponentialLR(o, 0.7)], milestones=[3]
+            ),
             L.CosineAnnealingLR(o, 5),
         ],
         milestones=[6],
@@ -693,3 +779,48 @@ def test_reduce_lr_on_plateau_is_a_scheduler_and_validates() -> None:
         cs.OneCycleLR(copt, max_lr=0.1, total_steps=10, pct_start=1.5)
     with pytest.raises(ValueError, match="expected 2 values for max_lr, got 3"):
         cs.OneCycleLR(copt, max_lr=[0.1, 0.2, 0.3], total_steps=10)
+
+
+@pytest.mark.parametrize("opt_name", ["SGD", "Adam", "AdamW"])
+def test_training_with_one_cycle_matches_torch(opt_name: str) -> None:
+    """End to end: a two-layer net, cross-entropy, an optimiser whose momentum / beta1 the
+    OneCycleLR schedule cycles every step, and gradient clipping: torch's weights after 20 steps."""
+    r = np.random.default_rng(3)
+    X, y = r.standard_normal((16, 5)), r.integers(0, 3, 16)
+    torch.manual_seed(0)
+    tnet = torch.nn.Sequential(
+        torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3)
+    ).double()
+    cnet = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    cnet.load_state_dict({k: v.detach().numpy() for k, v in tnet.state_dict().items()})
+    kw = (
+        {"lr": 0.1, "momentum": 0.9, "nesterov": True}
+        if opt_name == "SGD"
+        else {"lr": 0.01, "weight_decay": 0.01}
+    )
+    copt = getattr(cr.optim, opt_name)(cnet.parameters(), **kw)
+    topt = getattr(torch.optim, opt_name)(tnet.parameters(), **kw)
+    csched = cs.OneCycleLR(copt, max_lr=0.2, total_steps=20)
+    tsched = TS.OneCycleLR(topt, max_lr=0.2, total_steps=20)
+    for _ in range(20):
+        copt.zero_grad()
+        topt.zero_grad()
+        closs = nn.functional.cross_entropy(cnet(cr.tensor(X)), cr.tensor(y), label_smoothing=0.1)
+        tloss = torch.nn.functional.cross_entropy(
+            tnet(torch.tensor(X)), torch.tensor(y), label_smoothing=0.1
+        )
+        np.testing.assert_allclose(closs.item(), tloss.item(), rtol=1e-10)
+        closs.backward()
+        tloss.backward()
+        cn = nn.utils.clip_grad_norm_(cnet.parameters(), 1.0)
+        tn = torch.nn.utils.clip_grad_norm_(tnet.parameters(), 1.0)
+        np.testing.assert_allclose(cn.item(), tn.item(), rtol=1e-10)
+        copt.step()
+        topt.step()
+        csched.step()
+        tsched.step()
+    tparams = dict(tnet.named_parameters())
+    for k, p in cnet.named_parameters():
+        np.testing.assert_allclose(
+            p.data, tparams[k].detach().numpy(), rtol=1e-9, atol=1e-12, err_msg=k
+        )

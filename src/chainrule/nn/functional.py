@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -88,9 +89,41 @@ def _t(x: Any, like: Tensor) -> Tensor:
     return x if isinstance(x, Tensor) else wrap(np.asarray(x, like.data.dtype))
 
 
-def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  # noqa: A002
+def _legacy_reduction(size_average: Any, reduce: Any, reduction: str) -> str:
+    """PyTorch's deprecated ``size_average`` / ``reduce`` arguments, as a ``reduction``."""
+    if size_average is None and reduce is None:
+        return reduction
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    reduction = "mean" if size_average and reduce else "sum" if reduce else "none"
+    warnings.warn(
+        f"size_average and reduce args will be deprecated, please use reduction='{reduction}' instead.",
+        UserWarning,
+        stacklevel=3,
+    )
+    return reduction
+
+
+def _weighted(loss: Tensor, weight: Any, reduction: str, mean_over_weight: bool = True) -> Tensor:
+    """An elementwise ``weight`` of the loss's shape (PyTorch's mse/l1/huber ``weight``); 'mean'
+    divides by the weights' sum (mse, l1) or by the element count (huber), as PyTorch."""
+    w = _t(weight, loss)
+    if tuple(w.shape) != tuple(loss.shape):
+        raise ValueError("Weights and input must have the same size.")
+    loss = loss * w
+    if reduction == "mean" and mean_over_weight:
+        return loss.sum() / w.sum()
+    return _reduce(loss, reduction)
+
+
+def mse_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None, reduction: str = "mean", weight: Tensor | None = None) -> Tensor:  # noqa: A002
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     target = _t(target, input)
     _same_shape(input, target, "mse_loss")
+    if weight is not None:
+        _check_reduction(reduction)
+        d = input - target
+        return _weighted(d * d, weight, reduction)
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"{reduction} is not a valid value for reduction ('none', 'mean' or 'sum')")
     if input.data.dtype is not target.data.dtype:
@@ -98,14 +131,19 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor: 
     return apply(MSE, input, target, reduction=reduction)
 
 
-def l1_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:  # noqa: A002
+def l1_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None, reduction: str = "mean", weight: Tensor | None = None) -> Tensor:  # noqa: A002
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     target = _t(target, input)
     _same_shape(input, target, "l1_loss")
+    if weight is not None:
+        _check_reduction(reduction)
+        return _weighted((input - target).abs(), weight, reduction)
     return _reduce((input - target).abs(), reduction)
 
 
-def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean", beta: float = 1.0) -> Tensor:  # noqa: A002
+def smooth_l1_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None, reduction: str = "mean", beta: float = 1.0) -> Tensor:  # noqa: A002
     """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     if beta < 0:
         raise ValueError(f"smooth_l1_loss does not support negative values for beta, got {beta}")
     target = _t(target, input)
@@ -116,12 +154,16 @@ def smooth_l1_loss(input: Tensor, target: Tensor, reduction: str = "mean", beta:
     return _reduce(where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta), reduction)
 
 
-def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0) -> Tensor:  # noqa: A002
+def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0, weight: Tensor | None = None) -> Tensor:  # noqa: A002
     """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta)."""
     target = _t(target, input)
     _same_shape(input, target, "huber_loss")
     d = (input - target).abs()
-    return _reduce(where(d < delta, 0.5 * d * d, delta * (d - 0.5 * delta)), reduction)
+    loss = where(d < delta, 0.5 * d * d, delta * (d - 0.5 * delta))
+    if weight is not None:
+        _check_reduction(reduction)
+        return _weighted(loss, weight, reduction, mean_over_weight=False)
+    return _reduce(loss, reduction)
 
 
 def cross_entropy(
@@ -137,6 +179,7 @@ def cross_entropy(
     """Cross-entropy of logits ``input`` (N, C) / (N, C, d...) / (C,) against class indices or
     class probabilities (a float target of the input's shape). Log-sum-exp keeps it finite for
     logits of any size."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"{reduction} is not a valid value for reduction")
     if not 0.0 <= label_smoothing <= 1.0:
@@ -191,6 +234,7 @@ def nll_loss(
     reduction: str = "mean",
 ) -> Tensor:
     """Negative log-likelihood of log-probabilities ``input`` at class indices ``target``."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"{reduction} is not a valid value for reduction")
     t = target.data if isinstance(target, Tensor) else np.asarray(target)
@@ -200,6 +244,7 @@ def nll_loss(
 
 def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: Any = None, reduce: Any = None, reduction: str = "mean") -> Tensor:  # noqa: A002
     """-(y log p + (1 - y) log(1 - p)); the logs are clamped at -100 as in PyTorch."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     target = _t(target, input)
     _same_shape(input, target, "binary_cross_entropy")
     _check_reduction(reduction)
@@ -209,6 +254,7 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
 
 def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: Any = None, reduce: Any = None, reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:  # noqa: A002
     """BCE on logits, computed stably: (1 - y) x + (1 + (pw - 1) y) log(1 + exp(-x))."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     target = _t(target, input)
     _same_shape(input, target, "binary_cross_entropy_with_logits")
     _check_reduction(reduction)
@@ -243,6 +289,7 @@ def _constant(t: Any, name: str, arg: str) -> np.ndarray | None:
 def kl_div(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None, reduction: str = "mean", log_target: bool = False) -> Tensor:  # noqa: A002
     """KL(target || exp(input)) pointwise, for log-probabilities ``input``; 'batchmean' divides
     the sum by the batch size (the true KL divergence)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     target = _t(target, input)
     if log_target:
         loss = target.exp() * (target - input)

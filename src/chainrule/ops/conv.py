@@ -68,13 +68,15 @@ def _sz2(sz: tuple) -> tuple:
     return (1, *sz) if len(sz) == 1 else tuple(sz)
 
 
-def _padded(x: np.ndarray, pads: tuple, value: float = 0.0) -> np.ndarray:
-    """x (N, C, H, W) with ``pads`` ((top, bottom), (left, right)) filled with ``value``."""
+def _padded(x: np.ndarray, pads: tuple, value: float = 0.0, slot: str | None = None) -> np.ndarray:
+    """x (N, C, H, W) with ``pads`` ((top, bottom), (left, right)) filled with ``value``
+    (x itself when there is no padding; in scratch ``slot`` if given)."""
     (t, b), (lf, r) = pads
     if not (t or b or lf or r):
         return x
     N, C, H, W = x.shape
-    out = np.empty((N, C, H + t + b, W + lf + r), x.dtype)
+    shape = (N, C, H + t + b, W + lf + r)
+    out = np.empty(shape, x.dtype) if slot is None else _buf(slot, shape, x.dtype)
     out[:, :, :t] = value
     out[:, :, t + H :] = value
     out[:, :, t : t + H, :lf] = value
@@ -97,30 +99,46 @@ def _to_cn(x: np.ndarray, pads: tuple) -> np.ndarray:
     return xp
 
 
-def _windows(xp: np.ndarray, ksize: tuple, stride: tuple, dil: tuple, osize: tuple) -> np.ndarray:
-    """The read-only view (C, kh, kw, oh, ow, N) of the windows of xp (C, Hp, Wp, N)."""
-    (kh, kw), (sh, sw), (dh, dw), (oh, ow) = ksize, stride, dil, osize
-    C, Hp, Wp, N = xp.shape
+# Two layouts of the columns. Batch-middle (C, kh, kw, N, oh, ow) reads the input in place and
+# its GEMM output (Co, N, oh, ow) is one cheap transpose from NCHW, but every copy / addition
+# runs over rows of only ``ow`` elements. Batch-last (C, kh, kw, oh, ow, N) runs over rows of
+# ``ow * N`` elements, at the price of transposing the input, the output and its gradient to and
+# from (C, H, W, N). With numpy's per-row overhead, batch-last wins for narrow outputs.
+_PERM_IN = {True: (1, 2, 3, 0), False: (1, 0, 2, 3)}  # NCHW -> layout
+_PERM_OUT = {True: (3, 0, 1, 2), False: (1, 0, 2, 3)}  # layout -> NCHW
+
+
+def _batch_last(N: int, ow: int) -> bool:
+    return N > 1 and ow < 16
+
+
+def _in_layout(C: int, N: int, h: int, w: int, bl: bool) -> tuple:
+    return (C, h, w, N) if bl else (C, N, h, w)
+
+
+def _im2col(x: np.ndarray, ksize: tuple, geom: tuple, osize: tuple, bl: bool) -> np.ndarray:
+    """Columns of the 4-d input x (N, C, H, W), C-contiguous: (C, kh, kw, oh, ow, N) if ``bl``
+    (batch-last) else (C, kh, kw, N, oh, ow). One copy of a strided view of the padded input."""
+    (sh, sw), pads, (dh, dw), _ = geom
+    (kh, kw), (oh, ow) = ksize, osize
+    if bl:
+        xp = _to_cn(x, pads)
+        C, Hp, Wp, N = xp.shape
+        sC, sH, sW, sN = xp.strides
+    else:
+        xp = _padded(x, pads, 0.0, "pad")
+        N, C, Hp, Wp = xp.shape
+        sN, sC, sH, sW = xp.strides
     if (oh - 1) * sh + (kh - 1) * dh >= Hp or (ow - 1) * sw + (kw - 1) * dw >= Wp:
         raise ValueError(f"windows of {osize} do not fit in a padded input of {(Hp, Wp)}")
-    s = xp.strides
-    return as_strided(
-        xp,
-        (C, kh, kw, oh, ow, N),
-        (s[0], dh * s[1], dw * s[2], sh * s[1], sw * s[2], s[3]),
-        writeable=False,
-    )
-
-
-def _im2col(x: np.ndarray, ksize: tuple, geom: tuple, osize: tuple) -> np.ndarray:
-    """Columns (C, kh, kw, oh, ow, N), C-contiguous, of the 4-d input x (N, C, H, W).
-
-    Batch-last, so that the copy (and col2im's additions) run over long contiguous rows
-    (ow * N elements) instead of rows of ow."""
-    stride, pads, dil, _ = geom
-    v = _windows(_to_cn(x, pads), ksize, stride, dil, osize)
-    cols = _buf("cols", v.shape, x.dtype)
-    np.copyto(cols, v)
+    if bl:
+        shape = (C, kh, kw, oh, ow, N)
+        strides = (sC, dh * sH, dw * sW, sh * sH, sw * sW, sN)
+    else:
+        shape = (C, kh, kw, N, oh, ow)
+        strides = (sC, dh * sH, dw * sW, sN, sh * sH, sw * sW)
+    cols = _buf("cols", shape, x.dtype)
+    np.copyto(cols, as_strided(xp, shape, strides, writeable=False))
     return cols
 
 
@@ -137,26 +155,27 @@ def _mm(a: np.ndarray, b: np.ndarray, slot: str | None = None) -> np.ndarray:
     return np.matmul(a, b, out=out)
 
 
-def _by_group(u: np.ndarray, G: int) -> np.ndarray:
-    """u (N, Co, oh, ow) -> (G, Co/G, oh*ow*N) (one transposing copy, into scratch)."""
+def _by_group(u: np.ndarray, G: int, bl: bool) -> np.ndarray:
+    """u (N, Co, oh, ow) -> (G, Co/G, oh*ow*N) in the layout (one transposing copy, scratch)."""
     N, Co, oh, ow = u.shape
-    out = _buf("ut", (Co, oh, ow, N), u.dtype)
-    np.copyto(out, u.transpose(1, 2, 3, 0))
+    out = _buf("ut", _in_layout(Co, N, oh, ow, bl), u.dtype)
+    np.copyto(out, u.transpose(_PERM_IN[bl]))
     return out.reshape(G, Co // G, oh * ow * N)
 
 
-def _conv(x: np.ndarray, w: np.ndarray, b: Any, geom: tuple, osize: tuple) -> tuple:
-    """Convolution of x (N, C, [H,] W) with w (Co, C/G, [kh,] kw) (+ bias): (y, columns)."""
+def _conv(x: np.ndarray, w: np.ndarray, b: Any, geom: tuple, osize: tuple) -> np.ndarray:
+    """Convolution of x (N, C, [H,] W) with w (Co, C/G, [kh,] kw) (+ bias)."""
     one = x.ndim == 3
     x2, w2 = _as2d(x), _as2d(w)
     G = geom[3]
     N = x2.shape[0]
     Co, Cg, kh, kw = w2.shape
     oh, ow = _sz2(osize)
-    cols = _im2col(x2, (kh, kw), geom, (oh, ow))
+    bl = _batch_last(N, ow)
+    cols = _im2col(x2, (kh, kw), geom, (oh, ow), bl)
     K = Cg * kh * kw
     y = _mm(w2.reshape(G, Co // G, K), cols.reshape(G, K, oh * ow * N), "y")
-    yt = y.reshape(Co, oh, ow, N).transpose(3, 0, 1, 2)
+    yt = y.reshape(_in_layout(Co, N, oh, ow, bl)).transpose(_PERM_OUT[bl])
     out = np.empty((N, Co, oh, ow), y.dtype)
     if b is None:
         np.copyto(out, yt)
@@ -165,20 +184,41 @@ def _conv(x: np.ndarray, w: np.ndarray, b: Any, geom: tuple, osize: tuple) -> tu
     return out.reshape(N, Co, ow) if one else out
 
 
-def _col2im(gcols: np.ndarray, isize: tuple, geom: tuple) -> np.ndarray:
-    """Sum the column gradient (C, kh, kw, oh, ow, N) back into an input (N, C, H, W)."""
+def _col2im(
+    gcols: np.ndarray,
+    C: int,
+    N: int,
+    ksize: tuple,
+    osize: tuple,
+    isize: tuple,
+    geom: tuple,
+    bl: bool,
+) -> np.ndarray:
+    """Sum the column gradient (in the layout of ``_im2col``) back into an input (N, C, H, W):
+    kh*kw strided slice additions into a padded buffer."""
     (sh, sw), ((t, bt), (lf, r)), (dh, dw), _ = geom
-    C, kh, kw, oh, ow, N = gcols.shape
-    H, W = isize
-    xp = _buf("img", (C, H + t + bt, W + lf + r, N), gcols.dtype)
+    (kh, kw), (oh, ow), (H, W) = ksize, osize, isize
+    Hp, Wp = H + t + bt, W + lf + r
+    if bl:
+        gcols = gcols.reshape(C, kh, kw, oh, ow, N)
+        xp = _buf("img", (C, Hp, Wp, N), gcols.dtype)
+    else:
+        gcols = gcols.reshape(C, kh, kw, N, oh, ow)
+        xp = _buf("img", (C, N, Hp, Wp), gcols.dtype)
     xp[...] = 0
     for a in range(kh):
+        hs = slice(a * dh, a * dh + sh * (oh - 1) + 1, sh)
         for c in range(kw):
-            h0, w0 = a * dh, c * dw
-            xp[:, h0 : h0 + sh * (oh - 1) + 1 : sh, w0 : w0 + sw * (ow - 1) + 1 : sw] += gcols[
-                :, a, c
-            ]
-    return np.ascontiguousarray(xp[:, t : t + H, lf : lf + W].transpose(3, 0, 1, 2))
+            ws = slice(c * dw, c * dw + sw * (ow - 1) + 1, sw)
+            if bl:
+                xp[:, hs, ws] += gcols[:, a, c]
+            else:
+                xp[:, :, hs, ws] += gcols[:, a, c]
+    if bl:
+        inner = xp[:, t : t + H, lf : lf + W]
+    else:
+        inner = xp[:, :, t : t + H, lf : lf + W]
+    return np.ascontiguousarray(inner.transpose(_PERM_OUT[bl]))
 
 
 def _conv_t(u: np.ndarray, w: np.ndarray, b: Any, geom: tuple, isize: tuple) -> np.ndarray:
@@ -189,12 +229,12 @@ def _conv_t(u: np.ndarray, w: np.ndarray, b: Any, geom: tuple, isize: tuple) -> 
     N, Co, oh, ow = u2.shape
     _, Cg, kh, kw = w2.shape
     K = Cg * kh * kw
-    H, W = _sz2(isize)
-    gcols = _mm(w2.reshape(G, Co // G, K).transpose(0, 2, 1), _by_group(u2, G), "gcols")
-    x = _col2im(gcols.reshape(G * Cg, kh, kw, oh, ow, N), (H, W), geom)
+    bl = _batch_last(N, ow)
+    gcols = _mm(w2.reshape(G, Co // G, K).transpose(0, 2, 1), _by_group(u2, G, bl), "gcols")
+    x = _col2im(gcols, G * Cg, N, (kh, kw), (oh, ow), _sz2(isize), geom, bl)
     if b is not None:
         x += b.reshape(-1, 1, 1).astype(x.dtype, copy=False)
-    return x.reshape(N, G * Cg, W) if one else x
+    return x.reshape(N, G * Cg, x.shape[-1]) if one else x
 
 
 def _conv_wgrad(x: np.ndarray, u: np.ndarray, geom: tuple, ksize: tuple) -> np.ndarray:
@@ -205,9 +245,10 @@ def _conv_wgrad(x: np.ndarray, u: np.ndarray, geom: tuple, ksize: tuple) -> np.n
     N, Co, oh, ow = u2.shape
     C = x2.shape[1]
     kh, kw = _sz2(ksize)
-    cols = _im2col(x2, (kh, kw), geom, (oh, ow))
+    bl = _batch_last(N, ow)
+    cols = _im2col(x2, (kh, kw), geom, (oh, ow), bl)
     K = (C // G) * kh * kw
-    gw = _mm(_by_group(u2, G), cols.reshape(G, K, oh * ow * N).transpose(0, 2, 1))
+    gw = _mm(_by_group(u2, G, bl), cols.reshape(G, K, oh * ow * N).transpose(0, 2, 1))
     return gw.reshape((Co, C // G, kw) if one else (Co, C // G, kh, kw))
 
 

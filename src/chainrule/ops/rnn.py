@@ -103,12 +103,16 @@ class RNNCellOp(Op):
         return gx, gh, gw, gb
 
 
-def rnn_cell_composed(xg: Tensor, h: Tensor, w: Tensor, b: Tensor | None, nonlinearity: str = "tanh") -> Tensor:
+def rnn_cell_composed(
+    xg: Tensor, h: Tensor, w: Tensor, b: Tensor | None, nonlinearity: str = "tanh"
+) -> Tensor:
     a = xg + linear(h, w, b)
     return relu(a) if nonlinearity == "relu" else tanh(a)
 
 
-def rnn_cell(xg: Tensor, h: Tensor, w: Tensor, b: Tensor | None, nonlinearity: str = "tanh") -> Tensor:
+def rnn_cell(
+    xg: Tensor, h: Tensor, w: Tensor, b: Tensor | None, nonlinearity: str = "tanh"
+) -> Tensor:
     """One Elman step on a precomputed input projection ``xg`` (one node)."""
     return apply(RNNCellOp, xg, h, w, b, nonlinearity=nonlinearity)
 
@@ -307,8 +311,12 @@ def _lstm_backward_graph(ctx: Any, grads: Any, m: Any) -> tuple:
     tc = tanh(f * c2d + i * gg)
     dc = g_c + g_h * o * (1 - tc * tc)
     da = m.cat(
-        [dc * gg * (i * (1 - i)), dc * c2d * (f * (1 - f)), dc * i * (1 - gg * gg),
-         g_h * tc * (o * (1 - o))],
+        [
+            dc * gg * (i * (1 - i)),
+            dc * c2d * (f * (1 - f)),
+            dc * i * (1 - gg * gg),
+            g_h * tc * (o * (1 - o)),
+        ],
         1,
     )
     need = ctx.needs_input_grad

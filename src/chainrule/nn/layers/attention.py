@@ -93,7 +93,9 @@ def scaled_dot_product_attention(
     A query row that may attend nothing gives zeros (PyTorch's safe softmax), not NaN.
     """
     if query.ndim < 2 or key.ndim < 2 or value.ndim < 2:
-        raise RuntimeError("scaled_dot_product_attention: query, key and value must be at least 2-D")
+        raise RuntimeError(
+            "scaled_dot_product_attention: query, key and value must be at least 2-D"
+        )
     L, S, E = query.shape[-2], key.shape[-2], query.shape[-1]
     if key.shape[-1] != E:
         raise RuntimeError(
@@ -108,7 +110,9 @@ def scaled_dot_product_attention(
     if enable_gqa and query.ndim >= 3 and key.shape[-3] != query.shape[-3]:
         hq, hk = query.shape[-3], key.shape[-3]
         if hq % hk or hq % value.shape[-3]:
-            raise RuntimeError(f"enable_gqa: {hq} query heads are not a multiple of {hk} key/value heads")
+            raise RuntimeError(
+                f"enable_gqa: {hq} query heads are not a multiple of {hk} key/value heads"
+            )
         key = repeat_interleave(key, hq // hk, -3)
         value = repeat_interleave(value, hq // value.shape[-3], -3)
     dt = query.data.dtype
@@ -124,7 +128,9 @@ def scaled_dot_product_attention(
     return out
 
 
-def _attend(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, dropout_p: float, safe: bool) -> tuple:
+def _attend(
+    q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, dropout_p: float, safe: bool
+) -> tuple:
     """softmax(q k^T + bias) v for pre-scaled q; returns (output, attention weights)."""
     scores = q @ transpose(k, -2, -1)
     dead = None
@@ -257,7 +263,9 @@ class MultiheadAttention(Module):
     ) -> tuple:
         name = type(self).__name__
         if query.ndim not in (2, 3):
-            raise AssertionError(f"{name}: query should be unbatched 2D or batched 3D tensor but received {query.ndim}-D query tensor")
+            raise AssertionError(
+                f"{name}: query should be unbatched 2D or batched 3D tensor but received {query.ndim}-D query tensor"
+            )
         batched = query.ndim == 3
         if key.ndim != query.ndim or value.ndim != query.ndim:
             raise AssertionError(
@@ -280,9 +288,13 @@ class MultiheadAttention(Module):
         S = key.shape[0]
         h, hd = self.num_heads, self.head_dim
         if E != self.embed_dim:
-            raise AssertionError(f"{name}: was expecting embedding dimension of {self.embed_dim}, but got {E}")
+            raise AssertionError(
+                f"{name}: was expecting embedding dimension of {self.embed_dim}, but got {E}"
+            )
         if key.shape[:2] != value.shape[:2]:
-            raise AssertionError(f"{name}: key shape {tuple(key.shape)} does not match value shape {tuple(value.shape)}")
+            raise AssertionError(
+                f"{name}: key shape {tuple(key.shape)} does not match value shape {tuple(value.shape)}"
+            )
         dt = query.data.dtype
         if is_causal and attn_mask is None:
             raise RuntimeError(
@@ -291,17 +303,23 @@ class MultiheadAttention(Module):
             )
         kpm = _float_mask(key_padding_mask, dt, True, "key_padding_mask")
         if is_causal and kpm is None and not need_weights:
-            mask = wrap(np.where(_causal_keep(L, S), 0.0, -np.inf).astype(dt))  # PyTorch: SDPA's own
+            mask = wrap(
+                np.where(_causal_keep(L, S), 0.0, -np.inf).astype(dt)
+            )  # PyTorch: SDPA's own
         else:
             mask = _float_mask(attn_mask, dt, True, "attn_mask")
         if mask is not None:
             if mask.ndim == 2:
                 if tuple(mask.shape) != (L, S):
-                    raise RuntimeError(f"The shape of the 2D attn_mask is {tuple(mask.shape)}, but should be {(L, S)}.")
+                    raise RuntimeError(
+                        f"The shape of the 2D attn_mask is {tuple(mask.shape)}, but should be {(L, S)}."
+                    )
                 mask = unsqueeze(mask, 0)
             elif mask.ndim == 3:
                 if tuple(mask.shape) != (N * h, L, S):
-                    raise RuntimeError(f"The shape of the 3D attn_mask is {tuple(mask.shape)}, but should be {(N * h, L, S)}.")
+                    raise RuntimeError(
+                        f"The shape of the 3D attn_mask is {tuple(mask.shape)}, but should be {(N * h, L, S)}."
+                    )
             else:
                 raise RuntimeError(f"attn_mask's dimension {mask.ndim} is not supported")
 
@@ -322,7 +340,9 @@ class MultiheadAttention(Module):
         S = k.shape[1]
         if kpm is not None:
             if tuple(kpm.shape) != (N, S):
-                raise AssertionError(f"expecting key_padding_mask shape of {(N, S)}, but got {tuple(kpm.shape)}")
+                raise AssertionError(
+                    f"expecting key_padding_mask shape of {(N, S)}, but got {tuple(kpm.shape)}"
+                )
             kpm = kpm.reshape(N, 1, 1, S).expand(N, h, 1, S).reshape(N * h, 1, S)
             mask = kpm if mask is None else mask + kpm
         p = self.dropout if self.training else 0.0
@@ -390,7 +410,9 @@ class TransformerEncoderLayer(Module):
     ) -> None:
         super().__init__()
         kw = {"device": device, "dtype": dtype}
-        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first, **kw)
+        self.self_attn = MultiheadAttention(
+            d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first, **kw
+        )
         self.linear1 = Linear(d_model, dim_feedforward, bias=bias, **kw)
         self.dropout = Dropout(dropout)
         self.linear2 = Linear(dim_feedforward, d_model, bias=bias, **kw)
@@ -401,7 +423,13 @@ class TransformerEncoderLayer(Module):
         self.dropout2 = Dropout(dropout)
         self.activation = _activation(activation)
 
-    def forward(self, src: Tensor, src_mask: Any = None, src_key_padding_mask: Any = None, is_causal: bool = False) -> Tensor:
+    def forward(
+        self,
+        src: Tensor,
+        src_mask: Any = None,
+        src_key_padding_mask: Any = None,
+        is_causal: bool = False,
+    ) -> Tensor:
         x = src
         if self.norm_first:
             x = x + self._sa_block(self.norm1(x), src_mask, src_key_padding_mask, is_causal)
@@ -411,9 +439,16 @@ class TransformerEncoderLayer(Module):
             x = self.norm2(x + self._ff_block(x))
         return x
 
-    def _sa_block(self, x: Tensor, attn_mask: Any, key_padding_mask: Any, is_causal: bool) -> Tensor:
+    def _sa_block(
+        self, x: Tensor, attn_mask: Any, key_padding_mask: Any, is_causal: bool
+    ) -> Tensor:
         x = self.self_attn(
-            x, x, x, attn_mask=attn_mask, key_padding_mask=key_padding_mask, need_weights=False,
+            x,
+            x,
+            x,
+            attn_mask=attn_mask,
+            key_padding_mask=key_padding_mask,
+            need_weights=False,
             is_causal=is_causal,
         )[0]
         return self.dropout1(x)
@@ -444,7 +479,13 @@ class TransformerEncoder(Module):
         self.enable_nested_tensor = enable_nested_tensor
         self.mask_check = mask_check
 
-    def forward(self, src: Tensor, mask: Any = None, src_key_padding_mask: Any = None, is_causal: bool | None = None) -> Tensor:
+    def forward(
+        self,
+        src: Tensor,
+        mask: Any = None,
+        src_key_padding_mask: Any = None,
+        is_causal: bool | None = None,
+    ) -> Tensor:
         dt = src.data.dtype
         kpm = _float_mask(src_key_padding_mask, dt, True, "src_key_padding_mask")
         mask = _float_mask(mask, dt, True, "mask")
