@@ -181,6 +181,38 @@ def test_conv_transpose1d(kw: dict) -> None:
     )
 
 
+@pytest.mark.parametrize("batch_last", [True, False])
+def test_conv_both_column_layouts(batch_last: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernels pick a column layout by output width; both give torch's results."""
+    from chainrule.ops import conv as conv_ops
+
+    monkeypatch.setattr(conv_ops, "_batch_last", lambda N, ow: batch_last)
+    for kw in (dict(stride=2, padding=1, groups=2), dict(padding="same", dilation=(2, 1))):
+        x, w, b = rnd(3, 4, 7, 9), rnd(6, 4 // kw.get("groups", 1), 3, 2, seed=1), rnd(6, seed=2)
+        check(
+            lambda x, w, b, kw=kw: F.conv2d(x, w, b, **kw),
+            lambda x, w, b, kw=kw: TF.conv2d(x, w, b, **kw),
+            [x, w, b],
+            "float64",
+        )
+    x, w, b = rnd(2, 4, 5, 6), rnd(4, 3, 3, 2, seed=1), rnd(6, seed=2)
+    kw = dict(stride=2, padding=1, output_padding=1, groups=2, dilation=2)
+    check(
+        lambda x, w, b: F.conv_transpose2d(x, w, b, **kw),
+        lambda x, w, b: TF.conv_transpose2d(x, w, b, **kw),
+        [x, w, b],
+        "float64",
+    )
+    check(
+        lambda x, w: F.conv1d(x, w, stride=2, padding=1),
+        lambda x, w: TF.conv1d(x, w, stride=2, padding=1),
+        [rnd(3, 2, 20), rnd(5, 2, 4, seed=1)],
+        "float32",
+    )
+    args = [_leaf(2, 2, 5, 4), _leaf(2, 1, 2, 3, seed=1)]
+    assert gradgradcheck(lambda x, w: F.conv2d(x, w, stride=(1, 2), padding=1, groups=2), args)
+
+
 def test_conv_noncontiguous_input() -> None:
     """A transposed (non-contiguous) input view gives the same result."""
     x, w = rnd(2, 3, 9, 8), rnd(5, 3, 3, 3, seed=1)

@@ -824,3 +824,32 @@ def test_training_with_one_cycle_matches_torch(opt_name: str) -> None:
         np.testing.assert_allclose(
             p.data, tparams[k].detach().numpy(), rtol=1e-9, atol=1e-12, err_msg=k
         )
+
+
+def test_add_param_group_later_matches_torch() -> None:
+    """A group added after construction (Adagrad's state then starts lazily, from the
+    constructor's initial_accumulator_value, as torch)."""
+    for name, kw, extra in [
+        (
+            "Adagrad",
+            {"lr": 0.1, "initial_accumulator_value": 0.3},
+            {"initial_accumulator_value": 0.5, "lr": 0.2},
+        ),
+        ("Adam", {"lr": 0.01, "amsgrad": True}, {"lr": 0.02, "amsgrad": False}),
+        ("SGD", {"lr": 0.1, "momentum": 0.9}, {"momentum": 0.5}),
+        ("RMSprop", {"lr": 0.01}, {"centered": True}),
+    ]:
+        w0, grads = _data(12)
+        cps = [nn.Parameter(cr.tensor(w)) for w in w0]
+        tps = [torch.nn.Parameter(torch.tensor(w)) for w in w0]
+        copt = getattr(cr.optim, name)([{"params": cps[:2], **extra}], **kw)
+        topt = getattr(torch.optim, name)([{"params": tps[:2], **extra}], **kw)
+        for k in range(12):
+            if k == 4:
+                copt.add_param_group({"params": [cps[2]], **extra})
+                topt.add_param_group({"params": [tps[2]], **extra})
+            for cp, tp, g in zip(cps, tps, grads[k]):
+                cp.grad, tp.grad = cr.tensor(g), torch.tensor(g)
+            copt.step()
+            topt.step()
+        assert_params_equal(cps, tps)

@@ -305,7 +305,7 @@ class Module:
         """
         own = self.state_dict(keep_vars=True)
         missing = [k for k in own if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in own]
+        unexpected = self._unexpected_keys(state_dict)
         mismatched = []
         for k, t in own.items():
             if k in state_dict:
@@ -338,6 +338,24 @@ class Module:
                     np.copyto(t.data, arr, casting="unsafe")
                 t._vc[0] += 1
         return _IncompatibleKeys(missing, unexpected)
+
+    def _unexpected_keys(self, state_dict: dict) -> list:
+        """PyTorch's rule and order: walking the modules, a key under a module's prefix is
+        unexpected there if its next name is neither a child nor a parameter/persistent buffer."""
+        out: list = []
+        for prefix, m in self.named_modules(remove_duplicate=False):
+            p = prefix + "." if prefix else ""
+            local = {k for k, v in m._parameters.items() if v is not None}
+            local |= {
+                k for k, v in m._buffers.items()
+                if v is not None and k not in m._non_persistent_buffers_set
+            }
+            for key in state_dict:
+                if key.startswith(p):
+                    name = key[len(p):].split(".", 1)[0]
+                    if name not in m._modules and name not in local and key not in out:
+                        out.append(key)
+        return out
 
     # ------------------------------------------------------------------ modes and conversion
     def train(self, mode: bool = True) -> Module:

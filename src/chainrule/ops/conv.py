@@ -1,9 +1,11 @@
 """Convolution and pooling primitives with PyTorch's semantics (NCHW / NCL layouts).
 
 Convolution is im2col + one GEMM per direction. The column matrix is a strided *view* of the
-padded input (copied once), laid out batch-last (C, kh, kw, oh, ow, N) so that each of the three
+padded input (copied once), laid out (C, kh, kw, [N,] oh, ow[, N]) so that each of the three
 products is a single (batched over groups) matmul and the input gradient (col2im) is kh*kw slice
-additions into a padded buffer over long contiguous rows. Three array kernels do the work:
+additions into a padded buffer (see ``_batch_last`` for the choice of layout). The columns are
+recomputed in the backward (not saved, as PyTorch), and the large temporaries live in per-thread
+scratch buffers (``_buf``; ``release_workspace()`` frees them). Three array kernels do the work:
 
     _conv(x, w)      y[n,o,i,j] = sum_{c,a,b} w[o,c,a,b] xp[n,c, i*s+a*d, j*s+b*d]
     _conv_t(u, w)    the adjoint of _conv in x (a transposed convolution)
@@ -66,6 +68,11 @@ def _as2d(a: np.ndarray) -> np.ndarray:
 
 def _sz2(sz: tuple) -> tuple:
     return (1, *sz) if len(sz) == 1 else tuple(sz)
+
+
+def release_workspace() -> None:
+    """Free this thread's scratch buffers (they grow to the largest convolution seen)."""
+    _work.__dict__.clear()
 
 
 def _padded(x: np.ndarray, pads: tuple, value: float = 0.0, slot: str | None = None) -> np.ndarray:

@@ -291,7 +291,7 @@ class MSE(Op):
             return d * d
         s = np.vdot(d, d) if d.dtype.kind == "f" and d.size else np.add.reduce(d * d, axis=None)
         if reduction == "mean":
-            ctx.n = d.size
+            ctx.n = max(d.size, 1)  # an empty mean is NaN; its (empty) gradient needs no scale
             return np.asarray(s / d.size if d.size else np.nan, x.dtype)
         return np.asarray(s, x.dtype)
 

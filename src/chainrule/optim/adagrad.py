@@ -46,16 +46,20 @@ class Adagrad(Optimizer):
             initial_accumulator_value=initial_accumulator_value, maximize=maximize,
         )
         super().__init__(params, defaults)
+        # as torch: the state starts at construction, from the constructor's value (a group's
+        # own initial_accumulator_value is not used); groups added later start lazily, likewise
         for group in self.param_groups:
             for p in group["params"]:
-                self.state[p] = {
-                    "step": 0.0,
-                    "sum": np.full_like(p.data, group["initial_accumulator_value"]),
-                }
+                self.state[p] = self._initial_state(p.data)
+
+    def _initial_state(self, p: np.ndarray) -> dict:
+        return {"step": 0.0, "sum": np.full_like(p, self.defaults["initial_accumulator_value"])}
 
     def _update(self, group: dict, params: list, grads: list, states: list) -> None:
         lr, decay, wd, eps = group["lr"], group["lr_decay"], group["weight_decay"], group["eps"]
         for p, g, st in zip(params, grads, states):
+            if not st:
+                st.update(self._initial_state(p))
             st["step"] = t = float(st["step"]) + 1
             if wd:
                 g = g + wd * p
