@@ -229,11 +229,6 @@ def test_no_path_detach_of_leaf() -> None:
         w.detach().exp().sum().backward()
 
 
-@pytest.mark.xfail(
-    reason="ops/reduce.py: argmax/argmin/all/any share the op NonDiffReduce without a name, so the "
-    "message says `nondiffreduce` instead of `argmax`",
-    strict=True,
-)
 def test_no_path_argmax() -> None:
     w = cr.randn(4, requires_grad=True)
     loss = w.argmax().float() * 2

@@ -281,6 +281,23 @@ class NonDiffReduce(Op):
         return fn(x, dim, keepdim)
 
 
+class ArgMax(NonDiffReduce):
+    name = "argmax"
+
+
+class ArgMin(NonDiffReduce):
+    name = "argmin"
+
+
+class All(NonDiffReduce):
+    name = "all"
+
+
+class Any_(NonDiffReduce):
+    name = "any"
+
+
+
 # ----------------------------------------------------------------------------- public functions
 
 
@@ -421,11 +438,11 @@ def _arg(fn: Any) -> Any:
 
 def argmax(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:  # noqa: A002
     """Index of the largest value (first one at ties); flattened index when ``dim`` is None."""
-    return apply(NonDiffReduce, input, fn=_arg(np.argmax), dim=dim, keepdim=keepdim)
+    return apply(ArgMax, input, fn=_arg(np.argmax), dim=dim, keepdim=keepdim)
 
 
 def argmin(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:  # noqa: A002
-    return apply(NonDiffReduce, input, fn=_arg(np.argmin), dim=dim, keepdim=keepdim)
+    return apply(ArgMin, input, fn=_arg(np.argmin), dim=dim, keepdim=keepdim)
 
 
 def _logical(fn: Any) -> Any:
@@ -436,11 +453,11 @@ def _logical(fn: Any) -> Any:
 
 
 def all(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:  # noqa: A001, A002
-    return apply(NonDiffReduce, input, fn=_logical(np.all), dim=dim, keepdim=keepdim)
+    return apply(All, input, fn=_logical(np.all), dim=dim, keepdim=keepdim)
 
 
 def any(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:  # noqa: A001, A002
-    return apply(NonDiffReduce, input, fn=_logical(np.any), dim=dim, keepdim=keepdim)
+    return apply(Any_, input, fn=_logical(np.any), dim=dim, keepdim=keepdim)
 
 
 def count_nonzero(input: Tensor, dim: Any = None) -> Tensor:  # noqa: A002
