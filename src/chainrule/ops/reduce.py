@@ -289,11 +289,11 @@ class ArgMin(NonDiffReduce):
     name = "argmin"
 
 
-class All(NonDiffReduce):
+class AllOf(NonDiffReduce):
     name = "all"
 
 
-class Any_(NonDiffReduce):
+class AnyOf(NonDiffReduce):
     name = "any"
 
 
@@ -453,11 +453,11 @@ def _logical(fn: Any) -> Any:
 
 
 def all(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:  # noqa: A001, A002
-    return apply(All, input, fn=_logical(np.all), dim=dim, keepdim=keepdim)
+    return apply(AllOf, input, fn=_logical(np.all), dim=dim, keepdim=keepdim)
 
 
 def any(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:  # noqa: A001, A002
-    return apply(Any_, input, fn=_logical(np.any), dim=dim, keepdim=keepdim)
+    return apply(AnyOf, input, fn=_logical(np.any), dim=dim, keepdim=keepdim)
 
 
 def count_nonzero(input: Tensor, dim: Any = None) -> Tensor:  # noqa: A002
