@@ -12,6 +12,7 @@ import builtins  # noqa: F401  (for annotations below, where bool/int are shadow
 
 from . import (  # noqa: E402
     autograd,  # noqa: E402  (after Tensor: the engine imports it)
+    data,
     dtypes,
     func,
     nn,
@@ -202,6 +203,7 @@ from .ops.reduce import (
     var,
     var_mean,
 )
+from .io import load, save
 from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
 from .tensor import Tensor, device
 

@@ -1,0 +1,23 @@
+"""Data loading (``chainrule.data``, PyTorch's ``torch.utils.data``): datasets, samplers and a
+``DataLoader`` that prefetches on a thread, streams ``.npy`` files larger than memory and
+resumes an epoch exactly (``state_dict`` / ``load_state_dict``)."""
+
+from . import datasets
+from .dataset import (
+    ChainDataset,
+    ConcatDataset,
+    Dataset,
+    IterableDataset,
+    NpyDataset,
+    Subset,
+    TensorDataset,
+    random_split,
+)
+from .loader import DataLoader, default_collate, default_convert
+from .sampler import (
+    BatchSampler,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+    SubsetRandomSampler,
+)

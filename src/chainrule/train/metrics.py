@@ -1,0 +1,202 @@
+"""Metrics for training loops: functions on one batch, and running averages over an epoch.
+
+The functions take model outputs and targets (Tensors or arrays) and return a Python float:
+
+- ``accuracy(output, target)``: the fraction of samples whose predicted class is the target.
+  ``output`` (N, C, ...) with integer ``target`` (N, ...): argmax over dim 1 (the class dim, as
+  ``CrossEntropyLoss``). ``target`` of ``output``'s shape with C > 1 (one-hot or probabilities):
+  argmax of both. A single output per sample ((N,) or (N, 1)): binary, predicted positive when
+  ``output > threshold`` (0.5 for probabilities; use 0.0 for logits, as ``BCEWithLogitsLoss``
+  takes; ``fit`` picks 0.0 by itself for that loss).
+- ``top_k_accuracy(output, target, k=5)``: the target is among the k highest scores.
+
+The ``Metric`` classes accumulate an epoch: each batch's value is weighted by its batch size, so
+the epoch's ``accuracy`` is exactly (correct samples) / (samples) and its ``loss`` the mean loss
+per sample (for losses with ``reduction='mean'``), whatever the size of the last batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..tensor import Tensor
+
+__all__ = [
+    "accuracy", "top_k_accuracy", "Mean", "Metric", "Loss", "Accuracy", "TopKAccuracy",
+    "FunctionMetric", "get_metric",
+]  # fmt: skip
+
+
+def _np(x: Any) -> np.ndarray:
+    if isinstance(x, Tensor):
+        return x.data
+    return np.asarray(x)
+
+
+def _correct(output: Any, target: Any, threshold: float = 0.5) -> np.ndarray:
+    """A boolean array: which samples are classified correctly."""
+    out, tgt = _np(output), _np(target)
+    if out.ndim == tgt.ndim + 1:  # scores (N, C, ...) vs class indices (N, ...)
+        if out.shape[1] == 1:  # a single score per sample: binary
+            return (out[:, 0] > threshold) == (tgt > 0.5)
+        return out.argmax(axis=1) == tgt
+    if out.shape != tgt.shape:
+        raise ValueError(
+            f"accuracy: output of shape {out.shape} and target of shape {tgt.shape} don't "
+            "match: expected scores (N, C, ...) with class indices (N, ...), or two arrays of "
+            "the same shape"
+        )
+    if out.ndim >= 2 and out.shape[1] > 1:  # one-hot / probability targets
+        return out.argmax(axis=1) == tgt.argmax(axis=1)
+    return (out > threshold) == (tgt > 0.5)  # binary
+
+
+def accuracy(output: Any, target: Any, threshold: float = 0.5) -> float:
+    """Fraction of correctly classified samples in a batch (see the module docstring)."""
+    c = _correct(output, target, threshold)
+    return float(c.mean()) if c.size else 0.0
+
+
+def top_k_accuracy(output: Any, target: Any, k: int = 5) -> float:
+    """Fraction of samples whose target class is among the ``k`` highest of ``output`` (N, C)
+    (ties broken towards the lower class index); ``target``: class indices (N,)."""
+    out, tgt = _np(output), _np(target)
+    if out.ndim != 2 or tgt.shape != out.shape[:1]:
+        raise ValueError(
+            f"top_k_accuracy: expected output (N, C) and target (N,), got {out.shape} and {tgt.shape}"
+        )
+    if not 1 <= k:
+        raise ValueError(f"top_k_accuracy: k must be >= 1, got {k}")
+    if not len(tgt):
+        return 0.0
+    k = min(k, out.shape[1])
+    # rank of the target = number of classes scoring strictly higher, plus ties at lower index
+    t = out[np.arange(len(tgt)), tgt][:, None]
+    cols = np.arange(out.shape[1])[None, :]
+    rank = (out > t).sum(1) + ((out == t) & (cols < tgt[:, None])).sum(1)
+    return float((rank < k).mean())
+
+
+def batch_size_of(target: Any, output: Any = None) -> int:
+    """The number of samples in a batch: the first dimension of ``target`` (or ``output``)."""
+    for x in (target, output):
+        shape = getattr(x, "shape", None)
+        if shape:
+            return int(shape[0])
+        if isinstance(x, (list, tuple)) and x:
+            return batch_size_of(x[0])
+    return 1
+
+
+class Mean:
+    """A running mean of values weighted by counts: ``update(value, n)`` adds ``value`` (the mean
+    over ``n`` samples); ``result()`` is ``sum(value * n) / sum(n)`` (NaN before any update)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.count = 0
+
+    def update(self, value: float, n: int = 1) -> None:
+        self.total += float(value) * n
+        self.count += n
+
+    def result(self) -> float:
+        return self.total / self.count if self.count else float("nan")
+
+    def reset(self) -> None:
+        self.total, self.count = 0.0, 0
+
+    def state_dict(self) -> dict:
+        return {"total": self.total, "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.total, self.count = state["total"], state["count"]
+
+
+class Metric(Mean):
+    """A named running average over an epoch, fed one batch at a time.
+
+    Subclasses define ``compute(output, target, loss) -> float`` (the batch's mean); the epoch's
+    value is the batch-size-weighted mean of those. ``name`` is the key in logs and history."""
+
+    name = "metric"
+
+    def compute(self, output: Any, target: Any, loss: float) -> float:
+        raise NotImplementedError
+
+    def update_batch(self, output: Any, target: Any, loss: float, n: int) -> None:
+        self.update(self.compute(output, target, loss), n)
+
+
+class Loss(Metric):
+    """The training (or validation) loss, averaged per sample over the epoch."""
+
+    name = "loss"
+
+    def compute(self, output: Any, target: Any, loss: float) -> float:
+        return loss
+
+
+class Accuracy(Metric):
+    """Classification accuracy; ``threshold`` for binary outputs (module docstring)."""
+
+    name = "accuracy"
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        super().__init__()
+        self.threshold = threshold
+
+    def compute(self, output: Any, target: Any, loss: float) -> float:
+        return accuracy(output, target, self.threshold)
+
+
+class TopKAccuracy(Metric):
+    """Top-k accuracy, named ``top{k}_accuracy``."""
+
+    def __init__(self, k: int = 5) -> None:
+        super().__init__()
+        self.k = k
+        self.name = f"top{k}_accuracy"
+
+    def compute(self, output: Any, target: Any, loss: float) -> float:
+        return top_k_accuracy(output, target, self.k)
+
+
+class FunctionMetric(Metric):
+    """Any ``fn(output, target) -> float`` (a batch mean), named ``name`` or ``fn.__name__``."""
+
+    def __init__(self, fn: Callable[[Any, Any], Any], name: str | None = None) -> None:
+        super().__init__()
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "metric")
+
+    def compute(self, output: Any, target: Any, loss: float) -> float:
+        v = self.fn(output, target)
+        return float(v.item() if isinstance(v, Tensor) else v)
+
+
+def get_metric(spec: Any, threshold: float = 0.5) -> Metric:
+    """A fresh ``Metric`` from a name (``"loss"``, ``"accuracy"``/``"acc"``, ``"top5_accuracy"``,
+    ``"top_k_accuracy"`` (k=5)), a ``Metric`` instance (used as is) or a callable."""
+    if isinstance(spec, Metric):
+        return spec
+    if isinstance(spec, str):
+        s = spec.lower()
+        if s == "loss":
+            return Loss()
+        if s in ("accuracy", "acc"):
+            return Accuracy(threshold)
+        if s == "top_k_accuracy":
+            return TopKAccuracy(5)
+        if s.startswith("top") and s.endswith("_accuracy") and s[3:-9].isdigit():
+            return TopKAccuracy(int(s[3:-9]))
+        raise ValueError(
+            f"unknown metric {spec!r}: use 'loss', 'accuracy', 'topK_accuracy' (e.g. "
+            "'top5_accuracy'), a Metric or a function fn(output, target) -> float"
+        )
+    if callable(spec):
+        return FunctionMetric(spec)
+    raise TypeError(f"a metric is a name, a Metric or a function, not a {type(spec).__name__}")

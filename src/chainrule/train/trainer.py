@@ -1,0 +1,540 @@
+"""``fit`` and ``evaluate``: a training loop with metrics, validation, callbacks, checkpoints and
+exact resume.
+
+    history = fit(model, nn.CrossEntropyLoss(), optim.Adam(model.parameters()), train_loader,
+                  val_loader, epochs=10, checkpoint_dir="runs/a")
+    history.history["val_accuracy"]      # one value per epoch, as Keras
+
+Customising the step. ``fit`` is ``Trainer(model, loss_fn, optimizer, metrics).fit(...)``; to
+change what one step does, subclass ``Trainer`` and override ``train_step(batch)`` (and
+``eval_step(batch)`` for validation), each returning ``(loss, output, target)``::
+
+    class ClippedTrainer(Trainer):
+        def train_step(self, batch):
+            x, y = batch
+            self.optimizer.zero_grad()
+            out = self.model(x)
+            loss = self.loss_fn(out, y)
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+            self.optimizer.step()
+            return loss, out, y
+
+    ClippedTrainer(model, loss_fn, optimizer).fit(train_loader, epochs=5)
+
+A batch is ``(inputs..., target)`` (a tuple or list, as ``TensorDataset`` gives): the model is
+called as ``model(*inputs)``; override ``unpack(batch)`` for other layouts.
+
+Checkpoints and exact resume. With ``checkpoint_dir`` (or a ``ModelCheckpoint`` callback) the
+full training state is written at the end of every epoch (and every N steps if asked): model,
+optimiser, scheduler, epoch, step, the data loader's position (``loader.state_dict()``), the
+running metric sums of the current epoch, the history, the callbacks' state and the random
+states (chainrule's global generator, NumPy's legacy global generator and Python's ``random``).
+``fit(..., resume=True)`` loads it and continues bitwise-identically to a run that was never
+interrupted: same batches in the same order, same dropout masks, same weights, same history.
+(Condition: the data order comes from the loader's own generator, as ``DataLoader`` does, and
+nothing else draws random numbers behind the trainer's back, e.g. a shuffled validation loader
+without ``generator=``.) A loader without ``state_dict`` (a list of batches) is resumed by
+skipping the batches already done, which is exact when its order is fixed.
+
+Ctrl-C. During ``fit`` the first Ctrl-C asks the loop to stop at the next consistent point (the
+end of the current batch): the training checkpoint is saved there, mid-epoch, with the loader's
+``batches_done``, a line on stderr says where, and ``KeyboardInterrupt`` is re-raised, so a
+script stops rather than carrying on as if training had finished (``trainer.history`` holds the
+epochs done, with ``interrupted = True``). A second Ctrl-C interrupts at once, without saving.
+A ``KeyboardInterrupt`` raised by code between batches (e.g. a callback's ``on_batch_end``) is
+treated the same way; one raised inside a training step or the end-of-epoch work (validation,
+callbacks) cannot be saved consistently, so the last checkpoint written stays the one to resume
+from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import sys
+import threading
+import warnings
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from typing import Any
+
+import numpy as np
+
+from .. import io
+from ..autograd.grad_mode import no_grad
+from ..random import get_rng_state, manual_seed, set_rng_state
+from ..tensor import Tensor
+from .callbacks import Callback, LRSchedulerCallback, ModelCheckpoint, ProgressBar
+from .metrics import Metric, batch_size_of, get_metric
+
+__all__ = ["History", "Trainer", "fit", "evaluate"]
+
+_FORMAT = "chainrule.train.v1"
+
+
+class History:
+    """What ``fit`` returns: ``history`` maps each logged name (``loss``, ``accuracy``,
+    ``val_loss``, ``val_accuracy``, ``lr``, ...) to its list of per-epoch values; ``epoch`` lists
+    the epoch indices; ``interrupted`` is True if fit was stopped by Ctrl-C."""
+
+    def __init__(self) -> None:
+        self.history: dict[str, list] = {}
+        self.epoch: list[int] = []
+        self.interrupted = False
+
+    def append(self, epoch: int, logs: dict) -> None:
+        self.epoch.append(epoch)
+        for k, v in logs.items():
+            self.history.setdefault(k, []).append(v)
+
+    def __getitem__(self, key: str) -> list:
+        return self.history[key]
+
+    def __repr__(self) -> str:
+        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+
+def _to_float(x: Any) -> float:
+    if isinstance(x, Tensor):
+        return float(x.data)
+    return float(x)
+
+
+def _seed_all(seed: int) -> None:
+    manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+class Trainer:
+    """Holds the model, loss, optimiser and metrics; ``fit`` trains, ``evaluate`` measures.
+    Subclass and override ``train_step`` / ``eval_step`` / ``unpack`` to customise (module
+    docstring). State during ``fit``: ``epoch`` (epochs completed), ``batch_in_epoch``,
+    ``global_step`` (optimiser steps), ``history``, ``stop_training``."""
+
+    def __init__(
+        self,
+        model: Any,
+        loss_fn: Any,
+        optimizer: Any = None,
+        metrics: Iterable[Any] = ("loss", "accuracy"),
+    ) -> None:
+        self.model = model
+        self.loss_fn = loss_fn
+        self.optimizer = optimizer
+        self.metrics = tuple(metrics)
+        self.history = History()
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.global_step = 0
+        self.stop_training = False
+        self.scheduler: Any = None
+        self.train_loader: Any = None
+        self.val_loader: Any = None
+        self.callbacks: list[Callback] = []
+        self.checkpoint_path: str | None = None
+        self._train_metrics: list[Metric] = []
+        self._requested: list[str] = []
+        self._consistent = True
+        self._interrupt_requested = False
+        self._skip = 0
+
+    # ------------------------------------------------------------------ the step (override these)
+    def unpack(self, batch: Any) -> tuple[tuple, Any]:
+        """``(inputs, target)`` of a batch ``(x..., y)``; the model is called as ``model(*inputs)``."""
+        if isinstance(batch, (tuple, list)) and len(batch) >= 2:
+            return tuple(batch[:-1]), batch[-1]
+        raise TypeError(
+            f"Trainer.unpack: expected a batch (inputs..., target), got {type(batch).__name__}; "
+            "override Trainer.unpack (or train_step) for other batch layouts"
+        )
+
+    def train_step(self, batch: Any) -> tuple[Any, Any, Any]:
+        """One optimisation step on ``batch``; returns ``(loss, output, target)`` for the metrics
+        (``loss``: a 0-d Tensor or a float, the batch mean)."""
+        inputs, target = self.unpack(batch)
+        self.optimizer.zero_grad()
+        output = self.model(*inputs)
+        loss = self.loss_fn(output, target)
+        loss.backward()
+        self.optimizer.step()
+        return loss, output, target
+
+    def eval_step(self, batch: Any) -> tuple[Any, Any, Any]:
+        """``(loss, output, target)`` of a batch, without updating anything (run under
+        ``no_grad`` with the model in eval mode)."""
+        inputs, target = self.unpack(batch)
+        output = self.model(*inputs)
+        return self.loss_fn(output, target), output, target
+
+    # ------------------------------------------------------------------ metrics
+    def _make_metrics(self) -> list[Metric]:
+        threshold = 0.0 if type(self.loss_fn).__name__ == "BCEWithLogitsLoss" else 0.5
+        specs = list(self.metrics)
+        if not any((s == "loss") if isinstance(s, str) else getattr(s, "name", None) == "loss" for s in specs):
+            specs.insert(0, "loss")
+        import copy  # noqa: PLC0415
+
+        out = [copy.deepcopy(s) if isinstance(s, Metric) else get_metric(s, threshold) for s in specs]
+        for m in out:
+            m.reset()
+        names = [m.name for m in out]
+        if len(set(names)) != len(names):
+            raise ValueError(f"metric names must be unique, got {names}")
+        return out
+
+    @staticmethod
+    def _update(metrics: list[Metric], loss: Any, output: Any, target: Any) -> None:
+        lv = _to_float(loss)
+        n = batch_size_of(target, output)
+        for m in metrics:
+            m.update_batch(output, target, lv, n)
+
+    # ------------------------------------------------------------------ evaluate
+    def evaluate(self, loader: Iterable[Any], prefix: str = "") -> dict[str, float]:
+        """The metrics over ``loader`` (model in eval mode, no gradients), as
+        ``{prefix + name: value}``; the model's train/eval mode is restored afterwards."""
+        was_training = getattr(self.model, "training", True)
+        self.model.eval()
+        metrics = self._make_metrics()
+        try:
+            with no_grad():
+                for batch in loader:
+                    loss, output, target = self.eval_step(batch)
+                    self._update(metrics, loss, output, target)
+        finally:
+            self.model.train(was_training)
+        return {prefix + m.name: m.result() for m in metrics}
+
+    # ------------------------------------------------------------------ training state
+    def state_dict(self) -> dict:
+        """The full training state (what ``fit`` checkpoints)."""
+        loader = self.train_loader
+        has_state = callable(getattr(loader, "state_dict", None))
+        return {
+            "format": _FORMAT,
+            "epoch": self.epoch,
+            "batch": self.batch_in_epoch,
+            "step": self.global_step,
+            "stop_training": self.stop_training,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "loader": loader.state_dict() if has_state else None,
+            "metrics": {m.name: m.state_dict() for m in self._train_metrics},
+            "history": {"epoch": list(self.history.epoch), "history": self.history.history},
+            "callbacks": [{"type": type(c).__name__, "state": c.state_dict()} for c in self.callbacks],
+            "rng": {
+                "chainrule": get_rng_state(),
+                "numpy": np.random.get_state(legacy=False),
+                "python": random.getstate(),
+            },
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what ``state_dict`` gave (the random states last: restoring a loader may draw
+        from the global generator)."""
+        if state.get("format") != _FORMAT:
+            raise ValueError(f"not a chainrule training state (format {state.get('format')!r})")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state["scheduler"] is not None:
+            if self.scheduler is None:
+                warnings.warn("the checkpoint has a scheduler state but fit has no scheduler", stacklevel=3)
+            else:
+                self.scheduler.load_state_dict(state["scheduler"])
+        self.epoch, self.batch_in_epoch = state["epoch"], state["batch"]
+        self.global_step = state["step"]
+        self.stop_training = state["stop_training"]
+        loader = self.train_loader
+        self._skip = 0
+        if state["loader"] is not None and callable(getattr(loader, "load_state_dict", None)):
+            loader.load_state_dict(state["loader"])
+        else:
+            self._skip = self.batch_in_epoch  # a plain iterable: skip the batches done
+        saved = state["metrics"]
+        for m in self._train_metrics:
+            if m.name in saved:
+                m.load_state_dict(saved[m.name])
+        self.history = History()
+        self.history.epoch = list(state["history"]["epoch"])
+        self.history.history = {k: list(v) for k, v in state["history"]["history"].items()}
+        saved_cbs = state["callbacks"]
+        if [s["type"] for s in saved_cbs] != [type(c).__name__ for c in self.callbacks]:
+            warnings.warn(
+                "the callbacks differ from the checkpoint's "
+                f"({[s['type'] for s in saved_cbs]} vs {[type(c).__name__ for c in self.callbacks]}): "
+                "restoring the state of those that match in order",
+                stacklevel=3,
+            )
+        for c, s in zip(self.callbacks, saved_cbs):
+            if type(c).__name__ == s["type"]:
+                c.load_state_dict(s["state"])
+        rng = state["rng"]
+        set_rng_state(rng["chainrule"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+
+    def save_checkpoint(self, path: str | os.PathLike) -> None:
+        """Write the training state to ``path`` (one safetensors file, atomically)."""
+        io.save_checkpoint(path, self.state_dict())
+
+    def load_checkpoint(self, path: str | os.PathLike) -> None:
+        self.load_state_dict(io.load_checkpoint(path))
+
+    def request_checkpoint(self, path: str | os.PathLike) -> None:
+        """Ask for the training state to be written to ``path`` once every callback has run for
+        the current batch or epoch (what ``ModelCheckpoint`` calls)."""
+        path = os.fspath(path)
+        if path not in self._requested:
+            self._requested.append(path)
+
+    def _write_requested(self) -> None:
+        for path in self._requested:
+            self.save_checkpoint(path)
+        self._requested.clear()
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        train_loader: Iterable[Any],
+        val_loader: Iterable[Any] | None = None,
+        epochs: int = 1,
+        callbacks: Iterable[Callback] = (),
+        scheduler: Any = None,
+        scheduler_interval: str = "epoch",
+        checkpoint_dir: str | os.PathLike | None = None,
+        resume: bool | str | os.PathLike = False,
+        seed: int | None = None,
+        progress: bool = True,
+    ) -> History:
+        """Train for ``epochs`` epochs (in total, counting those of a resumed run); see ``fit``."""
+        if self.optimizer is None:
+            raise ValueError("Trainer.fit needs an optimizer")
+        if seed is not None:
+            _seed_all(seed)
+        cbs: list[Callback] = []
+        if scheduler is not None:
+            sc = LRSchedulerCallback(scheduler, scheduler_interval)
+            sc.include_state = False  # saved as the checkpoint's "scheduler"
+            cbs.append(sc)
+        cbs += list(callbacks)
+        if checkpoint_dir is not None and not any(isinstance(c, ModelCheckpoint) for c in cbs):
+            cbs.append(ModelCheckpoint(checkpoint_dir))
+        if progress and not any(isinstance(c, ProgressBar) for c in cbs):
+            cbs.append(ProgressBar())
+        ckpt = [c for c in cbs if isinstance(c, ModelCheckpoint) and c.save_training_state]
+        self.checkpoint_path = ckpt[0].checkpoint_path if ckpt else None
+        self.callbacks, self.scheduler = cbs, scheduler
+        self.train_loader, self.val_loader = train_loader, val_loader
+        self.history = History()
+        self.epoch = self.batch_in_epoch = self.global_step = 0
+        self.stop_training = False
+        self._requested, self._skip, self._interrupt_requested = [], 0, False
+        self._train_metrics = self._make_metrics()
+        try:
+            steps = len(train_loader)  # type: ignore[arg-type]
+        except TypeError:
+            steps = None
+        for c in cbs:
+            c.set_trainer(self)
+            c.set_params({"epochs": epochs, "steps": steps})
+        for c in cbs:
+            c.on_train_begin()
+        if resume:
+            self._resume(resume)
+        logs: dict = {}
+        with self._deferred_sigint():
+            try:
+                while self.epoch < epochs and not self.stop_training:
+                    logs = self._run_epoch()
+            except KeyboardInterrupt:
+                self._interrupted()
+                raise
+        for c in cbs:
+            c.on_train_end(logs)
+        return self.history
+
+    def _resume(self, resume: bool | str | os.PathLike) -> None:
+        explicit = not isinstance(resume, bool)
+        path = os.fspath(resume) if explicit else self.checkpoint_path
+        if path is None:
+            raise ValueError("fit(resume=True) needs checkpoint_dir (or a ModelCheckpoint callback)")
+        if not os.path.exists(path):
+            if explicit:
+                raise FileNotFoundError(f"fit(resume=...): no checkpoint at {path}")
+            return  # nothing to resume from: a fresh start
+        self.load_checkpoint(path)
+        if any(isinstance(c, ProgressBar) for c in self.callbacks):
+            print(
+                f"Resuming from {path}: epoch {self.epoch + 1}, batch {self.batch_in_epoch}, "
+                f"step {self.global_step}",
+                file=sys.stderr,
+            )
+
+    def _run_epoch(self) -> dict:
+        e = self.epoch
+        self.model.train()
+        if self.batch_in_epoch == 0:
+            for m in self._train_metrics:
+                m.reset()
+        for c in self.callbacks:
+            c.on_epoch_begin(e)
+        it: Iterator[Any] = iter(self.train_loader)
+        if self._skip:
+            for _ in islice(it, self._skip):
+                pass
+            self._skip = 0
+        try:
+            while True:
+                self._consistent = True
+                self._check_interrupt()
+                if self.stop_training:
+                    break
+                self._consistent = False
+                try:
+                    batch = next(it)
+                except StopIteration:
+                    break
+                b = self.batch_in_epoch
+                for c in self.callbacks:
+                    c.on_batch_begin(b)
+                loss, output, target = self.train_step(batch)
+                self._update(self._train_metrics, loss, output, target)
+                self.batch_in_epoch += 1
+                self.global_step += 1
+                self._consistent = True
+                logs = {m.name: m.result() for m in self._train_metrics}
+                for c in self.callbacks:
+                    c.on_batch_end(b, logs)
+                self._write_requested()
+        finally:
+            close = getattr(it, "close", None)
+            if callable(close):
+                close()
+        # the end of the epoch: validation, logs, callbacks; consistent again once it is counted
+        self._consistent = False
+        logs = {m.name: m.result() for m in self._train_metrics}
+        if self.val_loader is not None:
+            logs.update(self.evaluate(self.val_loader, prefix="val_"))
+        logs["lr"] = _to_float(self.optimizer.param_groups[0]["lr"])
+        self.history.append(e, logs)
+        for c in self.callbacks:
+            c.on_epoch_end(e, logs)
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        for m in self._train_metrics:
+            m.reset()
+        self._consistent = True
+        self._write_requested()
+        self._check_interrupt()
+        return logs
+
+    # ------------------------------------------------------------------ Ctrl-C
+    def _check_interrupt(self) -> None:
+        if self._interrupt_requested:
+            self._interrupt_requested = False
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def _deferred_sigint(self) -> Iterator[None]:
+        """Turn the first Ctrl-C into a request honoured at the next consistent point (main
+        thread only, and only when SIGINT has Python's default handler)."""
+        if (
+            threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+        ):
+            yield
+            return
+
+        def handler(signum: int, frame: Any) -> None:
+            self._interrupt_requested = True
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second one: at once
+            print("\nInterrupted: stopping after this batch (Ctrl-C again to stop now)", file=sys.stderr)
+
+        signal.signal(signal.SIGINT, handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def _interrupted(self) -> None:
+        self.history.interrupted = True
+        self._requested.clear()
+        path = self.checkpoint_path
+        if path is None:
+            msg = "Training interrupted; no checkpoint_dir, so nothing was saved."
+        elif not self._consistent:
+            last = f" The last checkpoint, {path}, is the one to resume from." if os.path.exists(path) else ""
+            msg = (
+                "Training interrupted inside a step or an epoch's end, where the state can't be "
+                f"saved consistently: nothing saved.{last}"
+            )
+        else:
+            self.save_checkpoint(path)
+            msg = (
+                f"Training interrupted at epoch {self.epoch + 1}, batch {self.batch_in_epoch} "
+                f"(step {self.global_step}): checkpoint saved to {path}; fit(..., resume=True) "
+                "continues from it."
+            )
+        for c in self.callbacks:
+            c.on_train_interrupted()
+        print(msg, file=sys.stderr)
+
+
+def fit(
+    model: Any,
+    loss_fn: Any,
+    optimizer: Any,
+    train_loader: Iterable[Any],
+    val_loader: Iterable[Any] | None = None,
+    epochs: int = 1,
+    metrics: Iterable[Any] = ("loss", "accuracy"),
+    callbacks: Iterable[Callback] = (),
+    scheduler: Any = None,
+    scheduler_interval: str = "epoch",
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool | str | os.PathLike = False,
+    seed: int | None = None,
+    progress: bool = True,
+) -> History:
+    """Train ``model`` on ``train_loader`` for ``epochs`` epochs; returns the ``History``.
+
+    Args:
+        model, loss_fn, optimizer: ``loss_fn(model(*inputs), target)`` is minimised.
+        train_loader, val_loader: iterables of ``(inputs..., target)`` batches (``DataLoader``);
+            validation runs after every epoch, its metrics prefixed ``val_``.
+        epochs: the total number of epochs (a resumed run continues up to it).
+        metrics: names (``"loss"``, ``"accuracy"``, ``"top5_accuracy"``), ``Metric`` objects or
+            functions ``fn(output, target) -> float``; ``loss`` is always logged. Each is
+            averaged over the epoch weighted by batch size. ``lr`` (the first group's learning
+            rate during the epoch) is logged too.
+        callbacks: ``Callback`` objects (``EarlyStopping``, ``ModelCheckpoint``, ``CSVLogger``...).
+        scheduler: stepped after every epoch (``scheduler_interval="epoch"``) or optimiser step
+            (``"batch"``); ``ReduceLROnPlateau`` is given ``val_loss`` (else ``loss``).
+        checkpoint_dir: adds ``ModelCheckpoint(checkpoint_dir)`` (unless one is given): best and
+            last weights, and the training state for resuming, every epoch.
+        resume: True: continue from ``checkpoint_dir``'s training checkpoint if there is one
+            (else start afresh); a path: continue from that file.
+        seed: seeds chainrule's, NumPy's and Python's global generators first (the model's
+            initial weights are already drawn: seed before building it to fix those too).
+        progress: add a ``ProgressBar`` (tqdm on a terminal, a line per epoch otherwise).
+
+    Ctrl-C saves the training state and re-raises ``KeyboardInterrupt`` (module docstring).
+    """
+    return Trainer(model, loss_fn, optimizer, metrics).fit(
+        train_loader, val_loader, epochs=epochs, callbacks=callbacks, scheduler=scheduler,
+        scheduler_interval=scheduler_interval, checkpoint_dir=checkpoint_dir, resume=resume,
+        seed=seed, progress=progress,
+    )  # fmt: skip
+
+
+def evaluate(
+    model: Any, loss_fn: Any, loader: Iterable[Any], metrics: Iterable[Any] = ("loss", "accuracy")
+) -> dict[str, float]:
+    """The metrics of ``model`` over ``loader`` (eval mode, no gradients): ``{name: value}``,
+    each averaged over samples."""
+    return Trainer(model, loss_fn, None, metrics).evaluate(loader)
