@@ -8,7 +8,7 @@
     chainrule presets                    # one line per preset
     chainrule eval runs/mnist1d-cnn      # a saved run's weights on its test (or validation) data
 
-A run folder holds: config.toml, metrics.csv, curves.png, best.safetensors, last.safetensors,
+A run folder holds: config.toml, metrics.csv, history.jsonl, curves.png, best.safetensors, last.safetensors,
 checkpoint.safetensors (for --resume) and summary.json. Errors print one line and exit with
 status 2 (1 for an interrupted run); --debug shows the traceback.
 """
@@ -168,7 +168,7 @@ def train_from_config(cfg: dict, run_dir: Path, resume: bool = False, progress: 
     callbacks = [
         ModelCheckpoint(run_dir, every_n_steps=t["checkpoint_every"] or None),
         CSVLogger(run_dir / "metrics.csv"),
-        JSONLogger(run_dir / "history.json"),
+        JSONLogger(run_dir / "history.jsonl"),
     ]
     trainer = Trainer(model, loss_fn, opt, t["metrics"])
     start = time.perf_counter()

@@ -240,12 +240,16 @@ def _read(path: Any) -> tuple[dict[str, np.ndarray], dict[str, str], list[str]]:
                 raise CheckpointError(path, f"corrupt: tensor {k!r} listed in the checksums is missing")
             if _crc(arrays[k]) != c:
                 raise CheckpointError(path, f"corrupt: tensor {k!r} fails its CRC32 checksum")
-    return arrays, metadata, [k for _, _, k in spans]
+    order = [k for _, _, k in spans]
+    if crcs is not None and len(crcs) == len(arrays):
+        order = list(crcs)  # chainrule's own files: the order the dict was saved in
+    return arrays, metadata, order
 
 
 def load(path: Any) -> dict[str, Tensor]:
     """Load a safetensors state dict (written by ``save`` or ``safetensors.torch.save_file``) as
-    ``{name: Tensor}``, in the file's order; pass it to ``model.load_state_dict``."""
+    ``{name: Tensor}`` (in the saved dict's order for files written by ``save``, else in the
+    file's order); pass it to ``model.load_state_dict``."""
     arrays, metadata, order = _read(path)
     if metadata.get(_KIND) == "checkpoint":
         raise CheckpointError(

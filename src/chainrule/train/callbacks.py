@@ -366,7 +366,7 @@ class ProgressBar(Callback):
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._t0 = time.perf_counter()
         if self._is_tty():
-            from tqdm.auto import tqdm  # noqa: PLC0415
+            from tqdm import tqdm  # noqa: PLC0415
 
             self._bar = tqdm(
                 total=self.params.get("steps"), initial=self.trainer.batch_in_epoch,
