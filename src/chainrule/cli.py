@@ -35,8 +35,8 @@ class CLIError(Exception):
 
 def build_data(cfg: dict) -> tuple[Any, Any, Any]:
     """(train, val, test) datasets for a validated config (val/test may be None)."""
-    from .data import random_split  # noqa: PLC0415
     from .data import datasets as D  # noqa: PLC0415
+    from .data import random_split  # noqa: PLC0415
     from .random import Generator  # noqa: PLC0415
 
     d = cfg["data"]
@@ -132,7 +132,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.toml").write_text(C.to_toml(cfg))
     print(f"chainrule: {'resuming' if resume else 'training'} {cfg['name']} in {run_dir}/ — {cfg['description']}", flush=True)
-    summary = train_from_config(cfg, run_dir, resume=resume, progress=not args.no_progress)
+    summary = train_from_config(cfg, run_dir, resume=resume, progress=not args.no_progress, args=args)
     print(
         "chainrule: done in {wall:.1f}s; ".format(**summary)
         + ", ".join(f"{k} {v:.4g}" for k, v in summary["final"].items() if k in ("loss", "accuracy", "val_loss", "val_accuracy"))
@@ -141,10 +141,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_from_config(cfg: dict, run_dir: Path, resume: bool = False, progress: bool = True) -> dict:
+def train_from_config(
+    cfg: dict, run_dir: Path, resume: bool = False, progress: bool = True, args: argparse.Namespace | None = None
+) -> dict:
     """Build everything a config describes, train, and write the run folder. Returns the summary."""
-    from . import nn, optim  # noqa: PLC0415
-    from . import presets  # noqa: PLC0415
+    from . import (  # noqa: PLC0415
+        nn,
+        optim,
+        presets,  # noqa: PLC0415
+    )
     from .data import DataLoader  # noqa: PLC0415
     from .optim import lr_scheduler  # noqa: PLC0415
     from .random import Generator, manual_seed  # noqa: PLC0415
@@ -170,6 +175,10 @@ def train_from_config(cfg: dict, run_dir: Path, resume: bool = False, progress: 
         CSVLogger(run_dir / "metrics.csv"),
         JSONLogger(run_dir / "history.jsonl"),
     ]
+    if args is not None:
+        for mod in _command_modules():
+            if hasattr(mod, "train_callbacks"):
+                callbacks += mod.train_callbacks(args, cfg, run_dir)
     trainer = Trainer(model, loss_fn, opt, t["metrics"])
     start = time.perf_counter()
     history = trainer.fit(
@@ -211,8 +220,8 @@ def _check_shapes(model: Any, ds: Any) -> None:
 
     sample = ds[0]
     x = sample[0] if isinstance(sample, (tuple, list)) else sample
-    from .tensor import Tensor  # noqa: PLC0415
     from .creation import tensor  # noqa: PLC0415
+    from .tensor import Tensor  # noqa: PLC0415
 
     xb = (x if isinstance(x, Tensor) else tensor(x))[None]
     was = model.training
@@ -292,7 +301,20 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     pr = sub.add_parser("presets", help="list the built-in experiments")
     pr.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    for mod in _command_modules():
+        if hasattr(mod, "add_train_arguments"):
+            mod.add_train_arguments(t)
+        if hasattr(mod, "NAME"):
+            c = sub.add_parser(mod.NAME, help=mod.HELP)
+            c.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+            mod.add_arguments(c)
     return p
+
+
+def _command_modules() -> list:
+    from .commands import modules  # noqa: PLC0415
+
+    return modules()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         args = parser().parse_args(["train", *(argv if argv is not None else sys.argv[1:])])
     try:
-        return {"train": cmd_train, "eval": cmd_eval, "presets": cmd_presets}[command](args)
+        commands = {"train": cmd_train, "eval": cmd_eval, "presets": cmd_presets}
+        commands.update({m.NAME: m.run for m in _command_modules() if hasattr(m, "NAME")})
+        return commands[command](args)
     except KeyboardInterrupt:
         print("\nchainrule: interrupted; the training state is saved — run again with --resume to continue", file=sys.stderr)
         return 1

@@ -262,17 +262,20 @@ class Trainer:
         self.history = History()
         self.history.epoch = list(state["history"]["epoch"])
         self.history.history = {k: list(v) for k, v in state["history"]["history"].items()}
-        saved_cbs = state["callbacks"]
-        if [s["type"] for s in saved_cbs] != [type(c).__name__ for c in self.callbacks]:
+        # pair callbacks by type, in order (the 2nd EarlyStopping gets the 2nd saved one's state)
+        saved: dict[str, list] = {}
+        for s in state["callbacks"]:
+            saved.setdefault(s["type"], []).append(s["state"])
+        for c in self.callbacks:
+            states = saved.get(type(c).__name__)
+            if states:
+                c.load_state_dict(states.pop(0))
+        lost = sorted(t for t, rest in saved.items() if any(rest))
+        if lost:
             warnings.warn(
-                "the callbacks differ from the checkpoint's "
-                f"({[s['type'] for s in saved_cbs]} vs {[type(c).__name__ for c in self.callbacks]}): "
-                "restoring the state of those that match in order",
+                f"the checkpoint holds the state of callbacks this fit doesn't have ({', '.join(lost)}): ignored",
                 stacklevel=3,
             )
-        for c, s in zip(self.callbacks, saved_cbs):
-            if type(c).__name__ == s["type"]:
-                c.load_state_dict(s["state"])
         rng = state["rng"]
         set_rng_state(rng["chainrule"])
         np.random.set_state(rng["numpy"])
