@@ -181,7 +181,7 @@ def _training_state() -> dict:
         "dollar": {"$tensor": "not a tag", "$x": [1]},
         "odict": OrderedDict([("b", 1), ("a", 2)]),
         "counter": Counter({"x": 3}),
-        "text": "ünïcødé ✓ \n \"quoted\" / slash",
+        "text": 'ünïcødé ✓ \n "quoted" / slash',
         "array": np.arange(6, dtype=np.int16).reshape(2, 3),
         "grad_leaf": cr.ones(2, requires_grad=True),
         "empty": {"list": [], "tuple": (), "dict": {}},
@@ -253,12 +253,18 @@ def test_load_and_load_checkpoint_refuse_each_others_files(tmp_path: Path) -> No
 
 
 # ------------------------------------------------------------------------------ atomic writes
-def test_overwrite_is_atomic_and_fsyncs_file_and_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_overwrite_is_atomic_and_fsyncs_file_and_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "w.safetensors"
     cr.save({"w": cr.zeros(3)}, path)
     synced = []
     real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.path.realpath(f"/proc/self/fd/{fd}")), real_fsync(fd)))
+    monkeypatch.setattr(
+        os,
+        "fsync",
+        lambda fd: (synced.append(os.path.realpath(f"/proc/self/fd/{fd}")), real_fsync(fd)),
+    )
     cr.save({"w": cr.ones(3)}, path)
     np.testing.assert_array_equal(cr.load(path)["w"].data, np.ones(3, np.float32))
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
@@ -268,7 +274,9 @@ def test_overwrite_is_atomic_and_fsyncs_file_and_directory(tmp_path: Path, monke
 
 
 @pytest.mark.parametrize("fail", ["replace", "write"])
-def test_crash_mid_write_leaves_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail: str) -> None:
+def test_crash_mid_write_leaves_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fail: str
+) -> None:
     path = tmp_path / "ck.safetensors"
     save_checkpoint(path, {"epoch": 1, "w": cr.zeros(4)})
 
@@ -288,7 +296,9 @@ def test_crash_mid_write_leaves_the_old_file(tmp_path: Path, monkeypatch: pytest
     assert _leftovers(tmp_path) == []
 
 
-def test_keyboard_interrupt_mid_write_cleans_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keyboard_interrupt_mid_write_cleans_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "w.safetensors"
     cr.save({"w": cr.zeros(2)}, path)
 
@@ -324,7 +334,12 @@ def _error(path: Path, load: object = load_checkpoint) -> str:
 def test_truncated_files(tmp_path: Path, load: object) -> None:
     data = _good_bytes(tmp_path)
     n = struct.unpack("<Q", data[:8])[0]
-    for cut, what in [(0, "truncated or empty"), (5, "truncated or empty"), (8 + n // 2, "truncated"), (len(data) - 7, "truncated")]:
+    for cut, what in [
+        (0, "truncated or empty"),
+        (5, "truncated or empty"),
+        (8 + n // 2, "truncated"),
+        (len(data) - 7, "truncated"),
+    ]:
         p = tmp_path / f"cut{cut}.safetensors"
         p.write_bytes(data[:cut])
         assert what in _error(p, load)
@@ -386,7 +401,16 @@ def test_no_pickle_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
             elif isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
             for name in names:
-                assert name.split(".")[0] not in {"pickle", "cPickle", "dill", "cloudpickle", "marshal", "shelve", "joblib", "torch"}, (f, name)
+                assert name.split(".")[0] not in {
+                    "pickle",
+                    "cPickle",
+                    "dill",
+                    "cloudpickle",
+                    "marshal",
+                    "shelve",
+                    "joblib",
+                    "torch",
+                }, (f, name)
         text = f.read_text()
         assert "allow_pickle" not in text and "pickle.load" not in text, f
     # dynamically: saving and loading never touches pickle

@@ -47,7 +47,9 @@ def _data(n: int = 90) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def _setup(model_seed: int = 0, generator: bool = True, opt: str = "adam", sched: str | None = "onecycle") -> dict:
+def _setup(
+    model_seed: int = 0, generator: bool = True, opt: str = "adam", sched: str | None = "onecycle"
+) -> dict:
     """A small classifier with dropout (random numbers in every step), a shuffled loader with a
     short last batch, a validation loader, an optimiser with state and a scheduler."""
     x, y = _data()
@@ -57,13 +59,24 @@ def _setup(model_seed: int = 0, generator: bool = True, opt: str = "adam", sched
     val = DataLoader(TensorDataset(cr.from_numpy(x[:40]), cr.from_numpy(y[:40])), batch_size=32)
     cr.manual_seed(model_seed)
     model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 3))
-    o = optim.Adam(model.parameters(), lr=0.02) if opt == "adam" else optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    o = (
+        optim.Adam(model.parameters(), lr=0.02)
+        if opt == "adam"
+        else optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    )
     s, interval = None, "epoch"
     if sched == "onecycle":
         s, interval = optim.lr_scheduler.OneCycleLR(o, max_lr=0.05, total_steps=6 * EPOCHS), "batch"
     elif sched == "step":
         s = optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.5)
-    return {"model": model, "optimizer": o, "scheduler": s, "scheduler_interval": interval, "train": train, "val": val}
+    return {
+        "model": model,
+        "optimizer": o,
+        "scheduler": s,
+        "scheduler_interval": interval,
+        "train": train,
+        "val": val,
+    }
 
 
 def _fit(run: dict, **kw: object):
@@ -85,14 +98,14 @@ def _assert_bitwise(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
         assert a[k].dtype == b[k].dtype and a[k].tobytes() == b[k].tobytes(), k
 
 
-class _Boom(Exception):
+class _CrashError(Exception):
     pass
 
 
 class _RaiseAt(Callback):
     """Raise ``exc`` from on_batch_end once the trainer has done ``step`` optimiser steps."""
 
-    def __init__(self, step: int, exc: BaseException | type = _Boom) -> None:
+    def __init__(self, step: int, exc: BaseException | type = _CrashError) -> None:
         self.step, self.exc = step, exc
 
     def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
@@ -133,7 +146,9 @@ def test_history_metrics_match_a_hand_computation() -> None:
     want_loss = float(-logp[np.arange(len(y)), y].mean())
     want_acc = float((h.argmax(1) == y).mean())
     want_top2 = float(np.mean([(h[i] > h[i, y[i]]).sum() < 2 for i in range(len(y))]))
-    loader = DataLoader(TensorDataset(cr.from_numpy(x), cr.from_numpy(y)), batch_size=8)  # 8, 8, 8, 2
+    loader = DataLoader(
+        TensorDataset(cr.from_numpy(x), cr.from_numpy(y)), batch_size=8
+    )  # 8, 8, 8, 2
     hist = fit(
         model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.0), loader, loader,
         epochs=2, metrics=("loss", "accuracy", "top2_accuracy"), progress=False,
@@ -210,8 +225,15 @@ def test_reduce_lr_on_plateau_gets_the_monitored_metric() -> None:
 def test_checkpoint_files(tmp_path: Path) -> None:
     run = _setup()
     hist = _fit(run, checkpoint_dir=tmp_path)
-    assert sorted(os.listdir(tmp_path)) == ["best.safetensors", "checkpoint.safetensors", "last.safetensors"]
-    _assert_bitwise({k: v.data for k, v in cr.load(tmp_path / "last.safetensors").items()}, _weights(run["model"]))
+    assert sorted(os.listdir(tmp_path)) == [
+        "best.safetensors",
+        "checkpoint.safetensors",
+        "last.safetensors",
+    ]
+    _assert_bitwise(
+        {k: v.data for k, v in cr.load(tmp_path / "last.safetensors").items()},
+        _weights(run["model"]),
+    )
     best = int(np.argmin(hist.history["val_loss"]))
     import safetensors
 
@@ -225,14 +247,16 @@ def test_checkpoint_files(tmp_path: Path) -> None:
 
     # every N steps: the file follows the steps; a crash leaves the last one
     d = tmp_path / "steps"
-    with pytest.raises(_Boom):
+    with pytest.raises(_CrashError):
         _fit(_setup(), callbacks=[ModelCheckpoint(d, every_n_steps=4), _RaiseAt(11)])
     ck = load_checkpoint(d / "checkpoint.safetensors")
     assert (ck["step"], ck["epoch"], ck["batch"], ck["loader"]["batches_done"]) == (8, 1, 2, 2)
 
 
 def test_csv_and_json_loggers(tmp_path: Path) -> None:
-    hist = _fit(_setup(), callbacks=[CSVLogger(tmp_path / "log.csv"), JSONLogger(tmp_path / "log.jsonl")])
+    hist = _fit(
+        _setup(), callbacks=[CSVLogger(tmp_path / "log.csv"), JSONLogger(tmp_path / "log.jsonl")]
+    )
     lines = (tmp_path / "log.csv").read_text().splitlines()
     assert lines[0] == "epoch,loss,accuracy,val_loss,val_accuracy,lr" and len(lines) == EPOCHS + 1
     assert float(lines[2].split(",")[1]) == hist.history["loss"][1]
@@ -267,18 +291,25 @@ def test_progress_bar_on_a_tty() -> None:
         (20, False, "sgd", "onecycle"),
     ],
 )
-def test_resume_after_a_crash_is_bitwise_identical(tmp_path: Path, stop_at: int, generator: bool, opt: str, sched: str) -> None:
+def test_resume_after_a_crash_is_bitwise_identical(
+    tmp_path: Path, stop_at: int, generator: bool, opt: str, sched: str
+) -> None:
     ref = _setup(generator=generator, opt=opt, sched=sched)
     ref_hist = _fit(ref, seed=1)
     run = _setup(generator=generator, opt=opt, sched=sched)
-    with pytest.raises(_Boom):  # the checkpoint of step stop_at - 1 is the last one written
+    with pytest.raises(_CrashError):  # the checkpoint of step stop_at - 1 is the last one written
         _fit(run, seed=1, callbacks=[ModelCheckpoint(tmp_path, every_n_steps=1), _RaiseAt(stop_at)])
     ck = load_checkpoint(tmp_path / "checkpoint.safetensors")
     assert ck["step"] == stop_at - 1
     cr.manual_seed(1234)  # a new process would be in another random state
     np.random.seed(99)
     again = _setup(model_seed=5, generator=generator, opt=opt, sched=sched)  # other initial weights
-    hist = _fit(again, seed=1, resume=True, callbacks=[ModelCheckpoint(tmp_path, every_n_steps=1), _RaiseAt(-1)])
+    hist = _fit(
+        again,
+        seed=1,
+        resume=True,
+        callbacks=[ModelCheckpoint(tmp_path, every_n_steps=1), _RaiseAt(-1)],
+    )
     _assert_bitwise(_weights(again["model"]), _weights(ref["model"]))
     assert hist.history == ref_hist.history and hist.epoch == ref_hist.epoch
     assert again["optimizer"].param_groups[0]["lr"] == ref["optimizer"].param_groups[0]["lr"]
@@ -307,7 +338,7 @@ def test_resume_at_an_epoch_boundary_and_with_a_plain_list(tmp_path: Path) -> No
     fit(m, nn.CrossEntropyLoss(), o, batches, epochs=2, progress=False, seed=3)
     want = _weights(m)
     m, o = make(0)
-    with pytest.raises(_Boom):
+    with pytest.raises(_CrashError):
         fit(m, nn.CrossEntropyLoss(), o, batches, epochs=2, progress=False, seed=3,
             callbacks=[ModelCheckpoint(tmp_path / "l", every_n_steps=1), _RaiseAt(8)])  # fmt: skip
     m, o = make(1)
@@ -317,7 +348,9 @@ def test_resume_at_an_epoch_boundary_and_with_a_plain_list(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("how", ["raise", "sigint"])
-def test_keyboard_interrupt_saves_mid_epoch_and_reraises(tmp_path: Path, capsys: pytest.CaptureFixture, how: str) -> None:
+def test_keyboard_interrupt_saves_mid_epoch_and_reraises(
+    tmp_path: Path, capsys: pytest.CaptureFixture, how: str
+) -> None:
     ref = _setup()
     _fit(ref)
     run = _setup()
@@ -383,7 +416,12 @@ _SCRIPT = textwrap.dedent(
 def test_resume_after_sigkill_in_a_subprocess_is_bitwise_identical(tmp_path: Path) -> None:
     script = tmp_path / "train.py"
     script.write_text(_SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
 
     def run(out: str, ckdir: str, resume: bool) -> subprocess.CompletedProcess:
         return subprocess.run(

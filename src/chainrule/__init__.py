@@ -71,6 +71,7 @@ from .dtypes import (
     set_default_dtype,
     uint8,
 )
+from .io import load, save
 from .ops.elementwise import (
     abs,
     add,
@@ -203,7 +204,6 @@ from .ops.reduce import (
     var,
     var_mean,
 )
-from .io import load, save
 from .random import Generator, get_rng_state, initial_seed, manual_seed, seed, set_rng_state
 from .tensor import Tensor, device
 

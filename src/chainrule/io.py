@@ -185,7 +185,8 @@ def _read(path: Any) -> tuple[dict[str, np.ndarray], dict[str, str], list[str]]:
             raise CheckpointError(path, problem)
         if len(head) < 8:
             raise CheckpointError(
-                path, f"truncated or empty: {size} bytes, less than the 8-byte safetensors header length"
+                path,
+                f"truncated or empty: {size} bytes, less than the 8-byte safetensors header length",
             )
         n = int.from_bytes(head, "little")
         if n > size - 8:
@@ -196,7 +197,8 @@ def _read(path: Any) -> tuple[dict[str, np.ndarray], dict[str, str], list[str]]:
                     path, f"not a safetensors file (its first 8 bytes give a header length of {n})"
                 )
             raise CheckpointError(
-                path, f"truncated: the header needs {n} bytes but only {size - 8} follow the length field"
+                path,
+                f"truncated: the header needs {n} bytes but only {size - 8} follow the length field",
             )
         raw = f.read(n)
     try:
@@ -209,10 +211,14 @@ def _read(path: Any) -> tuple[dict[str, np.ndarray], dict[str, str], list[str]]:
     if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
         raise CheckpointError(path, "corrupt safetensors header (metadata is not str -> str)")
     try:
-        spans = sorted((int(v["data_offsets"][0]), int(v["data_offsets"][1]), k) for k, v in header.items())
+        spans = sorted(
+            (int(v["data_offsets"][0]), int(v["data_offsets"][1]), k) for k, v in header.items()
+        )
         dtypes = {k: v["dtype"] for k, v in header.items()}
     except (TypeError, KeyError, ValueError, IndexError):
-        raise CheckpointError(path, "corrupt safetensors header (malformed tensor entries)") from None
+        raise CheckpointError(
+            path, "corrupt safetensors header (malformed tensor entries)"
+        ) from None
     end = 8 + n + (max(e for _, e, _ in spans) if spans else 0)
     if size < end:
         raise CheckpointError(path, f"truncated: {size} bytes, the header describes {end}")
@@ -221,8 +227,9 @@ def _read(path: Any) -> tuple[dict[str, np.ndarray], dict[str, str], list[str]]:
     for k, dt in dtypes.items():
         if dt not in _ST_DTYPES:
             raise CheckpointError(
-                path, f"tensor {k!r} has dtype {dt}, which NumPy cannot hold (convert it, e.g. "
-                "to float32, before saving)"
+                path,
+                f"tensor {k!r} has dtype {dt}, which NumPy cannot hold (convert it, e.g. "
+                "to float32, before saving)",
             )
     try:
         arrays = safetensors.numpy.load_file(path)
@@ -237,7 +244,9 @@ def _read(path: Any) -> tuple[dict[str, np.ndarray], dict[str, str], list[str]]:
             raise CheckpointError(path, "corrupt metadata (checksums are not valid JSON)") from None
         for k, c in crcs.items():
             if k not in arrays:
-                raise CheckpointError(path, f"corrupt: tensor {k!r} listed in the checksums is missing")
+                raise CheckpointError(
+                    path, f"corrupt: tensor {k!r} listed in the checksums is missing"
+                )
             if _crc(arrays[k]) != c:
                 raise CheckpointError(path, f"corrupt: tensor {k!r} fails its CRC32 checksum")
     order = [k for _, _, k in spans]
@@ -253,8 +262,8 @@ def load(path: Any) -> dict[str, Tensor]:
     arrays, metadata, order = _read(path)
     if metadata.get(_KIND) == "checkpoint":
         raise CheckpointError(
-            path, "is a training checkpoint, not a state dict: load it with "
-            "chainrule.io.load_checkpoint"
+            path,
+            "is a training checkpoint, not a state dict: load it with chainrule.io.load_checkpoint",
         )
     out = {}
     for k in order:
@@ -311,7 +320,10 @@ class _Encoder:
             name = _DICT_TYPES[t]
             if name is None and all(type(k) is str and not k.startswith("$") for k in obj):
                 return {k: self.encode(v, _join(where, k)) for k, v in obj.items()}
-            items = [[self.encode(k, _join(where, "key")), self.encode(v, _join(where, k))] for k, v in obj.items()]
+            items = [
+                [self.encode(k, _join(where, "key")), self.encode(v, _join(where, k))]
+                for k, v in obj.items()
+            ]
             return {"$dict": items, "type": name} if name else {"$dict": items}
         if isinstance(obj, Tensor):
             key = self._key(where)
@@ -319,7 +331,9 @@ class _Encoder:
             return {"$tensor": key, "requires_grad": bool(obj.requires_grad)}
         if isinstance(obj, (np.ndarray, np.generic)):
             if obj.dtype.kind not in "biufc":
-                raise TypeError(f"save_checkpoint: can't store {where or 'the value'}: dtype {obj.dtype}")
+                raise TypeError(
+                    f"save_checkpoint: can't store {where or 'the value'}: dtype {obj.dtype}"
+                )
             key = self._key(where)
             self.arrays[key] = np.asarray(obj)
             return {"$ndarray" if isinstance(obj, np.ndarray) else "$scalar": key}
@@ -384,8 +398,9 @@ def load_checkpoint(path: Any) -> Any:
         if metadata.get(_KIND) == "checkpoint":
             raise CheckpointError(path, "corrupt checkpoint: its structure metadata is missing")
         raise CheckpointError(
-            path, "is a plain safetensors weights file, not a chainrule training checkpoint "
-            "(load it with chainrule.load)"
+            path,
+            "is a plain safetensors weights file, not a chainrule training checkpoint "
+            "(load it with chainrule.load)",
         )
     try:
         tree = json.loads(metadata[_STRUCTURE])
@@ -396,4 +411,6 @@ def load_checkpoint(path: Any) -> Any:
     except CheckpointError:
         raise
     except (TypeError, ValueError, KeyError, AttributeError) as e:
-        raise CheckpointError(path, f"corrupt checkpoint structure ({type(e).__name__}: {e})") from None
+        raise CheckpointError(
+            path, f"corrupt checkpoint structure ({type(e).__name__}: {e})"
+        ) from None

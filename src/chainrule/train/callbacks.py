@@ -240,10 +240,16 @@ class ModelCheckpoint(Callback):
             name, value = _monitored(logs, self.monitor, "ModelCheckpoint")
             if value is not None and not math.isnan(value):
                 mode = _resolve_mode(self.mode, name)
-                better = self.best is None or (value < self.best if mode == "min" else value > self.best)
+                better = self.best is None or (
+                    value < self.best if mode == "min" else value > self.best
+                )
                 if better:
                     self.best, self.best_epoch = value, epoch
-                    io.save(self.model.state_dict(), self.best_path, metadata={**meta, name: repr(value)})
+                    io.save(
+                        self.model.state_dict(),
+                        self.best_path,
+                        metadata={**meta, name: repr(value)},
+                    )
         if self.save_training_state:
             self.trainer.request_checkpoint(self.checkpoint_path)
 
@@ -297,7 +303,9 @@ def _rows(history: Any) -> tuple[list[str], list[dict]]:
     h = history.history
     keys = list(h)
     n = len(history.epoch)
-    return keys, [{"epoch": history.epoch[i], **{k: h[k][i] for k in keys if i < len(h[k])}} for i in range(n)]
+    return keys, [
+        {"epoch": history.epoch[i], **{k: h[k][i] for k in keys if i < len(h[k])}} for i in range(n)
+    ]
 
 
 class CSVLogger(Callback):
@@ -312,7 +320,10 @@ class CSVLogger(Callback):
         keys, rows = _rows(self.trainer.history)
         sep = self.separator
         lines = [sep.join(["epoch", *keys])]
-        lines += [sep.join([str(r["epoch"]), *(repr(r.get(k, "")) if k in r else "" for k in keys)]) for r in rows]
+        lines += [
+            sep.join([str(r["epoch"]), *(repr(r.get(k, "")) if k in r else "" for k in keys)])
+            for r in rows
+        ]
         io._atomic_write(self.path, ("\n".join(lines) + "\n").encode())
 
 

@@ -27,7 +27,10 @@ def _import_matplotlib() -> tuple[Any, Any]:
 
 
 def plot_history(
-    history: Any, path: str | os.PathLike, metrics: tuple[str, ...] | None = None, title: str | None = None
+    history: Any,
+    path: str | os.PathLike,
+    metrics: tuple[str, ...] | None = None,
+    title: str | None = None,
 ) -> str:
     """Plot each metric of ``history`` (a ``History`` or its ``.history`` dict) per epoch, train
     and validation (``val_``) curves on one panel per metric, and save a PNG to ``path``.
@@ -36,11 +39,15 @@ def plot_history(
     except ``lr``, in the order logged). Returns ``path``."""
     h = getattr(history, "history", history)
     if not isinstance(h, dict):
-        raise TypeError(f"plot_history expects a History or a dict of lists, got {type(history).__name__}")
+        raise TypeError(
+            f"plot_history expects a History or a dict of lists, got {type(history).__name__}"
+        )
     epochs_of = getattr(history, "epoch", None)
     if metrics is None:
         metrics = tuple(k for k in h if not k.startswith("val_") and k != "lr")
-        metrics += tuple(k[4:] for k in h if k.startswith("val_") and k[4:] not in h and k[4:] not in metrics)
+        metrics += tuple(
+            k[4:] for k in h if k.startswith("val_") and k[4:] not in h and k[4:] not in metrics
+        )
     metrics = tuple(m for m in metrics if m in h or f"val_{m}" in h)
     if not metrics:
         raise ValueError(f"plot_history: nothing to plot (history has {list(h)})")
@@ -56,7 +63,11 @@ def plot_history(
             ys = h.get(key)
             if not ys:
                 continue
-            xs = [e + 1 for e in epochs_of] if epochs_of and len(epochs_of) == len(ys) else range(1, len(ys) + 1)
+            xs = (
+                [e + 1 for e in epochs_of]
+                if epochs_of and len(epochs_of) == len(ys)
+                else range(1, len(ys) + 1)
+            )
             ax.plot(list(xs), ys, style, marker="o" if len(ys) < 30 else None, label=label)
         ax.set_xlabel("epoch")
         ax.set_ylabel(name)

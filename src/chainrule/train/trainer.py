@@ -174,11 +174,16 @@ class Trainer:
     def _make_metrics(self) -> list[Metric]:
         threshold = 0.0 if type(self.loss_fn).__name__ == "BCEWithLogitsLoss" else 0.5
         specs = list(self.metrics)
-        if not any((s == "loss") if isinstance(s, str) else getattr(s, "name", None) == "loss" for s in specs):
+        if not any(
+            (s == "loss") if isinstance(s, str) else getattr(s, "name", None) == "loss"
+            for s in specs
+        ):
             specs.insert(0, "loss")
         import copy  # noqa: PLC0415
 
-        out = [copy.deepcopy(s) if isinstance(s, Metric) else get_metric(s, threshold) for s in specs]
+        out = [
+            copy.deepcopy(s) if isinstance(s, Metric) else get_metric(s, threshold) for s in specs
+        ]
         for m in out:
             m.reset()
         names = [m.name for m in out]
@@ -226,7 +231,9 @@ class Trainer:
             "loader": loader.state_dict() if has_state else None,
             "metrics": {m.name: m.state_dict() for m in self._train_metrics},
             "history": {"epoch": list(self.history.epoch), "history": self.history.history},
-            "callbacks": [{"type": type(c).__name__, "state": c.state_dict()} for c in self.callbacks],
+            "callbacks": [
+                {"type": type(c).__name__, "state": c.state_dict()} for c in self.callbacks
+            ],
             "rng": {
                 "chainrule": get_rng_state(),
                 "numpy": np.random.get_state(legacy=False),
@@ -243,7 +250,9 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if state["scheduler"] is not None:
             if self.scheduler is None:
-                warnings.warn("the checkpoint has a scheduler state but fit has no scheduler", stacklevel=3)
+                warnings.warn(
+                    "the checkpoint has a scheduler state but fit has no scheduler", stacklevel=3
+                )
             else:
                 self.scheduler.load_state_dict(state["scheduler"])
         self.epoch, self.batch_in_epoch = state["epoch"], state["batch"]
@@ -365,7 +374,9 @@ class Trainer:
         explicit = not isinstance(resume, bool)
         path = os.fspath(resume) if explicit else self.checkpoint_path
         if path is None:
-            raise ValueError("fit(resume=True) needs checkpoint_dir (or a ModelCheckpoint callback)")
+            raise ValueError(
+                "fit(resume=True) needs checkpoint_dir (or a ModelCheckpoint callback)"
+            )
         if not os.path.exists(path):
             if explicit:
                 raise FileNotFoundError(f"fit(resume=...): no checkpoint at {path}")
@@ -456,7 +467,10 @@ class Trainer:
         def handler(signum: int, frame: Any) -> None:
             self._interrupt_requested = True
             signal.signal(signal.SIGINT, signal.default_int_handler)  # a second one: at once
-            print("\nInterrupted: stopping after this batch (Ctrl-C again to stop now)", file=sys.stderr)
+            print(
+                "\nInterrupted: stopping after this batch (Ctrl-C again to stop now)",
+                file=sys.stderr,
+            )
 
         signal.signal(signal.SIGINT, handler)
         try:
@@ -471,7 +485,11 @@ class Trainer:
         if path is None:
             msg = "Training interrupted; no checkpoint_dir, so nothing was saved."
         elif not self._consistent:
-            last = f" The last checkpoint, {path}, is the one to resume from." if os.path.exists(path) else ""
+            last = (
+                f" The last checkpoint, {path}, is the one to resume from."
+                if os.path.exists(path)
+                else ""
+            )
             msg = (
                 "Training interrupted inside a step or an epoch's end, where the state can't be "
                 f"saved consistently: nothing saved.{last}"
