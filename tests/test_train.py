@@ -103,13 +103,20 @@ class _CrashError(Exception):
 
 
 class _RaiseAt(Callback):
-    """Raise ``exc`` from on_batch_end once the trainer has done ``step`` optimiser steps."""
+    """Raise ``exc`` from on_batch_end (or, ``epoch_end``, on_epoch_end) once the trainer has
+    done ``step`` optimiser steps."""
 
-    def __init__(self, step: int, exc: BaseException | type = _CrashError) -> None:
-        self.step, self.exc = step, exc
+    def __init__(
+        self, step: int, exc: BaseException | type = _CrashError, epoch_end: bool = False
+    ) -> None:
+        self.step, self.exc, self.epoch_end = step, exc, epoch_end
 
     def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        if self.trainer.global_step == self.step:
+        if self.trainer.global_step == self.step and not self.epoch_end:
+            raise self.exc
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if self.trainer.global_step == self.step and self.epoch_end:
             raise self.exc
 
 
@@ -283,33 +290,33 @@ def test_progress_bar_on_a_tty() -> None:
 
 # ------------------------------------------------------------------------------ exact resume
 @pytest.mark.parametrize(
-    ("stop_at", "generator", "opt", "sched"),
+    ("stop_at", "epoch_end", "generator", "opt", "sched"),
     [
-        (9, True, "adam", "onecycle"),  # mid-epoch, per-batch scheduler
-        (12, True, "sgd", "step"),  # the last batch of an epoch, per-epoch scheduler
-        (13, False, "adam", "step"),  # loader without a generator: shuffled from the global one
-        (20, False, "sgd", "onecycle"),
+        (9, False, True, "adam", "onecycle"),  # mid-epoch, per-batch scheduler
+        (12, True, True, "sgd", "step"),  # in epoch 2's end, after its last batch
+        (14, False, False, "adam", "step"),  # loader without a generator (seeded from the global)
+        (20, False, False, "sgd", "onecycle"),
     ],
 )
 def test_resume_after_a_crash_is_bitwise_identical(
-    tmp_path: Path, stop_at: int, generator: bool, opt: str, sched: str
+    tmp_path: Path, stop_at: int, epoch_end: bool, generator: bool, opt: str, sched: str
 ) -> None:
     ref = _setup(generator=generator, opt=opt, sched=sched)
     ref_hist = _fit(ref, seed=1)
     run = _setup(generator=generator, opt=opt, sched=sched)
-    with pytest.raises(_CrashError):  # the checkpoint of step stop_at - 1 is the last one written
-        _fit(run, seed=1, callbacks=[ModelCheckpoint(tmp_path, every_n_steps=1), _RaiseAt(stop_at)])
+    crash = _RaiseAt(stop_at, epoch_end=epoch_end)
+    with pytest.raises(_CrashError):
+        _fit(run, seed=1, callbacks=[ModelCheckpoint(tmp_path, every_n_steps=1), crash])
     ck = load_checkpoint(tmp_path / "checkpoint.safetensors")
-    assert ck["step"] == stop_at - 1
+    # the last checkpoint written: after the step before the crash, or (a crash in the end of
+    # an epoch) after the epoch's last step, with the epoch not yet counted
+    assert ck["step"] == (stop_at if epoch_end else stop_at - 1)
+    assert ck["loader"]["batches_done"] == ck["batch"] == ck["step"] - 6 * ck["epoch"]
+    assert ck["batch"] == 6 if epoch_end else 0 < ck["batch"] < 6
     cr.manual_seed(1234)  # a new process would be in another random state
     np.random.seed(99)
     again = _setup(model_seed=5, generator=generator, opt=opt, sched=sched)  # other initial weights
-    hist = _fit(
-        again,
-        seed=1,
-        resume=True,
-        callbacks=[ModelCheckpoint(tmp_path, every_n_steps=1), _RaiseAt(-1)],
-    )
+    hist = _fit(again, seed=1, resume=True, callbacks=[ModelCheckpoint(tmp_path, every_n_steps=1)])
     _assert_bitwise(_weights(again["model"]), _weights(ref["model"]))
     assert hist.history == ref_hist.history and hist.epoch == ref_hist.epoch
     assert again["optimizer"].param_groups[0]["lr"] == ref["optimizer"].param_groups[0]["lr"]
@@ -317,13 +324,16 @@ def test_resume_after_a_crash_is_bitwise_identical(
 
 def test_resume_at_an_epoch_boundary_and_with_a_plain_list(tmp_path: Path) -> None:
     ref = _setup(sched="step")
-    _fit(ref)
+    ref_hist = _fit(ref)
     run = _setup(sched="step")
-    _fit(run, epochs=2, checkpoint_dir=tmp_path)  # stops cleanly after epoch 2
+    log = [CSVLogger(tmp_path / "log.csv")]
+    _fit(run, epochs=2, checkpoint_dir=tmp_path, callbacks=log)  # stops cleanly after epoch 2
     again = _setup(model_seed=9, sched="step")
-    hist = _fit(again, checkpoint_dir=tmp_path, resume=True)  # runs epochs 3 and 4
+    hist = _fit(again, checkpoint_dir=tmp_path, resume=True, callbacks=log)  # epochs 3 and 4
     _assert_bitwise(_weights(again["model"]), _weights(ref["model"]))
-    assert hist.epoch == list(range(EPOCHS))
+    assert hist.epoch == list(range(EPOCHS)) and hist.history == ref_hist.history
+    rows = (tmp_path / "log.csv").read_text().splitlines()[1:]
+    assert [int(r.split(",")[0]) for r in rows] == list(range(EPOCHS))  # each epoch once
 
     # a list of batches has no state_dict: the trainer skips the batches already done
     x, y = _data(40)
@@ -376,6 +386,25 @@ def test_keyboard_interrupt_saves_mid_epoch_and_reraises(
     again = _setup(model_seed=2)
     _fit(again, checkpoint_dir=tmp_path, resume=True)
     _assert_bitwise(_weights(again["model"]), _weights(ref["model"]))
+
+
+def test_keyboard_interrupt_inside_a_step_saves_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    run = _setup()
+    calls = [0]
+
+    def loss_fn(out, y):
+        calls[0] += 1
+        if calls[0] == 8:  # inside the 8th step: the model may be half-updated, can't save
+            raise KeyboardInterrupt
+        return nn.functional.cross_entropy(out, y)
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(run["model"], loss_fn, run["optimizer"], run["train"], epochs=2, progress=False,
+            callbacks=[ModelCheckpoint(tmp_path, every_n_steps=1)])  # fmt: skip
+    assert "nothing saved" in capsys.readouterr().err
+    assert load_checkpoint(tmp_path / "checkpoint.safetensors")["step"] == 7  # the last good one
 
 
 _SCRIPT = textwrap.dedent(

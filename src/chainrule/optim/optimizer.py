@@ -109,6 +109,8 @@ class Optimizer:
                 states.append(st)
                 p._vc[0] += 1
             if params:
+                if isinstance(group.get("lr"), Tensor):  # a tensor learning rate, as PyTorch allows
+                    group = {**group, "lr": float(group["lr"].item())}
                 self._update(group, params, grads, states)
         return loss
 

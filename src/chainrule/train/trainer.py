@@ -334,12 +334,22 @@ class Trainer:
             sc.include_state = False  # saved as the checkpoint's "scheduler"
             cbs.append(sc)
         cbs += list(callbacks)
-        if checkpoint_dir is not None and not any(isinstance(c, ModelCheckpoint) for c in cbs):
-            cbs.append(ModelCheckpoint(checkpoint_dir))
+        own: ModelCheckpoint | None = None
+        if checkpoint_dir is not None:
+            where = os.path.realpath(checkpoint_dir)
+            same = [c for c in cbs if isinstance(c, ModelCheckpoint) and c.save_training_state]
+            same = [c for c in same if os.path.realpath(c.dirpath) == where]
+            if same:
+                own = same[0]
+            else:
+                own = ModelCheckpoint(checkpoint_dir)
+                cbs.append(own)
         if progress and not any(isinstance(c, ProgressBar) for c in cbs):
             cbs.append(ProgressBar())
         ckpt = [c for c in cbs if isinstance(c, ModelCheckpoint) and c.save_training_state]
-        self.checkpoint_path = ckpt[0].checkpoint_path if ckpt else None
+        if own is None and ckpt:
+            own = ckpt[0]
+        self.checkpoint_path = own.checkpoint_path if own is not None else None
         self.callbacks, self.scheduler = cbs, scheduler
         self.train_loader, self.val_loader = train_loader, val_loader
         self.history = History()
@@ -467,10 +477,10 @@ class Trainer:
         def handler(signum: int, frame: Any) -> None:
             self._interrupt_requested = True
             signal.signal(signal.SIGINT, signal.default_int_handler)  # a second one: at once
-            print(
-                "\nInterrupted: stopping after this batch (Ctrl-C again to stop now)",
-                file=sys.stderr,
-            )
+            with contextlib.suppress(OSError):  # os.write: print could re-enter sys.stderr
+                os.write(
+                    2, b"\nInterrupted: stopping at the end of this batch (Ctrl-C again: now)\n"
+                )
 
         signal.signal(signal.SIGINT, handler)
         try:
@@ -536,8 +546,10 @@ def fit(
         callbacks: ``Callback`` objects (``EarlyStopping``, ``ModelCheckpoint``, ``CSVLogger``...).
         scheduler: stepped after every epoch (``scheduler_interval="epoch"``) or optimiser step
             (``"batch"``); ``ReduceLROnPlateau`` is given ``val_loss`` (else ``loss``).
-        checkpoint_dir: adds ``ModelCheckpoint(checkpoint_dir)`` (unless one is given): best and
-            last weights, and the training state for resuming, every epoch.
+        checkpoint_dir: adds ``ModelCheckpoint(checkpoint_dir)`` (unless ``callbacks`` has one
+            for that directory): best and last weights, and the training state for resuming,
+            every epoch. Without it, the first ``ModelCheckpoint`` in ``callbacks`` holds the
+            training state that ``resume`` and Ctrl-C use.
         resume: True: continue from ``checkpoint_dir``'s training checkpoint if there is one
             (else start afresh); a path: continue from that file.
         seed: seeds chainrule's, NumPy's and Python's global generators first (the model's
