@@ -18,6 +18,8 @@ from . import (  # noqa: E402
     nn,
     ops,  # noqa: E402,F401  (attaches the Tensor methods)
     optim,
+    train,
+    viz,
 )
 from .autograd import (
     enable_grad,

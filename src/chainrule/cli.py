@@ -5,6 +5,7 @@
     chainrule train --config run.toml    # a model/data/optimiser description (see config.py)
     chainrule train --epochs 5 --lr 0.01 --batch-size 64 --seed 1 --out runs/try
     chainrule train --resume             # continue the latest run of that preset (or --resume DIR)
+    chainrule train --preset mnist-cnn --data DIR   # --data sets data.path (MNIST folder, text file, ...)
     chainrule presets                    # one line per preset
     chainrule eval runs/mnist1d-cnn      # a saved run's weights on its test (or validation) data
 
@@ -55,9 +56,24 @@ def build_data(cfg: dict) -> tuple[Any, Any, Any]:
     elif name == "csv":
         train = D.read_csv(_path(d["path"]), target_column=d.get("target_column", -1))
     elif name == "idx":
-        train, test = D.mnist(_path(d["path"]), flatten=bool(d.get("flatten", False)))
+        try:
+            train, test = D.mnist(_path(d["path"]), flatten=bool(d.get("flatten", False)))
+        except FileNotFoundError as e:
+            raise CLIError(f"{e} (expected: {', '.join(D.MNIST_FILES.values())})") from None
+    elif name == "speech_digits":
+        from .data.datasets.speech import speech_digits  # noqa: PLC0415
+
+        train, test = speech_digits(d.get("path"), n_voices=d.get("n"))
+    elif name == "text":
+        from .data.datasets.text import char_corpus  # noqa: PLC0415
+
+        train, test = char_corpus(d.get("seq_len", 64), path=_path(d["path"]) if "path" in d else None)
     else:  # validate() has already refused anything else
         raise CLIError(f"data.dataset = {name!r} is not supported")
+    if "limit" in d:  # the first `limit` samples of each split
+        from .data import Subset  # noqa: PLC0415
+
+        train, test = (s if s is None else Subset(s, range(min(d["limit"], len(s)))) for s in (train, test))
     val = None
     v = d["val"]
     if v == "test":
@@ -69,6 +85,10 @@ def build_data(cfg: dict) -> tuple[Any, Any, Any]:
     elif isinstance(v, float):
         n_val = max(1, int(round(len(train) * v)))
         train, val = random_split(train, [len(train) - n_val, n_val], generator=Generator().manual_seed(cfg["seed"]))
+    if d.get("shift"):  # random-shift augmentation of the training images (data/augment.py)
+        from .data.augment import RandomShift  # noqa: PLC0415
+
+        train = RandomShift(train, d["shift"], seed=cfg["seed"])
     return train, val, test
 
 
@@ -126,16 +146,26 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = C.load_toml(args.config)
     else:
         cfg = presets.get(args.preset or presets.DEFAULT)
-    cfg = C.apply_overrides(cfg, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed)
+    cfg = C.apply_overrides(cfg, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed, data=args.data)
     cfg = C.validate(cfg)
-    run_dir, resume = _resolve_run_dir(cfg["name"], args.out, args.resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.toml").write_text(C.to_toml(cfg))
-    print(f"chainrule: {'resuming' if resume else 'training'} {cfg['name']} in {run_dir}/ — {cfg['description']}", flush=True)
+    dist = _distributed(args)
+    if dist is None:
+        run_dir, resume = _resolve_run_dir(cfg["name"], args.out, args.resume)
+    else:  # rank 0 decides, for every rank (and an error it meets stops them all)
+        run_dir, resume = dist.run_on_rank0(_resolve_run_dir, cfg["name"], args.out, args.resume)
+    main = dist is None or dist.get_rank() == 0
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.toml").write_text(C.to_toml(cfg))
+        print(f"chainrule: {'resuming' if resume else 'training'} {cfg['name']} in {run_dir}/ — {cfg['description']}", flush=True)
     summary = train_from_config(cfg, run_dir, resume=resume, progress=not args.no_progress, args=args)
+    if dist is not None:
+        dist.destroy_process_group()
+    if not main:
+        return 0
     print(
         "chainrule: done in {wall:.1f}s; ".format(**summary)
-        + ", ".join(f"{k} {v:.4g}" for k, v in summary["final"].items() if k in ("loss", "accuracy", "val_loss", "val_accuracy"))
+        + ", ".join(f"{k} {v:.4g}" for k, v in summary["final"].items() if k in ("loss", "accuracy", "val_loss", "val_accuracy", "val_bits_per_char"))
         + f"; files in {run_dir}/"
     )
     return 0
@@ -155,13 +185,21 @@ def train_from_config(
     from .random import Generator, manual_seed  # noqa: PLC0415
     from .train import CSVLogger, JSONLogger, ModelCheckpoint, Trainer  # noqa: PLC0415
 
+    dist = _distributed(args)  # None, or chainrule.distributed (mpiexec ... train --distributed)
     manual_seed(cfg["seed"])
     train_ds, val_ds, test_ds = build_data(cfg)
     model = presets.build_model(cfg["model"])
     d, t = cfg["data"], cfg["train"]
-    loader = DataLoader(train_ds, batch_size=d["batch_size"], shuffle=d["shuffle"], generator=Generator().manual_seed(cfg["seed"]))
-    val_loader = DataLoader(val_ds, batch_size=max(d["batch_size"], 256)) if val_ds is not None else None
+    if dist is None:
+        loader = DataLoader(train_ds, batch_size=d["batch_size"], shuffle=d["shuffle"], generator=Generator().manual_seed(cfg["seed"]))
+        val_loader = DataLoader(val_ds, batch_size=max(d["batch_size"], 256)) if val_ds is not None else None
+    else:  # the batch size is the global one: each rank takes its share (commands/distributed.py)
+        from .commands.distributed import loaders  # noqa: PLC0415
+
+        loader, val_loader = loaders(dist, train_ds, val_ds, d["batch_size"], d["shuffle"], cfg["seed"])
     _check_shapes(model, train_ds)
+    if dist is not None:
+        model = dist.DistributedDataParallel(model)
     loss_fn = getattr(nn, t["loss"])(**t["loss_args"])
     o = dict(cfg["optimizer"])
     opt = getattr(optim, o.pop("name"))(model.parameters(), **o)
@@ -175,11 +213,14 @@ def train_from_config(
         CSVLogger(run_dir / "metrics.csv"),
         JSONLogger(run_dir / "history.jsonl"),
     ]
+    from .applications import extra_callbacks  # noqa: PLC0415 - augmentation epochs, text samples
+
+    callbacks += extra_callbacks(cfg, train_ds, run_dir)
     if args is not None:
         for mod in _command_modules():
             if hasattr(mod, "train_callbacks"):
                 callbacks += mod.train_callbacks(args, cfg, run_dir)
-    trainer = Trainer(model, loss_fn, opt, t["metrics"])
+    trainer = (Trainer if dist is None else dist.DistributedTrainer)(model, loss_fn, opt, t["metrics"])
     start = time.perf_counter()
     history = trainer.fit(
         loader, val_loader, epochs=t["epochs"], callbacks=callbacks, scheduler=sched,
@@ -200,7 +241,9 @@ def train_from_config(
         summary["best_val_accuracy"] = max(accs)
         summary["best_epoch"] = accs.index(max(accs)) + 1
     if test_ds is not None and test_ds is not val_ds:
-        summary["test"] = trainer.evaluate(DataLoader(test_ds, batch_size=512))
+        summary["test"] = trainer.evaluate(DataLoader(test_ds if dist is None else dist.shard(test_ds), batch_size=512))
+    if dist is not None and dist.get_rank() != 0:
+        return summary  # rank 0 writes the files
     try:
         from .train import plot_history  # noqa: PLC0415
 
@@ -289,6 +332,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--seed", type=int)
+    t.add_argument("--data", metavar="PATH", help="sets data.path: the MNIST folder for mnist-cnn, a text file for charlm-*, ...")
     t.add_argument("--out", help="run folder (default: runs/<name>, or runs/<name>-N if taken)")
     t.add_argument("--resume", nargs="?", const=True, default=None, metavar="DIR",
                    help="continue the latest run of this preset/config (or the run in DIR)")
@@ -311,6 +355,18 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _distributed(args: argparse.Namespace | None) -> Any:
+    """``chainrule.distributed``, its process group started, for ``train --distributed``
+    (an option added by commands/distributed.py); None otherwise."""
+    if not getattr(args, "distributed", False):
+        return None
+    from . import distributed  # noqa: PLC0415
+
+    if not distributed.is_initialized():
+        distributed.init_process_group()
+    return distributed
+
+
 def _command_modules() -> list:
     from .commands import modules  # noqa: PLC0415
 
@@ -326,15 +382,23 @@ def main(argv: list[str] | None = None) -> int:
         commands = {"train": cmd_train, "eval": cmd_eval, "presets": cmd_presets}
         commands.update({m.NAME: m.run for m in _command_modules() if hasattr(m, "NAME")})
         return commands[command](args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print("\nchainrule: interrupted; the training state is saved — run again with --resume to continue", file=sys.stderr)
-        return 1
+        return _failed(args, e, 1)
     except Exception as e:  # noqa: BLE001 - every problem is one line unless --debug
         if getattr(args, "debug", False) or os.environ.get("CHAINRULE_DEBUG"):
             raise
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"chainrule: error: {msg}", file=sys.stderr)
-        return 2
+        return _failed(args, e, 2)
+
+
+def _failed(args: argparse.Namespace, exc: BaseException, status: int) -> int:
+    """Tell the command modules that want to know (``on_error(args, exc, status)``); the status."""
+    for mod in _command_modules():
+        if hasattr(mod, "on_error"):
+            mod.on_error(args, exc, status)
+    return status
 
 
 if __name__ == "__main__":

@@ -11,7 +11,10 @@ A config is a dict (TOML tables):
     batch_size = 100
     shuffle = true
     val = "test"                    # "test" (the dataset's test split), a fraction such as 0.1, or "none"
-    # dataset options, e.g. n = 4 for parity, path = "data.npz" for npz
+    # dataset options, e.g. n = 4 for parity, path = "data.npz" for npz; path = the MNIST folder for
+    # idx, a UTF-8 text file for text, the cache folder for speech_digits (n = how many voices);
+    # shift = 2 (random-shift augmentation of training images), seq_len = 64 (text windows),
+    # limit = 500 (only the first 500 samples of each split: quick tries)
 
     [model]
     layers = [ { type = "Linear", in_features = 40, out_features = 10 } ]   # a Sequential
@@ -54,11 +57,11 @@ class ConfigError(ValueError):
 
 
 SECTIONS = {"name", "description", "seed", "data", "model", "optimizer", "scheduler", "train"}
-DATASETS = ("xor", "parity", "encoder", "symmetry", "family_trees", "mnist1d", "digits", "npz", "csv", "idx")
-BUILTIN_MODELS = ("mnist1d-logistic", "mnist1d-mlp", "mnist1d-cnn", "mnist1d-gru", "family-trees")
-DATA_KEYS = {"dataset", "batch_size", "shuffle", "val", "n", "path", "target_column", "targets", "flatten", "drop_last"}
+DATASETS = ("xor", "parity", "encoder", "symmetry", "family_trees", "mnist1d", "digits", "npz", "csv", "idx", "speech_digits", "text")
+BUILTIN_MODELS = ("mnist1d-logistic", "mnist1d-mlp", "mnist1d-cnn", "mnist1d-gru", "family-trees", "charlm-gru", "charlm-transformer")
+DATA_KEYS = {"dataset", "batch_size", "shuffle", "val", "n", "path", "target_column", "targets", "flatten", "drop_last", "shift", "seq_len", "limit"}
 TRAIN_KEYS = {"epochs", "loss", "loss_args", "metrics", "checkpoint_every"}
-METRICS = ("loss", "accuracy", "top5_accuracy (any k)")
+METRICS = ("loss", "accuracy", "top5_accuracy (any k)", "bits_per_char")
 
 
 def load_toml(path: str | Path) -> dict:
@@ -136,6 +139,14 @@ def validate(cfg: dict) -> dict:
     val = data["val"]
     if not (val in ("test", "none", "train") or (isinstance(val, float) and 0 < val < 1)):
         raise ConfigError(f"data.val = {val!r} is not allowed; use 'test', 'train', 'none' or a fraction in (0, 1)")
+    if ds == "idx" and "path" not in data:
+        raise ConfigError(
+            "data.path is missing: dataset 'idx' reads MNIST from a folder holding train-images-idx3-ubyte, "
+            "train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each may be .gz): pass --data DIR"
+        )
+    for key, least in (("shift", 0), ("seq_len", 1), ("limit", 1)):
+        if key in data and (not isinstance(data[key], int) or isinstance(data[key], bool) or data[key] < least):
+            raise ConfigError(f"data.{key} must be an integer >= {least}, got {data[key]!r}")
     if ds in ("npz", "csv", "idx") and "path" not in data:
         raise ConfigError(f"data.path is missing: dataset {ds!r} reads a file or folder")
 
@@ -213,7 +224,7 @@ def validate(cfg: dict) -> dict:
 
 
 def apply_overrides(cfg: dict, **overrides: Any) -> dict:
-    """Command-line overrides (epochs, lr, batch_size, seed) on top of a config."""
+    """Command-line overrides (epochs, lr, batch_size, seed, data: data.path) on top of a config."""
     cfg = copy.deepcopy(cfg)
     if overrides.get("epochs") is not None:
         cfg.setdefault("train", {})["epochs"] = overrides["epochs"]
@@ -223,6 +234,8 @@ def apply_overrides(cfg: dict, **overrides: Any) -> dict:
         cfg.setdefault("data", {})["batch_size"] = overrides["batch_size"]
     if overrides.get("seed") is not None:
         cfg["seed"] = overrides["seed"]
+    if overrides.get("data") is not None:
+        cfg.setdefault("data", {})["path"] = str(overrides["data"])
     return cfg
 
 

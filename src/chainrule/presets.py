@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import nn
+from . import applications, nn
 
 DEFAULT = "mnist1d-cnn"
 
@@ -105,6 +105,10 @@ PRESETS: dict[str, dict] = {
     },
 }
 
+# images, speech and language (issue 9): digits-cnn, mnist-cnn, speech-digits, charlm-gru,
+# charlm-transformer; their configs and models live in applications.py
+PRESETS.update(applications.PRESETS)
+
 
 def get(name: str) -> dict:
     if name not in PRESETS:
@@ -174,6 +178,7 @@ BUILTIN = {
     "mnist1d-cnn": lambda: build_layers(PRESETS["mnist1d-cnn"]["model"]["layers"]),
     "mnist1d-gru": MNIST1DGRU,
     "family-trees": FamilyTreesNet,
+    **applications.MODELS,  # charlm-gru, charlm-transformer
 }
 
 

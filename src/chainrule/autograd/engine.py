@@ -121,10 +121,13 @@ def _op_error(op: type, args: Sequence[Any], err: Exception) -> OpError:
 
 
 _seq = 0
+_tracer: Any = None  # set only while chainrule.onnx traces a model: it sees every op applied
 
 
 def apply(op: type, *args: Any, **kw: Any) -> Any:
     """Run ``op`` on ``args`` (Tensors and Python scalars) and record it if a gradient is needed."""
+    if _tracer is not None:
+        return _tracer(op, args, kw)
     arrays = []
     rec = False
     for a in args:
@@ -371,6 +374,19 @@ def _shape_error(node: Node | None, g: Any, shape: tuple) -> RuntimeError:
     )
 
 
+_end_callbacks: list[list] = []  # one list per backward pass now running (innermost last)
+
+
+def queue_callback(fn: Any) -> None:
+    """Run ``fn()`` once the backward pass now running has finished, after every leaf's
+    ``.grad`` has been accumulated (PyTorch's ``Variable._execution_engine.queue_callback``;
+    ``DistributedDataParallel`` waits for its gradient all-reduce here). Only valid during a
+    backward pass (from a hook); callbacks are dropped if the pass raises."""
+    if not _end_callbacks:
+        raise RuntimeError("queue_callback: no backward pass is running (call it from a hook)")
+    _end_callbacks[-1].append(fn)
+
+
 def run_backward(
     roots: Sequence[Tensor],
     root_grads: Sequence[Any],
@@ -427,6 +443,7 @@ def run_backward(
     prev_mode = state.grad_enabled
     state.grad_enabled = create_graph
     anomaly = state.anomaly
+    _end_callbacks.append([])
     try:
         while heap:
             node = pop(heap)[1]
@@ -474,10 +491,15 @@ def run_backward(
             for i, t in enumerate(inputs):
                 if t.grad_fn is not None and captured[i] is not None:
                     _accumulate(t, captured[i], False, handed, create_graph)
-        return _finish_leaves(
+        out = _finish_leaves(
             leaf_grads, handed, create_graph, inputs, accumulate, capture_leaves, captured
         )
+        callbacks = _end_callbacks[-1]
+        while callbacks:
+            callbacks.pop(0)()
+        return out
     finally:
+        _end_callbacks.pop()
         state.grad_enabled = prev_mode
         if anomaly is not None:
             anomaly.current_backward = None

@@ -12,6 +12,7 @@ from .callbacks import (
     ModelCheckpoint,
     ProgressBar,
 )
+from .health import GradientHealth, LeakGuard, LeakGuardCallback, leak_guard
 from .metrics import Accuracy, Loss, Mean, Metric, TopKAccuracy, accuracy, top_k_accuracy
 from .plots import plot_history
 from .trainer import History, Trainer, evaluate, fit

@@ -17,6 +17,7 @@ per sample (for losses with ``reduction='mean'``), whatever the size of the last
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +27,7 @@ from ..tensor import Tensor
 
 __all__ = [
     "accuracy", "top_k_accuracy", "Mean", "Metric", "Loss", "Accuracy", "TopKAccuracy",
-    "FunctionMetric", "get_metric",
+    "FunctionMetric", "BitsPerChar", "get_metric",
 ]  # fmt: skip
 
 
@@ -140,6 +141,16 @@ class Loss(Metric):
         return loss
 
 
+class BitsPerChar(Metric):
+    """The loss in bits: ``loss / ln 2``, for a cross-entropy in nats per predicted symbol (a
+    language model's bits per character), named ``bits_per_char``."""
+
+    name = "bits_per_char"
+
+    def compute(self, output: Any, target: Any, loss: float) -> float:
+        return loss / math.log(2)
+
+
 class Accuracy(Metric):
     """Classification accuracy; ``threshold`` for binary outputs (module docstring)."""
 
@@ -189,13 +200,15 @@ def get_metric(spec: Any, threshold: float = 0.5) -> Metric:
             return Loss()
         if s in ("accuracy", "acc"):
             return Accuracy(threshold)
+        if s in ("bits_per_char", "bpc"):
+            return BitsPerChar()
         if s == "top_k_accuracy":
             return TopKAccuracy(5)
         if s.startswith("top") and s.endswith("_accuracy") and s[3:-9].isdigit():
             return TopKAccuracy(int(s[3:-9]))
         raise ValueError(
             f"unknown metric {spec!r}: use 'loss', 'accuracy', 'topK_accuracy' (e.g. "
-            "'top5_accuracy'), a Metric or a function fn(output, target) -> float"
+            "'top5_accuracy'), 'bits_per_char', a Metric or a function fn(output, target) -> float"
         )
     if callable(spec):
         return FunctionMetric(spec)
