@@ -43,7 +43,12 @@ def torch_twin(cfg: dict):  # noqa: ANN201
 
     m = cfg["model"]
     if "layers" in m:
-        return nn.Sequential(*[getattr(nn, s["type"])(**{k: v for k, v in s.items() if k != "type"}) for s in m["layers"]])
+        return nn.Sequential(
+            *[
+                getattr(nn, s["type"])(**{k: v for k, v in s.items() if k != "type"})
+                for s in m["layers"]
+            ]
+        )
     if m["builtin"] == "charlm-gru":
 
         class CharGRU(nn.Module):
@@ -61,11 +66,20 @@ def torch_twin(cfg: dict):  # noqa: ANN201
     if m["builtin"] == "charlm-transformer":
 
         class CharTransformer(nn.Module):
-            def __init__(self, vocab: int = 96, d: int = 128, nhead: int = 4, layers: int = 2, max_len: int = 256) -> None:
+            def __init__(
+                self,
+                vocab: int = 96,
+                d: int = 128,
+                nhead: int = 4,
+                layers: int = 2,
+                max_len: int = 256,
+            ) -> None:
                 super().__init__()
                 self.embed = nn.Embedding(vocab, d)
                 self.pos = nn.Embedding(max_len, d)
-                layer = nn.TransformerEncoderLayer(d, nhead, 4 * d, dropout=0.1, batch_first=True, norm_first=True)
+                layer = nn.TransformerEncoderLayer(
+                    d, nhead, 4 * d, dropout=0.1, batch_first=True, norm_first=True
+                )
                 self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
                 self.norm = nn.LayerNorm(d)
                 self.out = nn.Linear(d, vocab)
@@ -74,7 +88,9 @@ def torch_twin(cfg: dict):  # noqa: ANN201
                 t = x.shape[1]
                 h = self.embed(x) + self.pos(torch.arange(t))
                 mask = torch.triu(torch.ones(t, t, dtype=torch.bool), 1)
-                return self.out(self.norm(self.encoder(h, mask=mask, is_causal=True))).permute(0, 2, 1)
+                return self.out(self.norm(self.encoder(h, mask=mask, is_causal=True))).permute(
+                    0, 2, 1
+                )
 
         return CharTransformer()
     raise ValueError(f"no PyTorch twin for {m}")
@@ -108,16 +124,40 @@ def torch_run(cfg: dict, init: dict, threads: int) -> dict:
     manual_seed(cfg["seed"])
     train_ds, val_ds, _ = cli.build_data(cfg)
     d, t = cfg["data"], cfg["train"]
-    loader = DataLoader(train_ds, batch_size=d["batch_size"], shuffle=d["shuffle"], generator=Generator().manual_seed(cfg["seed"]))
+    loader = DataLoader(
+        train_ds,
+        batch_size=d["batch_size"],
+        shuffle=d["shuffle"],
+        generator=Generator().manual_seed(cfg["seed"]),
+    )
     val_loader = DataLoader(val_ds, batch_size=max(d["batch_size"], 256))
     model = torch_twin(cfg)
     model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in init.items()}, strict=True)
     o = dict(cfg["optimizer"])
     opt = getattr(torch.optim, o.pop("name"))(model.parameters(), **o)
+    sched = None
+    if "scheduler" in cfg:
+        s = dict(cfg["scheduler"])
+        assert s.pop("interval") == "epoch"
+        sched = getattr(torch.optim.lr_scheduler, s.pop("name"))(opt, **s)
     loss_fn = torch.nn.CrossEntropyLoss()
 
     def tt(b):  # noqa: ANN001, ANN202
         return torch.from_numpy(np.ascontiguousarray(b.data))
+
+    # the same function at the start: chainrule's model with these weights vs the twin (eval mode)
+    from chainrule import presets  # noqa: PLC0415
+    from chainrule.autograd.grad_mode import no_grad  # noqa: PLC0415
+    from chainrule.creation import tensor  # noqa: PLC0415
+
+    ours = presets.build_model(cfg["model"])
+    ours.load_state_dict({k: tensor(v) for k, v in init.items()})
+    ours.eval()
+    model.eval()
+    xb, _ = next(iter(val_loader))
+    with no_grad(), torch.no_grad():
+        gap = float(np.abs(ours(xb).data - model(tt(xb)).numpy()).max())
+    print(f"  initial outputs agree to {gap:.1e}", file=sys.stderr)
 
     start = time.perf_counter()
     logs: dict = {}
@@ -130,6 +170,8 @@ def torch_run(cfg: dict, init: dict, threads: int) -> dict:
             loss = loss_fn(model(tt(xb)), tt(yb))
             loss.backward()
             opt.step()
+        if sched is not None:
+            sched.step()
         model.eval()
         tot = correct = n = 0.0
         with torch.no_grad():
@@ -141,16 +183,30 @@ def torch_run(cfg: dict, init: dict, threads: int) -> dict:
                 n += len(y)
         logs = {"val_loss": tot / n, "val_accuracy": correct / n}
     logs["wall"] = time.perf_counter() - start
+    logs["initial_gap"] = gap
     return logs
 
 
+def _fmt(preset: str, v: dict) -> str:
+    if preset.startswith("charlm"):
+        return f"{v['val_loss'] / math.log(2):.3f} bits/char ({v['val_accuracy']:.1%} next char)"
+    return f"{v['val_accuracy']:.2%} test accuracy"
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--only", nargs="+", choices=PRESETS)
     p.add_argument("--epochs", type=int, help="override every preset's epochs")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--mnist", help="folder with the four MNIST IDX files (mnist-cnn is skipped without it)")
-    p.add_argument("--speech-cache", help="speech_digits cache folder (default: $CHAINRULE_CACHE or ~/.cache/chainrule)")
+    p.add_argument(
+        "--mnist", help="folder with the four MNIST IDX files (mnist-cnn is skipped without it)"
+    )
+    p.add_argument(
+        "--speech-cache",
+        help="speech_digits cache folder (default: $CHAINRULE_CACHE or ~/.cache/chainrule)",
+    )
     p.add_argument("--json", help="write the results here too")
     args = p.parse_args()
 
@@ -176,7 +232,11 @@ def main() -> None:
             "preset": name,
             "epochs": cfg["train"]["epochs"],
             "parameters": summary["parameters"],
-            "chainrule": {"val_accuracy": f["val_accuracy"], "val_loss": f["val_loss"], "wall": summary["wall"]},
+            "chainrule": {
+                "val_accuracy": f["val_accuracy"],
+                "val_loss": f["val_loss"],
+                "wall": summary["wall"],
+            },
             "torch": ref,
         }
         rows.append(row)
@@ -186,11 +246,9 @@ def main() -> None:
     print("|---|---:|---:|---|---|---:|---:|")
     for r in rows:
         c, t = r["chainrule"], r["torch"]
-        if r["preset"].startswith("charlm"):
-            fmt = lambda v: f"{v['val_loss'] / math.log(2):.3f} bits/char ({v['val_accuracy']:.1%} next char)"  # noqa: E731
-        else:
-            fmt = lambda v: f"{v['val_accuracy']:.2%} test accuracy"  # noqa: E731
-        print(f"| {r['preset']} | {r['epochs']} | {r['parameters']:,} | {fmt(c)} | {fmt(t)} | {c['wall']:.0f} s | {t['wall']:.0f} s |")
+        print(
+            f"| {r['preset']} | {r['epochs']} | {r['parameters']:,} | {_fmt(r['preset'], c)} | {_fmt(r['preset'], t)} | {c['wall']:.0f} s | {t['wall']:.0f} s |"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
 

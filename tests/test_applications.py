@@ -4,6 +4,7 @@ epoch, and ``chainrule generate``."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -24,9 +25,23 @@ from chainrule.data.datasets.readers import MNIST_FILES, write_idx
 
 HAVE_ESPEAK = shutil.which("espeak-ng") is not None
 needs_espeak = pytest.mark.skipif(
-    not HAVE_ESPEAK, reason="espeak-ng is not installed (apt-get install espeak-ng; .ci/run installs it)"
+    not HAVE_ESPEAK,
+    reason="espeak-ng is not installed (apt-get install espeak-ng; .ci/run installs it)",
 )
 APP_PRESETS = ("digits-cnn", "mnist-cnn", "speech-digits", "charlm-gru", "charlm-transformer")
+
+
+@pytest.fixture(autouse=True)
+def _one_blas_thread() -> object:
+    """Small matrices on a shared 2-core machine: one BLAS thread is faster and steadier."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(1):
+        yield
+
 
 # ----------------------------------------------------------------------------- features
 
@@ -44,7 +59,9 @@ def test_frames_and_shapes() -> None:
     assert fb.shape == (40, 257) and fb.min() >= 0 and np.isclose(fb.max(), 1, atol=0.05)
     np.testing.assert_allclose(F.mel_to_hz(F.hz_to_mel([0, 440, 1000, 7999])), [0, 440, 1000, 7999])
     assert np.isclose(F.hz_to_mel(1000), 999.99, atol=0.1)  # HTK: 1000 Hz ~ 1000 mel
-    s = F.log_mel_spectrogram(np.zeros(22050), 22050, n_fft=512, hop_length=220, n_mels=40, fmax=8000)
+    s = F.log_mel_spectrogram(
+        np.zeros(22050), 22050, n_fft=512, hop_length=220, n_mels=40, fmax=8000
+    )
     assert s.shape == (40, 98) and s.dtype == np.float32
 
 
@@ -52,7 +69,9 @@ def test_frames_and_shapes() -> None:
 def test_a_pure_tone_lands_in_the_mel_band_centred_nearest_it(f0: float) -> None:
     sr, n_mels = 16000, 40
     t = np.arange(sr) / sr
-    s = F.log_mel_spectrogram(np.sin(2 * np.pi * f0 * t), sr, n_fft=1024, hop_length=256, n_mels=n_mels)
+    s = F.log_mel_spectrogram(
+        np.sin(2 * np.pi * f0 * t), sr, n_fft=1024, hop_length=256, n_mels=n_mels
+    )
     centres = F.mel_frequencies(n_mels, 0, sr / 2)[1:-1]
     band = np.argmax(s.mean(axis=1))
     assert band == np.argmin(np.abs(centres - f0)), (band, centres[band], f0)
@@ -63,7 +82,9 @@ def test_a_pure_tone_lands_in_the_mel_band_centred_nearest_it(f0: float) -> None
 # ----------------------------------------------------------------------------- speech
 
 
-def test_missing_espeak_is_one_clear_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_missing_espeak_is_one_clear_message(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(speech.EspeakNotFoundError, match=r"apt-get install espeak-ng"):
         speech.speech_digits(tmp_path, n_voices=2)
@@ -95,7 +116,9 @@ def test_synthesize_and_a_handful_of_clips() -> None:
 
 
 @needs_espeak
-def test_speech_digits_cache_and_voice_split(speech_root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_speech_digits_cache_and_voice_split(
+    speech_root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     files = list(speech_root.glob("speech_digits_v*.npz"))
     assert len(files) == 1 and not list(speech_root.glob("*.tmp"))
     monkeypatch.setenv("PATH", "")  # loading the cache needs no espeak-ng
@@ -109,11 +132,17 @@ def test_speech_digits_cache_and_voice_split(speech_root: Path, monkeypatch: pyt
 
 
 @needs_espeak
-def test_speech_generation_states_what_it_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_speech_generation_states_what_it_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     monkeypatch.setattr(speech, "SPEEDS", (170,))
     monkeypatch.setattr(speech, "PITCHES", (50,))
     real = speech.make_speech_digits
-    monkeypatch.setattr(speech, "make_speech_digits", lambda n, seed, workers: real(n, (170,), (50,), seed=seed, workers=workers))
+    monkeypatch.setattr(
+        speech,
+        "make_speech_digits",
+        lambda n, seed, workers: real(n, (170,), (50,), seed=seed, workers=workers),
+    )
     train, test = speech.speech_digits(tmp_path, n_voices=2)
     err = capsys.readouterr().err
     assert "synthesised with espeak-ng" in err and "20 clips" in err
@@ -129,7 +158,10 @@ def test_vocabulary_is_fixed_and_round_trips() -> None:
     s = 'def f(x):\n    return {"a": x ** 2}  # ~'
     ids = v.encode(s)
     assert ids.dtype == np.int64 and ids.min() >= 0 and v.decode(ids) == s
-    assert v.decode(v.encode("it\u2019s \u201cquoted\u201d \u2014 caf\u00e9\u2026 \u4e2d")) == 'it\'s "quoted" -- cafe... ?'
+    assert (
+        v.decode(v.encode("it\u2019s \u201cquoted\u201d \u2014 caf\u00e9\u2026 \u4e2d"))
+        == 'it\'s "quoted" -- cafe... ?'
+    )
     assert text.Vocabulary.from_text("banana").chars == "abn"
 
 
@@ -194,7 +226,9 @@ def test_random_shift_is_deterministic_per_seed_epoch_and_index() -> None:
     assert not np.array_equal(a.shifts(np.arange(50)), s0)
     np.testing.assert_array_equal(a.shifts(np.arange(50), epoch=0), s0)
     assert not np.array_equal(RandomShift(base, 2, seed=8).shifts(np.arange(50)), s0)
-    assert np.array_equal(RandomShift(base, 0).get_batch(np.arange(5))[0].data, base.tensors[0].data[:5])
+    assert np.array_equal(
+        RandomShift(base, 0).get_batch(np.arange(5))[0].data, base.tensors[0].data[:5]
+    )
 
 
 # ----------------------------------------------------------------------------- presets end to end
@@ -204,13 +238,15 @@ def _mnist_dir(root: Path, n_train: int = 64, n_test: int = 32) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     for split, n in (("train", n_train), ("test", n_test)):
-        write_idx(root / MNIST_FILES[f"{split}_images"], rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(
+            root / MNIST_FILES[f"{split}_images"], rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        )
         write_idx(root / MNIST_FILES[f"{split}_labels"], rng.integers(0, 10, n).astype(np.uint8))
     return root
 
 
 def _tiny(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> dict:
-    cfg = presets.get(name)
+    cfg = copy.deepcopy(presets.get(name))
     d = cfg["data"]
     if name == "mnist-cnn":
         d["path"] = str(_mnist_dir(tmp_path / "mnist"))
@@ -225,40 +261,92 @@ def _tiny(name: str, tmp_path: Path, request: pytest.FixtureRequest) -> dict:
 
 
 @pytest.mark.parametrize("name", APP_PRESETS)
-def test_each_application_preset_runs_one_short_epoch(name: str, tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture) -> None:
+def test_each_application_preset_runs_one_short_epoch(
+    name: str, tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture
+) -> None:
     if name == "speech-digits" and not HAVE_ESPEAK:
         pytest.skip("espeak-ng is not installed (apt-get install espeak-ng; .ci/run installs it)")
     cfg = _tiny(name, tmp_path, request)
     run = tmp_path / "run"
     run.mkdir()
     summary = cli.train_from_config(cfg, run, progress=False)
-    for f in ("summary.json", "metrics.csv", "curves.png", "best.safetensors", "checkpoint.safetensors"):
+    for f in (
+        "summary.json",
+        "metrics.csv",
+        "curves.png",
+        "best.safetensors",
+        "checkpoint.safetensors",
+    ):
         assert (run / f).exists(), f
     assert json.loads((run / "summary.json").read_text())["epochs"] == 1
     final = summary["final"]
     assert math.isfinite(final["val_loss"]) and 0 <= final["val_accuracy"] <= 1
     if name.startswith("charlm"):
-        assert math.isclose(final["val_bits_per_char"], final["val_loss"] / math.log(2), rel_tol=1e-9)
+        assert math.isclose(
+            final["val_bits_per_char"], final["val_loss"] / math.log(2), rel_tol=1e-9
+        )
         assert 3 < final["val_bits_per_char"] < 8  # about log2(96) = 6.6 untrained
         out = capsys.readouterr().out
         assert "--- sample after epoch 1" in out and "The " in out
         assert (run / "samples.txt").read_text().startswith("--- sample after epoch 1")
 
 
-def test_train_data_option_and_missing_mnist_files(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_train_data_option_and_missing_mnist_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     assert cli.main(["train", "--preset", "mnist-cnn", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--data DIR" in err and "t10k-labels-idx1-ubyte" in err
     (tmp_path / "empty").mkdir()
-    assert cli.main(["train", "--preset", "mnist-cnn", "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "r0")]) == 2
+    assert (
+        cli.main(
+            [
+                "train",
+                "--preset",
+                "mnist-cnn",
+                "--data",
+                str(tmp_path / "empty"),
+                "--out",
+                str(tmp_path / "r0"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "no train-images-idx3-ubyte" in err and "t10k-images-idx3-ubyte" in err
+    assert (
+        len(err.splitlines()) == 1
+        and "no train-images-idx3-ubyte" in err
+        and "t10k-images-idx3-ubyte" in err
+    )
     cfg = config.apply_overrides(presets.get("mnist-cnn"), data=tmp_path / "m")
-    assert cfg["data"]["path"] == str(tmp_path / "m")
+    assert (
+        cfg["data"]["path"] == str(tmp_path / "m")
+        and "path" not in presets.PRESETS["mnist-cnn"]["data"]
+    )
+    # --data end to end: a run on (random) IDX files
+    mnist = _mnist_dir(tmp_path / "mnist", 40, 20)
+    argv = [
+        "train",
+        "--preset",
+        "mnist-cnn",
+        "--data",
+        str(mnist),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "20",
+        "--no-progress",
+        "--out",
+        "r1",
+    ]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    assert config.load_toml(tmp_path / "r1" / "config.toml")["data"]["path"] == str(mnist)
+    assert json.loads((tmp_path / "r1" / "summary.json").read_text())["epochs"] == 1
 
 
 def _tiny_text_run(tmp_path: Path) -> Path:
-    cfg = presets.get("charlm-gru")
+    cfg = copy.deepcopy(presets.get("charlm-gru"))
     cfg["data"].update(limit=8, batch_size=4)
     cfg["train"]["epochs"] = 1
     cfg = config.validate(cfg)
@@ -274,7 +362,18 @@ def test_generate_in_a_subprocess(tmp_path: Path) -> None:
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
     def gen(*extra: str) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-m", "chainrule.cli", "generate", str(run), "--prompt", "def ", "--length", "40", *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "chainrule.cli",
+            "generate",
+            str(run),
+            "--prompt",
+            "def ",
+            "--length",
+            "40",
+            *extra,
+        ]
         return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
 
     a, b = gen("--seed", "1", "--temperature", "0.8"), gen("--seed", "1", "--temperature", "0.8")
@@ -282,3 +381,24 @@ def test_generate_in_a_subprocess(tmp_path: Path) -> None:
     assert a.stdout == b.stdout and a.stdout.startswith("def ") and len(a.stdout) == 4 + 40 + 1
     bad = gen("--temperature", "-1")
     assert bad.returncode == 2 and bad.stderr.startswith("chainrule: error: --temperature")
+
+
+def test_augmented_training_resumes_exactly(tmp_path: Path) -> None:
+    """digits-cnn with random shifts: 2 epochs in one go == 1 epoch, then --resume to 2."""
+    import chainrule as cr
+
+    cfg = copy.deepcopy(presets.get("digits-cnn"))
+    cfg["data"]["limit"] = 64
+    cfg["train"]["epochs"] = 2
+    whole, half = tmp_path / "whole", tmp_path / "half"
+    whole.mkdir()
+    half.mkdir()
+    cli.train_from_config(config.validate(cfg), whole, progress=False)
+    cli.train_from_config(
+        config.validate({**cfg, "train": {**cfg["train"], "epochs": 1}}), half, progress=False
+    )
+    cli.train_from_config(config.validate(cfg), half, resume=True, progress=False)
+    a, b = cr.load(whole / "last.safetensors"), cr.load(half / "last.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k].data, b[k].data, err_msg=k)

@@ -16,6 +16,7 @@ from . import (  # noqa: E402
     dtypes,
     func,
     nn,
+    onnx,
     ops,  # noqa: E402,F401  (attaches the Tensor methods)
     optim,
     train,

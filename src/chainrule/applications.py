@@ -26,14 +26,28 @@ import numpy as np
 from . import nn
 from .train.callbacks import Callback
 
-__all__ = ["PRESETS", "MODELS", "CharGRU", "CharTransformer", "sample_text", "SampleText", "extra_callbacks"]
+__all__ = [
+    "PRESETS",
+    "MODELS",
+    "CharGRU",
+    "CharTransformer",
+    "sample_text",
+    "SampleText",
+    "extra_callbacks",
+]
 
 RELU = {"type": "ReLU"}
 
 
 def _conv2d(i: int, o: int, k: int) -> list[dict]:
     return [
-        {"type": "Conv2d", "in_channels": i, "out_channels": o, "kernel_size": k, "padding": k // 2},
+        {
+            "type": "Conv2d",
+            "in_channels": i,
+            "out_channels": o,
+            "kernel_size": k,
+            "padding": k // 2,
+        },
         {"type": "BatchNorm2d", "num_features": o},
         RELU,
     ]
@@ -41,7 +55,13 @@ def _conv2d(i: int, o: int, k: int) -> list[dict]:
 
 def _conv1d(i: int, o: int, k: int) -> list[dict]:
     return [
-        {"type": "Conv1d", "in_channels": i, "out_channels": o, "kernel_size": k, "padding": k // 2},
+        {
+            "type": "Conv1d",
+            "in_channels": i,
+            "out_channels": o,
+            "kernel_size": k,
+            "padding": k // 2,
+        },
         {"type": "BatchNorm1d", "num_features": o},
         RELU,
     ]
@@ -72,13 +92,16 @@ PRESETS: dict[str, dict] = {
         "data": {"dataset": "digits", "batch_size": 32, "shuffle": True, "val": "test", "shift": 1},
         "model": {
             "layers": [
-                *_conv2d(1, 16, 3), *_conv2d(16, 32, 3), _pool2d(),  # 8x8 -> 4x4
-                *_conv2d(32, 64, 3), _pool2d(),                      # -> 2x2
+                *_conv2d(1, 16, 3),
+                *_conv2d(16, 32, 3),
+                _pool2d(),  # 8x8 -> 4x4
+                *_conv2d(32, 64, 3),
+                _pool2d(),  # -> 2x2
                 *_head(256, 64, 0.25),
             ]
         },  # fmt: skip
         "optimizer": {"name": "Adam", "lr": 0.002},
-        "train": {"epochs": 30, **_CLASSIFY},
+        "train": {"epochs": 20, **_CLASSIFY},
     },
     "mnist-cnn": {
         "description": "MNIST from its four IDX files (--data DIR), LeNet-style CNN with BatchNorm and Dropout, random 2-pixel shifts",
@@ -86,8 +109,10 @@ PRESETS: dict[str, dict] = {
         "data": {"dataset": "idx", "batch_size": 64, "shuffle": True, "val": "test", "shift": 2},
         "model": {
             "layers": [
-                *_conv2d(1, 16, 5), _pool2d(),   # 28x28 -> 14x14
-                *_conv2d(16, 32, 5), _pool2d(),  # -> 7x7
+                *_conv2d(1, 16, 5),
+                _pool2d(),  # 28x28 -> 14x14
+                *_conv2d(16, 32, 5),
+                _pool2d(),  # -> 7x7
                 *_head(32 * 7 * 7, 128, 0.25),
             ]
         },  # fmt: skip
@@ -100,30 +125,48 @@ PRESETS: dict[str, dict] = {
         "data": {"dataset": "speech_digits", "batch_size": 32, "shuffle": True, "val": "test"},
         "model": {
             "layers": [
-                *_conv1d(40, 64, 5), {"type": "MaxPool1d", "kernel_size": 2},   # 98 frames -> 49
-                *_conv1d(64, 96, 5), {"type": "MaxPool1d", "kernel_size": 2},   # -> 24
-                *_conv1d(96, 128, 3), {"type": "MaxPool1d", "kernel_size": 2},  # -> 12
-                {"type": "Flatten"}, {"type": "Dropout", "p": 0.3},
+                *_conv1d(40, 64, 5),
+                {"type": "MaxPool1d", "kernel_size": 2},  # 98 frames -> 49
+                *_conv1d(64, 96, 5),
+                {"type": "MaxPool1d", "kernel_size": 2},  # -> 24
+                *_conv1d(96, 128, 3),
+                {"type": "MaxPool1d", "kernel_size": 2},  # -> 12
+                {"type": "Flatten"},
+                {"type": "Dropout", "p": 0.3},
                 {"type": "Linear", "in_features": 128 * 12, "out_features": 10},
             ]
         },  # fmt: skip
         "optimizer": {"name": "Adam", "lr": 0.001},
-        "train": {"epochs": 15, **_CLASSIFY},
+        "train": {"epochs": 10, **_CLASSIFY},
     },
     "charlm-gru": {
         "description": "character-level GRU language model on Python's pydoc topics; bits per character on held-out topics",
         "seed": 0,
-        "data": {"dataset": "text", "batch_size": 64, "shuffle": True, "val": "test", "seq_len": 64},
+        "data": {
+            "dataset": "text",
+            "batch_size": 64,
+            "shuffle": True,
+            "val": "test",
+            "seq_len": 64,
+        },
         "model": {"builtin": "charlm-gru"},
         "optimizer": {"name": "Adam", "lr": 0.003},
+        "scheduler": {"name": "CosineAnnealingLR", "T_max": 10, "interval": "epoch"},
         "train": {"epochs": 10, **_LM_TRAIN},
     },
     "charlm-transformer": {
         "description": "character-level causal transformer (2 layers, learned positions) on Python's pydoc topics; bits per character",
         "seed": 0,
-        "data": {"dataset": "text", "batch_size": 64, "shuffle": True, "val": "test", "seq_len": 64},
+        "data": {
+            "dataset": "text",
+            "batch_size": 64,
+            "shuffle": True,
+            "val": "test",
+            "seq_len": 64,
+        },
         "model": {"builtin": "charlm-transformer"},
-        "optimizer": {"name": "Adam", "lr": 0.002},
+        "optimizer": {"name": "Adam", "lr": 0.003},
+        "scheduler": {"name": "CosineAnnealingLR", "T_max": 8, "interval": "epoch"},
         "train": {"epochs": 8, **_LM_TRAIN},
     },
 }
@@ -153,7 +196,12 @@ class CharTransformer(nn.Module):
     causal mask, LayerNorm, Linear(128, 96). Input (N, T <= 256); output (N, 96, T)."""
 
     def __init__(
-        self, vocab: int = 96, d_model: int = 128, nhead: int = 4, layers: int = 2, max_len: int = 256
+        self,
+        vocab: int = 96,
+        d_model: int = 128,
+        nhead: int = 4,
+        layers: int = 2,
+        max_len: int = 256,
     ) -> None:
         super().__init__()
         self.max_len = max_len
@@ -179,7 +227,9 @@ class CharTransformer(nn.Module):
 
         t = x.shape[1]
         if t > self.max_len:
-            raise ValueError(f"CharTransformer: a context of {t} characters is longer than its {self.max_len} positions")
+            raise ValueError(
+                f"CharTransformer: a context of {t} characters is longer than its {self.max_len} positions"
+            )
         h = self.embed(x) + self.pos(arange(t))
         h = self.encoder(h, mask=self._mask(t), is_causal=True)
         return self.out(self.norm(h)).permute(0, 2, 1)
@@ -254,10 +304,18 @@ class SampleText(Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         seed = int(np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0])
-        text = sample_text(self.model, self.vocab, self.prompt, self.length, self.temperature, seed, self.context)
+        text = sample_text(
+            self.model, self.vocab, self.prompt, self.length, self.temperature, seed, self.context
+        )
         bpc = (logs or {}).get("val_bits_per_char")
-        head = f"--- sample after epoch {epoch + 1}" + (f" (held-out {bpc:.3f} bits/char)" if bpc is not None else "")
-        print(f"{head}, temperature {self.temperature}:\n{text}\n---", file=self.stream or sys.stdout, flush=True)
+        head = f"--- sample after epoch {epoch + 1}" + (
+            f" (held-out {bpc:.3f} bits/char)" if bpc is not None else ""
+        )
+        print(
+            f"{head}, temperature {self.temperature}:\n{text}\n---",
+            file=self.stream or sys.stdout,
+            flush=True,
+        )
         if self.path is not None:
             with open(self.path, "a", encoding="utf-8") as f:
                 f.write(f"{head}\n{text}\n\n")

@@ -278,10 +278,10 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-def report_failure(exc: BaseException | str, status: int = 1) -> None:
+def report_failure(exc: BaseException | str, status: int | None = None) -> None:
     """Mark this process as failed: the other ranks are told (their next collective raises
     ``DistributedError``) unless the failure came from them, and at exit this process waits
-    briefly for them and calls ``MPI_Abort(status)``. Called by the excepthook, by
+    briefly for them and calls ``MPI_Abort(status)`` (default 1). Called by the excepthook, by
     ``DistributedTrainer.fit`` and by ``chainrule train --distributed``."""
     g = _group
     if g is None or g.destroyed:
@@ -293,7 +293,8 @@ def report_failure(exc: BaseException | str, status: int = 1) -> None:
     peer = getattr(exc, "peer", None)
     if g.failure is None:
         g.failure = exc if isinstance(exc, str) else _describe(exc)
-        g.status = int(status) or 1
+    if status:  # the latest word on the exit status (the CLI's comes after the trainer's)
+        g.status = int(status)
     if peer is None and not g.notified:
         g.notified = True
         msg = pickle.dumps(g.failure)

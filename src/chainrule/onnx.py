@@ -258,8 +258,16 @@ class _Value:
 
     __slots__ = ("name", "shape", "dtype", "bax", "bf", "const", "error", "suspect", "ref")
 
-    def __init__(self, name: str | None, shape: tuple, dtype: np.dtype, bax: int | None = None,
-                 bf: int = 1, const: np.ndarray | None = None, error: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        name: str | None,
+        shape: tuple,
+        dtype: np.dtype,
+        bax: int | None = None,
+        bf: int = 1,
+        const: np.ndarray | None = None,
+        error: str | None = None,
+    ) -> None:
         self.name, self.shape, self.dtype = name, tuple(shape), np.dtype(dtype)
         self.bax, self.bf, self.const, self.error = bax, bf, const, error
         self.suspect: str | None = None  # where a constant with a batch-sized dim 0 came from
@@ -313,8 +321,16 @@ class _Tracer:
                     f"op `{_op_name(op)}` ({op.__module__}.{op.__qualname__}) has no ONNX converter"
                 )
             res = conv(self, args, kw, outs)
-            sus = next((v.suspect for a in args if isinstance(a, Tensor)
-                        for v in (self.values.get(id(a)),) if v is not None and v.suspect), None)  # fmt: skip
+            sus = next(
+                (
+                    v.suspect
+                    for a in args
+                    if isinstance(a, Tensor)
+                    for v in (self.values.get(id(a)),)
+                    if v is not None and v.suspect
+                ),
+                None,
+            )
             for t, (name, bax, bf) in zip(outs, res):
                 v = self.bind(t, name, bax, bf)
                 if sus and bax is None and t.ndim and t.shape[0] == self.batch:
@@ -444,7 +460,9 @@ class _Tracer:
         the batch: when its rows are all equal it becomes its first row (broadcasting does the
         rest) or, with ``expand``, that row repeated to the runtime batch; otherwise it cannot be
         exported."""
-        ref = next((v for v in vals if isinstance(v, _Value) and v.bax is not None and not v.suspect), None)  # fmt: skip
+        ref = next(
+            (v for v in vals if isinstance(v, _Value) and v.bax is not None and not v.suspect), None
+        )
         if ref is None:
             return vals
         pos = ref.bax + out_ndim - ref.ndim
@@ -911,8 +929,14 @@ def _make_reduce(onnx_op: str) -> Callable:
     return conv
 
 
-for _op, _name in ((R.Sum, "ReduceSum"), (R.Mean, "ReduceMean"), (R.Prod, "ReduceProd"),
-                   (R.Amax, "ReduceMax"), (R.Amin, "ReduceMin"), (R.LogSumExp, "ReduceLogSumExp")):  # fmt: skip
+for _op, _name in (
+    (R.Sum, "ReduceSum"),
+    (R.Mean, "ReduceMean"),
+    (R.Prod, "ReduceProd"),
+    (R.Amax, "ReduceMax"),
+    (R.Amin, "ReduceMin"),
+    (R.LogSumExp, "ReduceLogSumExp"),
+):
     _CONVERTERS[_op] = _make_reduce(_name)
 
 
@@ -1251,10 +1275,14 @@ def _conv_op(t: _Tracer, args: tuple, kw: dict, outs: list) -> list:
     stride, pads, dil, groups = kw["geom"]
     pads = _geom(x, pads)
     y = t.emit(
-        "Conv", [x.name, w.name] + ([b.name] if b else []),
-        kernel_shape=list(w.shape[2:]), strides=_geom(x, stride), dilations=_geom(x, dil),
-        pads=[lo for lo, _ in pads] + [hi for _, hi in pads], group=int(groups),
-    )  # fmt: skip
+        "Conv",
+        [x.name, w.name] + ([b.name] if b else []),
+        kernel_shape=list(w.shape[2:]),
+        strides=_geom(x, stride),
+        dilations=_geom(x, dil),
+        pads=[lo for lo, _ in pads] + [hi for _, hi in pads],
+        group=int(groups),
+    )
     return _same(y, x)
 
 
@@ -1266,14 +1294,20 @@ def _conv_t(t: _Tracer, args: tuple, kw: dict, outs: list) -> list:
     stride, pads, dil, groups = kw["geom"]
     stride, pads, dil = _geom(x, stride), _geom(x, pads), _geom(x, dil)
     ksize, isize = list(w.shape[2:]), list(kw["isize"])
-    base = [(i - 1) * s - 2 * p[0] + d * (k - 1) + 1
-            for i, s, p, d, k in zip(x.shape[2:], stride, pads, dil, ksize)]  # fmt: skip
+    base = [
+        (i - 1) * s - 2 * p[0] + d * (k - 1) + 1
+        for i, s, p, d, k in zip(x.shape[2:], stride, pads, dil, ksize)
+    ]
     y = t.emit(
-        "ConvTranspose", [x.name, w.name] + ([b.name] if b else []),
-        kernel_shape=ksize, strides=stride, dilations=dil, group=int(groups),
+        "ConvTranspose",
+        [x.name, w.name] + ([b.name] if b else []),
+        kernel_shape=ksize,
+        strides=stride,
+        dilations=dil,
+        group=int(groups),
         pads=[lo for lo, _ in pads] + [hi for _, hi in pads],
         output_padding=[o - bb for o, bb in zip(isize, base)],
-    )  # fmt: skip
+    )
     return _same(y, x)
 
 
@@ -1281,8 +1315,10 @@ def _pool_pads(x: _Value, ksize: list, stride: list, pads: list, dil: list, osiz
     """Explicit pads giving exactly ``osize`` windows with floor rounding (the right side only
     as far as the last window reaches, so no window ends in padding it should not count)."""
     lo = [p[0] for p in pads]
-    hi = [max(0, (o - 1) * s + d * (k - 1) + 1 - n - lo_)
-          for o, s, d, k, n, lo_ in zip(osize, stride, dil, ksize, x.shape[2:], lo)]  # fmt: skip
+    hi = [
+        max(0, (o - 1) * s + d * (k - 1) + 1 - n - lo_)
+        for o, s, d, k, n, lo_ in zip(osize, stride, dil, ksize, x.shape[2:], lo)
+    ]
     return lo + hi
 
 
@@ -1297,8 +1333,14 @@ def _max_pool(t: _Tracer, args: tuple, kw: dict, outs: list) -> list:
     ksize, stride, pads, dil, osize = (
         _geom(x, kw[k]) for k in ("ksize", "stride", "pads", "dil", "osize")
     )
-    y = t.emit("MaxPool", [x.name], kernel_shape=ksize, strides=stride, dilations=dil,
-               pads=_pool_pads(x, ksize, stride, pads, dil, osize))  # fmt: skip
+    y = t.emit(
+        "MaxPool",
+        [x.name],
+        kernel_shape=ksize,
+        strides=stride,
+        dilations=dil,
+        pads=_pool_pads(x, ksize, stride, pads, dil, osize),
+    )
     return _same(y, x)
 
 
@@ -1310,8 +1352,14 @@ def _avg_pool(t: _Tracer, args: tuple, kw: dict, outs: list) -> list:
     ksize, stride, pads, osize = (_geom(x, v) for v in (ksize2, stride2, pads2, osize2))
     dil = [1] * len(ksize)
     # a window sum (an average over the full window, padding counted) times PyTorch's divisors
-    y = t.emit("AveragePool", [x.name], kernel_shape=ksize, strides=stride, count_include_pad=1,
-               pads=_pool_pads(x, ksize, stride, pads, dil, osize))  # fmt: skip
+    y = t.emit(
+        "AveragePool",
+        [x.name],
+        kernel_shape=ksize,
+        strides=stride,
+        count_include_pad=1,
+        pads=_pool_pads(x, ksize, stride, pads, dil, osize),
+    )
     scale = C._avg_scale(x.shape, ksize2, stride2, pads2, osize2, include_pad, divisor, x.dtype)
     factor = (np.asarray(scale, np.float64) * _prod(ksize)).astype(x.dtype)
     if factor.ndim:
@@ -1373,8 +1421,11 @@ def _group_norm(t: _Tracer, args: tuple, kw: dict, outs: list) -> list:
     G, C_ = int(kw["num_groups"]), x.shape[1]
     # as (N, G, rest): InstanceNormalization normalises each (sample, group) over its last dim
     xr = t.emit("Reshape", [x.name, t.i64([0, G, -1])])
-    xn = t.emit("InstanceNormalization", [xr, t.const(np.ones(G, x.dtype)), t.const(np.zeros(G, x.dtype))],
-                epsilon=float(kw["eps"]))  # fmt: skip
+    xn = t.emit(
+        "InstanceNormalization",
+        [xr, t.const(np.ones(G, x.dtype)), t.const(np.zeros(G, x.dtype))],
+        epsilon=float(kw["eps"]),
+    )
     y = t.emit("Reshape", [xn, t.emit("Shape", [x.name])])
     pshape = t.i64([C_] + [1] * (x.ndim - 2))
     if args[1] is not None:
@@ -1392,9 +1443,15 @@ def _embedding_op(t: _Tracer, args: tuple, kw: dict, outs: list) -> list:
     w = t.v(args[0])
     index = kw["index"]
     # F.embedding copies its indices: find the traced value they came from
-    hits = [v for v in list(t.values.values())[::-1]
-            if v.error is None and v.shape == index.shape and v.dtype.kind in "iu"
-            and v.const is None and np.array_equal(v.ref.data, index)]  # fmt: skip
+    hits = [
+        v
+        for v in list(t.values.values())[::-1]
+        if v.error is None
+        and v.shape == index.shape
+        and v.dtype.kind in "iu"
+        and v.const is None
+        and np.array_equal(v.ref.data, index)
+    ]
     if len({v.name for v in hits}) > 1:
         raise t.error("embedding: the indices match several traced tensors; use nn.Embedding")
     iv = hits[0] if hits else t.v(index)
@@ -1452,8 +1509,13 @@ def _module_converter(m: Module) -> Callable | None:
     from .nn.layers.embedding import Embedding  # noqa: PLC0415
     from .nn.layers.recurrent import GRU, LSTM, RNN  # noqa: PLC0415
 
-    for cls, fn in ((RNN, _rnn_layer), (GRU, _rnn_layer), (LSTM, _rnn_layer),
-                    (MultiheadAttention, _mha_layer), (Embedding, _embedding_layer)):  # fmt: skip
+    for cls, fn in (
+        (RNN, _rnn_layer),
+        (GRU, _rnn_layer),
+        (LSTM, _rnn_layer),
+        (MultiheadAttention, _mha_layer),
+        (Embedding, _embedding_layer),
+    ):
         if isinstance(m, cls) and type(m).forward is cls.forward:
             return fn
     return None
@@ -1510,8 +1572,13 @@ def _rnn_layer(t: _Tracer, m: Module, a: dict, out: tuple) -> None:
             if m.bias:
                 Bs.append(np.concatenate([gates(b_ih.data), gates(b_hh.data)]))
         pre = f"{t.stack[-1][0]}.l{layer}" if t.stack[-1][0] else f"l{layer}"
-        ins = [X, t.const(np.stack(Ws), f"{pre}.W"), t.const(np.stack(Rs), f"{pre}.R"),
-               t.const(np.stack(Bs), f"{pre}.B") if Bs else "", ""]  # fmt: skip
+        ins = [
+            X,
+            t.const(np.stack(Ws), f"{pre}.W"),
+            t.const(np.stack(Rs), f"{pre}.R"),
+            t.const(np.stack(Bs), f"{pre}.B") if Bs else "",
+            "",
+        ]
         for s in states:
             ins.append(
                 t.emit("Slice", [s, t.i64([layer * D]), t.i64([(layer + 1) * D]), t.i64([0])])

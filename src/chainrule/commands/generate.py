@@ -21,9 +21,18 @@ HELP = "sample text from a trained character language model (charlm-gru, charlm-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="a run folder of a text model (e.g. runs/charlm-gru)")
     parser.add_argument("--prompt", default="", help="the text to continue (default: a new line)")
-    parser.add_argument("--temperature", type=float, default=0.8, help="softmax temperature (0: greedy; default 0.8)")
-    parser.add_argument("--length", type=int, default=200, help="characters to generate (default 200)")
-    parser.add_argument("--seed", type=int, default=None, help="seed of the sampling (default: random)")
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=0.8,
+        help="softmax temperature (0: greedy; default 0.8)",
+    )
+    parser.add_argument(
+        "--length", type=int, default=200, help="characters to generate (default 200)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="seed of the sampling (default: random)"
+    )
     parser.add_argument("--weights", choices=["best", "last"], default="best")
 
 
@@ -39,14 +48,18 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"{run_dir} is not a run folder (no config.toml)")
     cfg = C.validate(C.load_toml(run_dir / "config.toml"))
     if cfg["data"]["dataset"] != "text":
-        raise CLIError(f"{run_dir} is a {cfg['data']['dataset']!r} run; generate needs a text model (charlm-gru, charlm-transformer)")
+        raise CLIError(
+            f"{run_dir} is a {cfg['data']['dataset']!r} run; generate needs a text model (charlm-gru, charlm-transformer)"
+        )
     if args.temperature < 0:
         raise CLIError(f"--temperature must be >= 0, got {args.temperature}")
     if args.length < 0:
         raise CLIError(f"--length must be >= 0, got {args.length}")
     weights = run_dir / f"{args.weights}.safetensors"
     if not weights.exists():
-        raise CLIError(f"{weights} does not exist (this run has: {', '.join(p.name for p in run_dir.glob('*.safetensors')) or 'no weights'})")
+        raise CLIError(
+            f"{weights} does not exist (this run has: {', '.join(p.name for p in run_dir.glob('*.safetensors')) or 'no weights'})"
+        )
     model = presets.build_model(cfg["model"])
     model.load_state_dict(io.load(weights))
     text = sample_text(

@@ -48,7 +48,9 @@ class RandomShift(Dataset):
 
     def __init__(self, dataset: Any, max_shift: int = 1, seed: int = 0) -> None:
         if not isinstance(max_shift, int) or max_shift < 0:
-            raise ValueError(f"RandomShift: max_shift must be a non-negative integer, got {max_shift!r}")
+            raise ValueError(
+                f"RandomShift: max_shift must be a non-negative integer, got {max_shift!r}"
+            )
         self.dataset, self.max_shift, self.seed = dataset, max_shift, int(seed)
         self.epoch = 0
         self._table: tuple[int, np.ndarray] | None = None
@@ -79,7 +81,9 @@ class RandomShift(Dataset):
 
     def __getitem__(self, index: int) -> Any:
         sample = self.dataset[index]
-        first, rest = (sample[0], tuple(sample[1:])) if isinstance(sample, (tuple, list)) else (sample, None)
+        first, rest = (
+            (sample[0], tuple(sample[1:])) if isinstance(sample, (tuple, list)) else (sample, None)
+        )
         arr = first.data if isinstance(first, Tensor) else np.asarray(first)
         moved = shift_images(arr[None], self.shifts([index]))[0]
         moved = wrap(moved) if isinstance(first, Tensor) else moved

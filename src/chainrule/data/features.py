@@ -52,7 +52,9 @@ def frame(signal: np.ndarray, frame_length: int, hop_length: int) -> np.ndarray:
     if x.ndim != 1:
         raise ValueError(f"frame: expected a 1-D signal, got shape {x.shape}")
     if frame_length < 1 or hop_length < 1:
-        raise ValueError(f"frame: frame_length and hop_length must be >= 1, got {frame_length}, {hop_length}")
+        raise ValueError(
+            f"frame: frame_length and hop_length must be >= 1, got {frame_length}, {hop_length}"
+        )
     if len(x) < frame_length:
         x = np.pad(x, (0, frame_length - len(x)))
     n = num_frames(len(x), frame_length, hop_length)
@@ -102,7 +104,9 @@ def mel_filterbank(
     area-normalised; module docstring)."""
     fmax = sample_rate / 2 if fmax is None else fmax
     if not 0 <= fmin < fmax <= sample_rate / 2:
-        raise ValueError(f"mel_filterbank: need 0 <= fmin < fmax <= sample_rate / 2, got {fmin}, {fmax}, {sample_rate}")
+        raise ValueError(
+            f"mel_filterbank: need 0 <= fmin < fmax <= sample_rate / 2, got {fmin}, {fmax}, {sample_rate}"
+        )
     bins = np.arange(n_fft // 2 + 1) * sample_rate / n_fft
     f = mel_frequencies(n_mels, fmin, fmax)
     lower, centre, upper = f[:-2, None], f[1:-1, None], f[2:, None]

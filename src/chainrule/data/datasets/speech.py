@@ -64,7 +64,15 @@ __all__ = [
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # accents whose voice variants take effect (with espeak-ng 1.51, `en-gb+f1` sounds as `en-gb`
 # and `en-us-nyc` as `en-us` for these words, so they are left out)
-ACCENTS = ("en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "en-gb-x-gbcwmd")
+ACCENTS = (
+    "en",
+    "en-us",
+    "en-gb-scotland",
+    "en-gb-x-rp",
+    "en-029",
+    "en-gb-x-gbclan",
+    "en-gb-x-gbcwmd",
+)
 VARIANTS = ("m1", "m3", "f1", "f3")
 SPEEDS = (130, 170, 210)
 PITCHES = (30, 50, 70)
@@ -97,7 +105,9 @@ def _espeak() -> str:
 
 def espeak_version() -> str:
     """espeak-ng's version (e.g. ``"1.51"``); raises ``EspeakNotFoundError`` if it is missing."""
-    out = subprocess.run([_espeak(), "--version"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [_espeak(), "--version"], capture_output=True, text=True, check=True
+    ).stdout
     words = out.split()
     return words[words.index("text-to-speech:") + 1] if "text-to-speech:" in words else out.strip()
 
@@ -116,7 +126,9 @@ def synthesize(text: str, voice: str = "en", speed: int = 175, pitch: int = 50) 
         raise RuntimeError(f"espeak-ng -v {voice} {text!r} failed: {err}")
     rate = int.from_bytes(raw[24:28], "little")
     if rate != SAMPLE_RATE or raw[22:24] != b"\x01\x00" or raw[34:36] != b"\x10\x00":
-        raise RuntimeError(f"espeak-ng gave audio at {rate} Hz / not 16-bit mono; expected {SAMPLE_RATE} Hz")
+        raise RuntimeError(
+            f"espeak-ng gave audio at {rate} Hz / not 16-bit mono; expected {SAMPLE_RATE} Hz"
+        )
     # written to a pipe, the header's sizes are placeholders: the samples are the rest of the stream
     body = raw[44 : 44 + (len(raw) - 44) // 2 * 2]
     return np.frombuffer(body, dtype="<i2").astype(np.float32) / 32768.0
@@ -132,7 +144,9 @@ def voices(n: int | None = None) -> list[tuple[str, bool]]:
     return out[: len(out) if n is None else n]
 
 
-def _place(speech: np.ndarray, rng: np.random.Generator, snr_db: tuple[float, float]) -> tuple[np.ndarray, float]:
+def _place(
+    speech: np.ndarray, rng: np.random.Generator, snr_db: tuple[float, float]
+) -> tuple[np.ndarray, float]:
     """The speech trimmed to where it is louder than 2% of its peak, at a random offset in a
     1-second window (cropped around its middle if longer), peak-normalised, plus white noise at a
     random SNR; returns (clip, snr)."""
@@ -189,7 +203,11 @@ def make_speech_digits(
     with ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(one, range(len(jobs))))
     n_frames = num_frames(CLIP, FEATURES["n_fft"], FEATURES["hop_length"])
-    x = np.stack([r[0] for r in results]) if results else np.zeros((0, FEATURES["n_mels"], n_frames), np.float32)
+    x = (
+        np.stack([r[0] for r in results])
+        if results
+        else np.zeros((0, FEATURES["n_mels"], n_frames), np.float32)
+    )
     meta = np.array([j for j in jobs], dtype=np.int64).reshape(-1, 4)
     return {
         "x": x,
@@ -213,9 +231,14 @@ def describe(arrays: dict[str, np.ndarray]) -> str:
         f"{len(np.unique(y))} digits x {len(np.unique(arrays['voice']))} voices x "
         f"{len(np.unique(arrays['speed']))} speeds x {len(np.unique(arrays['pitch']))} pitches",
         "  per digit: " + ", ".join(f"{DIGITS[d]} {int((y == d).sum())}" for d in np.unique(y)),
-        "  per speed (wpm): " + ", ".join(f"{s} {int((arrays['speed'] == s).sum())}" for s in np.unique(arrays["speed"])),
-        "  per pitch: " + ", ".join(f"{p} {int((arrays['pitch'] == p).sum())}" for p in np.unique(arrays["pitch"])),
-        "  per voice: " + ", ".join(f"{vs[k][0]} {int((arrays['voice'] == k).sum())}" for k in np.unique(arrays["voice"])),
+        "  per speed (wpm): "
+        + ", ".join(f"{s} {int((arrays['speed'] == s).sum())}" for s in np.unique(arrays["speed"])),
+        "  per pitch: "
+        + ", ".join(f"{p} {int((arrays['pitch'] == p).sum())}" for p in np.unique(arrays["pitch"])),
+        "  per voice: "
+        + ", ".join(
+            f"{vs[k][0]} {int((arrays['voice'] == k).sum())}" for k in np.unique(arrays["voice"])
+        ),
         f"  noise: white, SNR {float(arrays['snr'].min()):.1f} to {float(arrays['snr'].max()):.1f} dB"
         if len(y)
         else "  noise: none",
@@ -236,7 +259,10 @@ def _load(path: Path) -> dict[str, np.ndarray] | None:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in ("x", "y", "voice", "speed", "pitch", "snr", "test")}
     except Exception as e:  # noqa: BLE001 - a truncated or foreign file: regenerate
-        print(f"speech_digits: ignoring unreadable cache {path} ({type(e).__name__}: {e})", file=sys.stderr)
+        print(
+            f"speech_digits: ignoring unreadable cache {path} ({type(e).__name__}: {e})",
+            file=sys.stderr,
+        )
         return None
     return arrays
 

@@ -41,7 +41,14 @@ import numpy as np
 
 from ..dataset import TensorDataset
 
-__all__ = ["Vocabulary", "pydoc_topics", "pydoc_corpus", "split_topics", "char_windows", "char_corpus"]
+__all__ = [
+    "Vocabulary",
+    "pydoc_topics",
+    "pydoc_corpus",
+    "split_topics",
+    "char_windows",
+    "char_corpus",
+]
 
 _ASCII = "\n" + "".join(chr(c) for c in range(32, 127))
 _REPLACE = {
@@ -60,7 +67,9 @@ class Vocabulary:
         self.chars = chars
         self.stoi = {c: i for i, c in enumerate(chars)}
         self.unknown = unknown
-        self._table = np.full(0x110000 if any(ord(c) > 0xFFFF for c in chars) else 0x10000, -1, np.int64)
+        self._table = np.full(
+            0x110000 if any(ord(c) > 0xFFFF for c in chars) else 0x10000, -1, np.int64
+        )
         for c, i in self.stoi.items():
             self._table[ord(c)] = i
 
@@ -98,7 +107,9 @@ class Vocabulary:
                 continue
             r = _REPLACE.get(c)
             if r is None:
-                base = "".join(ch for ch in unicodedata.normalize("NFKD", c) if not unicodedata.combining(ch))
+                base = "".join(
+                    ch for ch in unicodedata.normalize("NFKD", c) if not unicodedata.combining(ch)
+                )
                 r = base if base and all(ch in self.stoi for ch in base) else self.unknown
             out.append("".join(ch if ch in self.stoi else self.unknown for ch in r))
         return "".join(out)
@@ -169,7 +180,9 @@ def char_windows(ids: np.ndarray, seq_len: int) -> TensorDataset:
         raise ValueError(f"char_windows: seq_len must be >= 1, got {seq_len}")
     n = (len(ids) - 1) // seq_len
     if n < 1:
-        raise ValueError(f"char_windows: {len(ids)} characters are too few for one window of {seq_len} + 1")
+        raise ValueError(
+            f"char_windows: {len(ids)} characters are too few for one window of {seq_len} + 1"
+        )
     x = ids[: n * seq_len].reshape(n, seq_len)
     y = ids[1 : n * seq_len + 1].reshape(n, seq_len)
     return TensorDataset(x.copy(), y.copy())
@@ -186,7 +199,9 @@ def char_corpus(
     else:
         p = Path(path)
         if p.is_dir():
-            raise ValueError(f"data.path {str(p)!r} is a folder; the text dataset reads one UTF-8 text file")
+            raise ValueError(
+                f"data.path {str(p)!r} is a folder; the text dataset reads one UTF-8 text file"
+            )
         try:
             whole = p.read_text(encoding="utf-8")
         except UnicodeDecodeError as e:
