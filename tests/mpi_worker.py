@@ -156,7 +156,9 @@ def run_mismatch(a: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("scenario", choices=["loop", "trainer", "raise", "die", "hang", "mismatch", "collectives"])
+    ap.add_argument(
+        "scenario", choices=["loop", "trainer", "raise", "die", "hang", "mismatch", "collectives"]
+    )
     ap.add_argument("--batch", type=int, default=6)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--bucket-mb", type=float, default=25.0)

@@ -43,7 +43,9 @@ def mpirun(n: int, *args: str, timeout: float = 60, cwd: Path | None = None) -> 
 
 def weights(path: Path) -> list[np.ndarray]:
     z = np.load(path)
-    return [z[k] for k in sorted((k for k in z.files if k.startswith("arr_")), key=lambda k: int(k[4:]))]
+    return [
+        z[k] for k in sorted((k for k in z.files if k.startswith("arr_")), key=lambda k: int(k[4:]))
+    ]
 
 
 def max_diff(a: list, b: list) -> float:
@@ -57,7 +59,17 @@ def max_diff(a: list, b: list) -> float:
 @needs_mpi
 def test_two_processes_batch_b_equal_one_process_batch_2b(tmp_path: Path) -> None:
     # tiny buckets: several all-reduce messages per step, started as the buckets fill
-    r2, _ = mpirun(2, WORKER, "loop", "--batch", "6", "--bucket-mb", "0.0005", "--out", str(tmp_path / "p2.npz"))
+    r2, _ = mpirun(
+        2,
+        WORKER,
+        "loop",
+        "--batch",
+        "6",
+        "--bucket-mb",
+        "0.0005",
+        "--out",
+        str(tmp_path / "p2.npz"),
+    )
     assert r2.returncode == 0, r2.stderr
     r1, _ = mpirun(1, WORKER, "loop", "--batch", "12", "--out", str(tmp_path / "p1.npz"))
     assert r1.returncode == 0, r1.stderr
@@ -81,7 +93,17 @@ def test_trainer_resumes_mid_epoch_on_another_number_of_processes(tmp_path: Path
         d = tmp_path / f"n{n}"
         d.mkdir()
         shutil.copy(ref / "mid.safetensors", d / "mid.safetensors")
-        r, _ = mpirun(n, WORKER, "trainer", "--batch", "12", "--out", str(d), "--resume", str(d / "mid.safetensors"))
+        r, _ = mpirun(
+            n,
+            WORKER,
+            "trainer",
+            "--batch",
+            "12",
+            "--out",
+            str(d),
+            "--resume",
+            str(d / "mid.safetensors"),
+        )
         assert r.returncode == 0, r.stderr
         got = np.load(d / "result.npz")
         assert max_diff(weights(d / "result.npz"), weights(ref / "result.npz")) < 1e-10
@@ -93,9 +115,8 @@ def test_trainer_resumes_mid_epoch_on_another_number_of_processes(tmp_path: Path
 def test_collectives_on_three_processes() -> None:
     r, _ = mpirun(3, WORKER, "collectives")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert sorted(r.stdout.split("\n")) == sorted(["", *(f"rank {i} of 3: collectives OK" for i in range(3))]) or all(
-        f"rank {i} of 3: collectives OK" in r.stdout for i in range(3)
-    )
+    for i in range(3):
+        assert f"rank {i} of 3: collectives OK" in r.stdout
 
 
 # ----------------------------------------------------------------------------- faults
@@ -120,7 +141,9 @@ def test_a_dying_rank_ends_the_job(tmp_path: Path) -> None:
 
 @needs_mpi
 def test_a_stuck_rank_makes_the_others_time_out(tmp_path: Path) -> None:
-    r, secs = mpirun(2, WORKER, "hang", "--timeout", "2", "--out", str(tmp_path / "x.npz"), timeout=60)
+    r, secs = mpirun(
+        2, WORKER, "hang", "--timeout", "2", "--out", str(tmp_path / "x.npz"), timeout=60
+    )
     assert r.returncode != 0 and secs < 20, (r.returncode, secs)
     assert "timed out after 2 s on rank 0 of 2" in r.stdout + r.stderr
 
@@ -167,21 +190,46 @@ metrics = ["loss", "accuracy"]
 
 
 def cli(n: int, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    r, _ = mpirun(n, "-m", "chainrule.cli", "train", "--distributed", "--no-progress", *args, cwd=cwd, timeout=120)
+    r, _ = mpirun(
+        n,
+        "-m",
+        "chainrule.cli",
+        "train",
+        "--distributed",
+        "--no-progress",
+        *args,
+        cwd=cwd,
+        timeout=120,
+    )
     return r
 
 
 @needs_mpi
-def test_chainrule_train_distributed_and_resume_on_another_number_of_processes(tmp_path: Path) -> None:
+def test_chainrule_train_distributed_and_resume_on_another_number_of_processes(
+    tmp_path: Path,
+) -> None:
     rng = np.random.default_rng(0)
-    np.savez(tmp_path / "d.npz", x=rng.normal(size=(320, 40)).astype(np.float32), y=rng.integers(0, 10, 320))
+    np.savez(
+        tmp_path / "d.npz",
+        x=rng.normal(size=(320, 40)).astype(np.float32),
+        y=rng.integers(0, 10, 320),
+    )
     (tmp_path / "c.toml").write_text(CONFIG.format(path=tmp_path / "d.npz"))
     full = cli(2, "--config", "c.toml", "--out", "full", cwd=tmp_path)
     assert full.returncode == 0, full.stderr
     # rank 0 alone speaks and writes
-    assert full.stdout.count("chainrule: training tiny-cnn") == 1 and full.stdout.count("chainrule: done") == 1
+    assert (
+        full.stdout.count("chainrule: training tiny-cnn") == 1
+        and full.stdout.count("chainrule: done") == 1
+    )
     assert len((tmp_path / "full" / "metrics.csv").read_text().strip().splitlines()) == 4
-    for f in ("summary.json", "curves.png", "best.safetensors", "last.safetensors", "checkpoint.safetensors"):
+    for f in (
+        "summary.json",
+        "curves.png",
+        "best.safetensors",
+        "last.safetensors",
+        "checkpoint.safetensors",
+    ):
         assert (tmp_path / "full" / f).exists(), f
     # 1 epoch on 2 processes, then the rest on 1 process: the same run
     part = cli(2, "--config", "c.toml", "--out", "part", "--epochs", "1", cwd=tmp_path)
@@ -189,7 +237,10 @@ def test_chainrule_train_distributed_and_resume_on_another_number_of_processes(t
     rest = cli(1, "--config", "c.toml", "--resume", "part", cwd=tmp_path)
     assert rest.returncode == 0, rest.stderr
     assert "resuming tiny-cnn" in rest.stdout
-    a, b = cr.load(tmp_path / "full" / "last.safetensors"), cr.load(tmp_path / "part" / "last.safetensors")
+    a, b = (
+        cr.load(tmp_path / "full" / "last.safetensors"),
+        cr.load(tmp_path / "part" / "last.safetensors"),
+    )
     for k in a:
         np.testing.assert_allclose(b[k].data, a[k].data, rtol=1e-4, atol=1e-5)
     rows_a = (tmp_path / "full" / "metrics.csv").read_text().splitlines()
@@ -198,7 +249,10 @@ def test_chainrule_train_distributed_and_resume_on_another_number_of_processes(t
     # a global batch that does not split evenly is one clear line, from every rank, status 2
     bad = cli(3, "--config", "c.toml", "--out", "bad", cwd=tmp_path)
     assert bad.returncode == 2
-    assert "the batch size 40 is the global batch, split evenly over the 3 processes: use a multiple of 3 (e.g. --batch-size 39)" in bad.stderr
+    assert (
+        "the batch size 40 is the global batch, split evenly over the 3 processes: use a multiple of 3 (e.g. --batch-size 39)"
+        in bad.stderr
+    )
 
 
 # ----------------------------------------------------------------------------- in-process
@@ -208,12 +262,17 @@ def test_distributed_sampler_partitions_as_pytorch_does() -> None:
     torch_data = pytest.importorskip("torch.utils.data")
     for n, p, drop in [(10, 3, False), (10, 3, True), (9, 3, False), (2, 4, False), (7, 2, True)]:
         ds = list(range(n))
-        ours = [list(dist.DistributedSampler(ds, p, r, shuffle=False, drop_last=drop)) for r in range(p)]
+        ours = [
+            list(dist.DistributedSampler(ds, p, r, shuffle=False, drop_last=drop)) for r in range(p)
+        ]
         theirs = [
-            list(torch_data.DistributedSampler(ds, p, r, shuffle=False, drop_last=drop)) for r in range(p)
+            list(torch_data.DistributedSampler(ds, p, r, shuffle=False, drop_last=drop))
+            for r in range(p)
         ]
         assert ours == theirs, (n, p, drop)
-        assert [len(dist.DistributedSampler(ds, p, r, drop_last=drop)) for r in range(p)] == [len(t) for t in theirs]
+        assert [len(dist.DistributedSampler(ds, p, r, drop_last=drop)) for r in range(p)] == [
+            len(t) for t in theirs
+        ]
 
 
 def test_distributed_sampler_shuffles_per_epoch_and_resumes_at_a_global_position() -> None:
@@ -227,7 +286,10 @@ def test_distributed_sampler_shuffles_per_epoch_and_resumes_at_a_global_position
     for x in s:
         x.set_epoch(1)
     assert [list(x) for x in s] != e0  # a new shuffle, the same on every rank
-    assert s[0].order().tolist() == dist.DistributedSampler(ds, 5, 3, seed=4, shuffle=True).order(1).tolist()
+    assert (
+        s[0].order().tolist()
+        == dist.DistributedSampler(ds, 5, 3, seed=4, shuffle=True).order(1).tolist()
+    )
     # 3 steps of 2 x 2 samples = position 12 of epoch 1, continued on 3 ranks
     assert s[0].position(6, epoch=1) == 12 and s[0].position(100) == 23
     s3 = [dist.DistributedSampler(ds, 3, r, seed=4) for r in range(3)]
@@ -243,6 +305,30 @@ def test_distributed_sampler_shuffles_per_epoch_and_resumes_at_a_global_position
     assert st == {"epoch": 2, "position": 0}
     with pytest.raises(ValueError, match="Invalid rank 3"):
         dist.DistributedSampler(ds, 3, 3)
+
+
+def test_engine_runs_queued_callbacks_once_every_grad_is_accumulated() -> None:
+    from chainrule.autograd import engine
+
+    w = cr.tensor([1.0, 2.0], requires_grad=True)
+    b = cr.tensor([3.0], requires_grad=True)
+    seen: list = []
+
+    def hook(g: cr.Tensor) -> None:
+        p = engine._end_callbacks[-1]
+        seen.append(("hook", p.accumulate))
+        engine.queue_callback(
+            lambda: seen.append(("end", w.grad.data.tolist(), b.grad.data.tolist()))
+        )
+
+    w.register_hook(hook)
+    ((w * w).sum() + b.sum()).backward()
+    assert seen == [("hook", True), ("end", [2.0, 4.0], [1.0])]
+    seen.clear()
+    cr.autograd.grad((w * w).sum(), w)
+    assert seen[0] == ("hook", False) and len(seen) == 2
+    with pytest.raises(RuntimeError, match="no backward pass is running"):
+        engine.queue_callback(lambda: None)
 
 
 def test_without_a_process_group_the_functions_say_what_to_do() -> None:
@@ -270,9 +356,13 @@ def test_a_single_process_without_mpiexec_is_a_group_of_one(tmp_path: Path) -> N
         with m.no_sync():
             m(x).sum().backward()
         assert np.array_equal(m.module.weight.grad.data, g) and m.steps == 1
+        (gw,) = cr.autograd.grad(m(x).sum(), [m.module.weight])  # not averaged, .grad untouched
+        assert np.array_equal(gw.data, g) and m.steps == 1
         print(dist.get_rank(), dist.get_world_size(), m.bucket_sizes)
         """
     )
-    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=ENV)
+    r = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=ENV
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["0", "1", "[32]"]

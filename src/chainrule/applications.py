@@ -106,7 +106,15 @@ PRESETS: dict[str, dict] = {
     "mnist-cnn": {
         "description": "MNIST from its four IDX files (--data DIR), LeNet-style CNN with BatchNorm and Dropout, random 2-pixel shifts",
         "seed": 0,
-        "data": {"dataset": "idx", "batch_size": 64, "shuffle": True, "val": "test", "shift": 2},
+        # path: --data DIR; "data" finds torchvision's download folder (data/MNIST/raw) too
+        "data": {
+            "dataset": "idx",
+            "path": "data",
+            "batch_size": 64,
+            "shuffle": True,
+            "val": "test",
+            "shift": 2,
+        },
         "model": {
             "layers": [
                 *_conv2d(1, 16, 5),

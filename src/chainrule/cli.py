@@ -56,10 +56,13 @@ def build_data(cfg: dict) -> tuple[Any, Any, Any]:
     elif name == "csv":
         train = D.read_csv(_path(d["path"]), target_column=d.get("target_column", -1))
     elif name == "idx":
+        files = ", ".join(D.MNIST_FILES.values())
+        if not Path(d["path"]).exists():
+            raise CLIError(f"no MNIST folder {d['path']!r}: pass --data DIR, a folder holding {files} (each may be .gz)")
         try:
-            train, test = D.mnist(_path(d["path"]), flatten=bool(d.get("flatten", False)))
+            train, test = D.mnist(d["path"], flatten=bool(d.get("flatten", False)))
         except FileNotFoundError as e:
-            raise CLIError(f"{e} (expected: {', '.join(D.MNIST_FILES.values())})") from None
+            raise CLIError(f"{e} (expected: {files})") from None
     elif name == "speech_digits":
         from .data.datasets.speech import speech_digits  # noqa: PLC0415
 

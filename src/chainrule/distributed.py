@@ -41,7 +41,8 @@ returns with synchronised gradients and ``optimizer.step()`` needs nothing else 
 ``model.finish_gradient_sync()`` yourself only in code that bypasses backward). Parameters that
 got no gradient on some rank count as zero there; one that got none on every rank keeps
 ``.grad = None``. ``no_sync()`` skips the averaging (gradient accumulation): the next synced
-backward averages the accumulated ``.grad``. ``state_dict()`` / ``load_state_dict()`` are the
+backward averages the accumulated ``.grad``. ``autograd.grad()`` through the model is not
+averaged (it does not touch ``.grad``). ``state_dict()`` / ``load_state_dict()`` are the
 wrapped module's (no ``module.`` prefix, unlike PyTorch), so a checkpoint loads into the plain
 model. Note: chainrule's engine accumulates leaf gradients after the whole graph has run, so the
 hooks fire together at the end of backward: a bucket's all-reduce overlaps the copying of later
@@ -281,7 +282,9 @@ def _describe(exc: BaseException) -> str:
 def report_failure(exc: BaseException | str, status: int | None = None) -> None:
     """Mark this process as failed: the other ranks are told (their next collective raises
     ``DistributedError``) unless the failure came from them, and at exit this process waits
-    briefly for them and calls ``MPI_Abort(status)`` (default 1). Called by the excepthook, by
+    briefly for them and calls ``MPI_Abort(status)`` (default 1). An exception with
+    ``chainrule_all_ranks = True`` (one that every rank raises at the same point, so that no rank
+    waits for another) is not a failure: the processes exit normally. Called by the excepthook, by
     ``DistributedTrainer.fit`` and by ``chainrule train --distributed``."""
     g = _group
     if g is None or g.destroyed:
@@ -361,8 +364,8 @@ def _drain(g: _Group, tag: int) -> list:
 
 def _at_exit() -> None:
     g = _group
-    if g is None or g.destroyed:
-        return
+    if g is None or g.destroyed or g.size == 1:
+        return  # (a group of one has no one to wait for, nor to stop)
     MPI = g.MPI
     if g.failure is None:
         # A normal exit without destroy_process_group(): MPI_Finalize would wait for the other
@@ -739,9 +742,9 @@ class DistributedDataParallel(Module):
     # ------------------------------------------------------------------ gradient sync
     def _hook_for(self, p: Tensor) -> Any:
         def hook(grad: Tensor) -> None:
-            if not self._sync:
-                return
             current = engine._end_callbacks[-1]  # this backward pass's callbacks
+            if not self._sync or not current.accumulate:  # no_sync(), or autograd.grad()
+                return
             if self._queued is not current:  # the first hook of this backward pass
                 if self._queued is not None:
                     self._reset()
@@ -1088,7 +1091,7 @@ class DistributedTrainer(Trainer):
         s, ld = self._sampler(), sd.get("loader")
         bs = getattr(getattr(self.train_loader, "batch_sampler", None), "batch_size", None)
         if s is not None and isinstance(ld, dict) and bs:
-            pos = s.position(ld["batches_done"] * bs, epoch=self.epoch)
+            pos = s.position(ld.get("batches_done", 0) * bs, epoch=self.epoch)
             sd["loader"] = {**ld, "distributed": {"epoch": self.epoch, "position": pos}}
         return sd
 

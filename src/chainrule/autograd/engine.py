@@ -374,7 +374,14 @@ def _shape_error(node: Node | None, g: Any, shape: tuple) -> RuntimeError:
     )
 
 
-_end_callbacks: list[list] = []  # one list per backward pass now running (innermost last)
+class _Pass(list):
+    """The callbacks queued during one backward pass (``accumulate``: it fills ``.grad``, as
+    ``backward()`` does; ``autograd.grad`` does not)."""
+
+    __slots__ = ("accumulate",)
+
+
+_end_callbacks: list[_Pass] = []  # one per backward pass now running (innermost last)
 
 
 def queue_callback(fn: Any) -> None:
@@ -443,7 +450,9 @@ def run_backward(
     prev_mode = state.grad_enabled
     state.grad_enabled = create_graph
     anomaly = state.anomaly
-    _end_callbacks.append([])
+    cbs = _Pass()
+    cbs.accumulate = accumulate
+    _end_callbacks.append(cbs)
     try:
         while heap:
             node = pop(heap)[1]
@@ -494,9 +503,8 @@ def run_backward(
         out = _finish_leaves(
             leaf_grads, handed, create_graph, inputs, accumulate, capture_leaves, captured
         )
-        callbacks = _end_callbacks[-1]
-        while callbacks:
-            callbacks.pop(0)()
+        while cbs:
+            cbs.pop(0)()
         return out
     finally:
         _end_callbacks.pop()

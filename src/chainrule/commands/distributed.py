@@ -28,7 +28,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def loaders(dist: Any, train_ds: Any, val_ds: Any, batch_size: int, shuffle: bool, seed: int) -> tuple:
+def loaders(
+    dist: Any, train_ds: Any, val_ds: Any, batch_size: int, shuffle: bool, seed: int
+) -> tuple:
     """(train loader, validation loader or None) for this rank: its share of each global batch of
     ``batch_size`` (a ``DistributedSampler`` with ``seed``), and its shard of the validation
     data."""
@@ -38,10 +40,12 @@ def loaders(dist: Any, train_ds: Any, val_ds: Any, batch_size: int, shuffle: boo
     p = dist.get_world_size()
     if batch_size % p:
         ok = max(p, batch_size - batch_size % p)
-        raise CLIError(
+        err = CLIError(
             f"--distributed: the batch size {batch_size} is the global batch, split evenly over the "
             f"{p} processes: use a multiple of {p} (e.g. --batch-size {ok})"
         )
+        err.chainrule_all_ranks = True  # every rank stops here: nobody waits, nothing to report
+        raise err
     sampler = dist.DistributedSampler(train_ds, shuffle=shuffle, seed=seed)
     loader = DataLoader(train_ds, batch_size=batch_size // p, sampler=sampler)
     val = None
