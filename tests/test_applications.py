@@ -322,7 +322,7 @@ def test_train_data_option_and_missing_mnist_files(
     cfg = config.apply_overrides(presets.get("mnist-cnn"), data=tmp_path / "m")
     assert (
         cfg["data"]["path"] == str(tmp_path / "m")
-        and "path" not in presets.PRESETS["mnist-cnn"]["data"]
+        and presets.PRESETS["mnist-cnn"]["data"]["path"] == "data"
     )
     # --data end to end: a run on (random) IDX files
     mnist = _mnist_dir(tmp_path / "mnist", 40, 20)

@@ -76,7 +76,9 @@ def _manual(net, X, T, p, lr, mom, sweeps, mode, decay=0.0):
 def test_update_rule_eq9_and_eq16(mode: str) -> None:
     net = R.Net.layered(2, 2, 1)
     X, T = xt(C.xor())
-    run = R.train(net, X, T, [5], mode=mode, lr=0.5, momentum=0.9, max_sweeps=3, stop=False, decay=0.002)
+    run = R.train(
+        net, X, T, [5], mode=mode, lr=0.5, momentum=0.9, max_sweeps=3, stop=False, decay=0.002
+    )
     want = _manual(net, X, T, run.init, 0.5, 0.9, 3, mode, decay=0.002)
     for a, b in zip(run.params, want):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-14)
@@ -88,7 +90,10 @@ def test_gradient_is_summed_over_cases_not_averaged() -> None:
     p = net.init([np.random.default_rng(0)], 0.3)
     y, cache = net.forward(p, X)
     g = net.backward(p, cache, y - T)
-    per_case = [net.backward(p, net.forward(p, X[k : k + 1])[1], y[:, k : k + 1] - T[k : k + 1]) for k in range(4)]
+    per_case = [
+        net.backward(p, net.forward(p, X[k : k + 1])[1], y[:, k : k + 1] - T[k : k + 1])
+        for k in range(4)
+    ]
     for i in range(len(p)):
         np.testing.assert_allclose(g[i], sum(c[i] for c in per_case), rtol=1e-12)
 
@@ -154,17 +159,41 @@ def test_fast_path_matches_nn_and_optim(mode: str) -> None:
     sweeps, lr, mom = 600, 0.5, 0.9
     if mode == "batch":
         fast = R.Net.layered(2, 2, 1)
-        model = nn.Sequential(nn.Linear(2, 2, dtype=cr.float64), nn.Sigmoid(), nn.Linear(2, 1, dtype=cr.float64), nn.Sigmoid())
-        run = R.train(fast, X, T, [11], mode=mode, lr=lr, momentum=mom, max_sweeps=sweeps, stop=False)
+        model = nn.Sequential(
+            nn.Linear(2, 2, dtype=cr.float64),
+            nn.Sigmoid(),
+            nn.Linear(2, 1, dtype=cr.float64),
+            nn.Sigmoid(),
+        )
+        run = R.train(
+            fast, X, T, [11], mode=mode, lr=lr, momentum=mom, max_sweeps=sweeps, stop=False
+        )
         W1, W2, b1, b2 = run.init
         state = {"0.weight": W1[0].T, "0.bias": b1[0], "2.weight": W2[0].T, "2.bias": b2[0]}
         names = ["0.weight", "2.weight", "0.bias", "2.bias"]
     else:
         fast = R.Net.layered(2, 1, 1, skip=True)
         model = SkipNet()
-        run = R.train(fast, X, T, [11], mode=mode, lr=lr, momentum=mom, max_sweeps=sweeps, stop=False, order="fixed")
+        run = R.train(
+            fast,
+            X,
+            T,
+            [11],
+            mode=mode,
+            lr=lr,
+            momentum=mom,
+            max_sweeps=sweeps,
+            stop=False,
+            order="fixed",
+        )
         Wh, Wo, Wd, bh, bo = run.init
-        state = {"hidden.weight": Wh[0].T, "hidden.bias": bh[0], "out.weight": Wo[0].T, "out.bias": bo[0], "direct.weight": Wd[0].T}
+        state = {
+            "hidden.weight": Wh[0].T,
+            "hidden.bias": bh[0],
+            "out.weight": Wo[0].T,
+            "out.bias": bo[0],
+            "direct.weight": Wd[0].T,
+        }
         names = ["hidden.weight", "out.weight", "direct.weight", "hidden.bias", "out.bias"]
     model.load_state_dict({k: cr.tensor(v) for k, v in state.items()})
     opt = optim.SGD(model.parameters(), lr=lr, momentum=mom)
@@ -181,7 +210,9 @@ def test_fast_path_matches_nn_and_optim(mode: str) -> None:
             curve.append(float(0.5 * mse(model(Xc), Tc)))
     got = model.state_dict()
     for name, fast_p in zip(names, run.params):
-        np.testing.assert_allclose(got[name].numpy(), fast_p[0].reshape(got[name].shape[::-1]).T, rtol=1e-9, atol=1e-11)
+        np.testing.assert_allclose(
+            got[name].numpy(), fast_p[0].reshape(got[name].shape[::-1]).T, rtol=1e-9, atol=1e-11
+        )
     np.testing.assert_allclose(curve, run.curves[0, 1:], rtol=1e-9)
     assert curve[-1] < 0.5 * curve[0]  # and it learned something
 
@@ -261,12 +292,16 @@ def test_family_trees_smallest_change_learns() -> None:
 
 
 def test_chauvin_and_remedies_reduced() -> None:
-    h, rows = R.chauvin([0, 1], max_sweeps=300, rows=R.CHAUVIN[:1], settings=R.CHAUVIN_SETTINGS[1:2])
+    h, rows = R.chauvin(
+        [0, 1], max_sweeps=300, rows=R.CHAUVIN[:1], settings=R.CHAUVIN_SETTINGS[1:2]
+    )
     assert rows[0][:3] == [2, 0.25, 247] and "failed" in rows[0][3]
     h, rows = R.remedies([0, 1], max_sweeps=60)
     assert len(rows) == 2 * len(R.REMEDIES)
     X, T = xt(C.xor())
-    run = R.train(R.Net.layered(2, 2, 1), X, T, [0, 1], lr=0.5, momentum=0.0, max_sweeps=50, restart_every=10)
+    run = R.train(
+        R.Net.layered(2, 2, 1), X, T, [0, 1], lr=0.5, momentum=0.0, max_sweeps=50, restart_every=10
+    )
     assert (run.restarts == 4).all() or run.solved.any()  # at sweeps 10, 20, 30, 40
     run = R.train(R.Net.layered(2, 2, 1), X, T, [0, 1], optimizer="adam", lr=0.05, max_sweeps=400)
     assert run.solved.any() and np.nanmin(run.curves, 1).max() < run.curves[:, 0].min()
@@ -283,7 +318,9 @@ def test_mnist1d_torch_twins_share_parameter_names() -> None:
     for name, preset in M.MODELS.items():
         ours = presets.build_model(presets.PRESETS[preset]["model"]).state_dict()
         theirs = M.torch_model(name).state_dict()
-        assert {k: tuple(v.shape) for k, v in ours.items()} == {k: tuple(v.shape) for k, v in theirs.items()}
+        assert {k: tuple(v.shape) for k, v in ours.items()} == {
+            k: tuple(v.shape) for k, v in theirs.items()
+        }
 
 
 @pytest.mark.parametrize("name", ["logistic", "mlp"])
@@ -294,7 +331,8 @@ def test_mnist1d_reduced_matches_pytorch(name: str) -> None:
     r = M.train_one(name, seed=42, steps=40, eval_every=20)
     assert r["eval_steps"] == [0, 20, 40]
     assert r["final"] > 15  # well above chance (10 %) after 41 steps
-    assert max(abs(a - b) for a, b in zip(r["acc"], r["torch_acc"])) <= 0.2  # same weights, same batches
+    # same initial weights, same batches: the same accuracies (float32 round-off aside)
+    assert max(abs(a - b) for a, b in zip(r["acc"], r["torch_acc"])) <= 0.2
 
 
 # -------------------------------------------------------------------------------- the CLI
@@ -323,7 +361,12 @@ def test_cli_reproduce_rhw1986_quick(tmp_path: Path) -> None:
 
 def test_cli_reproduce_errors_are_one_line(tmp_path: Path) -> None:
     r = _cli(["reproduce", "rhw1986", "--seeds", "0"], tmp_path)
-    assert r.returncode == 2 and r.stderr.strip() == "chainrule: error: --seeds must be at least 1, got 0"
+    assert (
+        r.returncode == 2
+        and r.stderr.strip() == "chainrule: error: --seeds must be at least 1, got 0"
+    )
     r = _cli(["reproduce", "rhw1986", "--only", "sweeps,nope"], tmp_path)
-    assert r.returncode == 2 and "--only nope" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert (
+        r.returncode == 2 and "--only nope" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    )
     assert not (tmp_path / "runs").exists()

@@ -16,7 +16,6 @@ sample of generated text after every epoch.
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -348,8 +347,3 @@ def extra_callbacks(cfg: dict, train_ds: Any, run_dir: Path | None = None) -> li
             )
         )  # fmt: skip
     return out
-
-
-def bits(nats: float) -> float:
-    """Nats per character to bits per character."""
-    return nats / math.log(2)

@@ -3,6 +3,7 @@ plus the few models that are not a plain ``Sequential``."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from . import applications, nn
@@ -115,7 +116,7 @@ def get(name: str) -> dict:
         from .config import ConfigError  # noqa: PLC0415
 
         raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)} (see `chainrule presets`)")
-    cfg = dict(PRESETS[name])
+    cfg = copy.deepcopy(PRESETS[name])
     cfg["name"] = name
     return cfg
 

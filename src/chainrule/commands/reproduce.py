@@ -26,12 +26,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("experiment", choices=EXPERIMENTS, help="which reproduction to run")
     parser.add_argument("--seeds", type=int, default=None,
                         help="random starts per experiment (rhw1986: default 50, at least 20 for the report; mnist1d: default 3)")  # fmt: skip
-    parser.add_argument("--out", default=None, help="output folder (default runs/reproduce-<experiment>)")
-    parser.add_argument("--quick", action="store_true", help="a few seeds and short runs: checks the pipeline, not the results")
+    parser.add_argument(
+        "--out", default=None, help="output folder (default runs/reproduce-<experiment>)"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a few seeds and short runs: checks the pipeline, not the results",
+    )
     parser.add_argument("--only", default=None,
                         help="comma-separated parts to run (rhw1986: published,sweeps,chauvin,order,family,remedies; "
                              "mnist1d: logistic,mlp,cnn,gru)")  # fmt: skip
-    parser.add_argument("--no-torch", action="store_true", help="mnist1d: skip the PyTorch comparison")
+    parser.add_argument(
+        "--no-torch", action="store_true", help="mnist1d: skip the PyTorch comparison"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,4 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _announce(args: argparse.Namespace, out: Path) -> None:
-    print(f"chainrule: reproducing {args.experiment}{' (quick)' if args.quick else ''} into {out}/", flush=True)
+    print(
+        f"chainrule: reproducing {args.experiment}{' (quick)' if args.quick else ''} into {out}/",
+        flush=True,
+    )

@@ -28,7 +28,12 @@ import numpy as np
 __all__ = ["MODELS", "PUBLISHED", "NOTEBOOK", "train_one", "torch_model", "main"]
 
 #: our name -> preset
-MODELS = {"logistic": "mnist1d-logistic", "mlp": "mnist1d-mlp", "cnn": "mnist1d-cnn", "gru": "mnist1d-gru"}
+MODELS = {
+    "logistic": "mnist1d-logistic",
+    "mlp": "mnist1d-mlp",
+    "cnn": "mnist1d-cnn",
+    "gru": "mnist1d-gru",
+}
 #: paper Table 1 (arXiv v4 = ICML 2024), test accuracy %, mean ± std over 3 runs
 PUBLISHED = {"logistic": (32, 1), "mlp": (68, 2), "cnn": (94, 2), "gru": (91, 2)}
 #: the authors' logged single-seed notebook runs (final accuracy, %), for context
@@ -41,7 +46,12 @@ def _data() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     tr, te = mnist1d(train=True), mnist1d(train=False)
     x, y = (t.numpy() for t in tr.tensors)
     xt, yt = (t.numpy() for t in te.tensors)
-    return np.asarray(x, np.float32), np.asarray(y, np.int64), np.asarray(xt, np.float32), np.asarray(yt, np.int64)
+    return (
+        np.asarray(x, np.float32),
+        np.asarray(y, np.int64),
+        np.asarray(xt, np.float32),
+        np.asarray(yt, np.int64),
+    )
 
 
 def torch_model(name: str) -> Any:
@@ -63,7 +73,11 @@ def torch_model(name: str) -> Any:
     class MLP(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.linear1, self.linear2, self.linear3 = nn.Linear(40, 100), nn.Linear(100, 100), nn.Linear(100, 10)
+            self.linear1, self.linear2, self.linear3 = (
+                nn.Linear(40, 100),
+                nn.Linear(100, 100),
+                nn.Linear(100, 10),
+            )
 
         def forward(self, x: Any) -> Any:
             h = self.linear1(x).relu()
@@ -149,7 +163,9 @@ def train_one(
         t0 = time.perf_counter()
         for step in range(steps + 1):
             i = (step * batch_size) % n
-            loss = tloss(tm(T.from_numpy(x[i : i + batch_size])), T.from_numpy(y[i : i + batch_size]))
+            loss = tloss(
+                tm(T.from_numpy(x[i : i + batch_size])), T.from_numpy(y[i : i + batch_size])
+            )
             topt.zero_grad()
             loss.backward()
             topt.step()
@@ -195,29 +211,56 @@ def main(
             if "torch_final" in r:
                 msg += f"; PyTorch final {r['torch_final']:.1f}%, best {r['torch_best']:.1f}% ({r['torch_wall']:.0f}s)"
             log(msg)
-    headers = ["model", "published (Table 1)", "authors' notebook runs", "chainrule final", "chainrule best"]
+    headers = [
+        "model",
+        "published (Table 1)",
+        "authors' notebook runs",
+        "chainrule final",
+        "chainrule best",
+    ]
     if use_torch:
         headers += ["PyTorch final", "PyTorch best", "|chainrule − PyTorch| final, per seed"]
     headers += ["seconds per run (chainrule" + (" / PyTorch)" if use_torch else ")")]
     rows = []
     for name, rs in runs.items():
         m, sd = PUBLISHED[name]
-        row = [name, f"{m} ± {sd}", NOTEBOOK[name], _ms([r["final"] for r in rs]), _ms([r["best"] for r in rs])]
+        row = [
+            name,
+            f"{m} ± {sd}",
+            NOTEBOOK[name],
+            _ms([r["final"] for r in rs]),
+            _ms([r["best"] for r in rs]),
+        ]
         if use_torch:
             row += [
                 _ms([r["torch_final"] for r in rs]), _ms([r["torch_best"] for r in rs]),
                 ", ".join(f"{abs(r['final'] - r['torch_final']):.1f}" for r in rs),
             ]  # fmt: skip
-        row.append(f"{np.mean([r['wall'] for r in rs]):.0f}" + (f" / {np.mean([r['torch_wall'] for r in rs]):.0f}" if use_torch else ""))
+        row.append(
+            f"{np.mean([r['wall'] for r in rs]):.0f}"
+            + (f" / {np.mean([r['torch_wall'] for r in rs]):.0f}" if use_torch else "")
+        )
         rows.append(row)
     with open(out / "mnist1d.csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["model", "seed", "framework", "final", "best"] + [f"acc@{s}" for s in runs[models[0]][0]["eval_steps"]])
+        w.writerow(
+            ["model", "seed", "framework", "final", "best"]
+            + [f"acc@{s}" for s in runs[models[0]][0]["eval_steps"]]
+        )
         for name, rs in runs.items():
             for r in rs:
                 w.writerow([name, r["seed"], "chainrule", r["final"], r["best"], *r["acc"]])
                 if "torch_acc" in r:
-                    w.writerow([name, r["seed"], "pytorch", r["torch_final"], r["torch_best"], *r["torch_acc"]])
+                    w.writerow(
+                        [
+                            name,
+                            r["seed"],
+                            "pytorch",
+                            r["torch_final"],
+                            r["torch_best"],
+                            *r["torch_acc"],
+                        ]
+                    )
     _plot(runs, out / "test_accuracy.png")
     from .rhw1986 import _md  # noqa: PLC0415
 
@@ -239,9 +282,22 @@ def _plot(runs: dict[str, list[dict]], path: Path) -> None:
     for k, (name, rs) in enumerate(runs.items()):
         ax = fig.add_subplot(1, len(runs), k + 1)
         for j, r in enumerate(rs):
-            ax.plot(r["eval_steps"], r["acc"], color="tab:blue", lw=1, label="chainrule" if j == 0 else None)
+            ax.plot(
+                r["eval_steps"],
+                r["acc"],
+                color="tab:blue",
+                lw=1,
+                label="chainrule" if j == 0 else None,
+            )
             if "torch_acc" in r:
-                ax.plot(r["eval_steps"], r["torch_acc"], color="tab:orange", lw=1, ls="--", label="PyTorch" if j == 0 else None)
+                ax.plot(
+                    r["eval_steps"],
+                    r["torch_acc"],
+                    color="tab:orange",
+                    lw=1,
+                    ls="--",
+                    label="PyTorch" if j == 0 else None,
+                )
         ax.axhline(PUBLISHED[name][0], color="k", lw=0.8, ls=":", label="published")
         ax.set_title(f"MNIST-1D {name}", fontsize=9)
         ax.set_xlabel("step")

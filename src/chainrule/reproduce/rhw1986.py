@@ -116,7 +116,9 @@ class Net:
 
     @property
     def n_params(self) -> int:
-        return int(sum(np.prod(s) if m is None else m.sum() for s, m in zip(self.shapes, self.masks)))
+        return int(
+            sum(np.prod(s) if m is None else m.sum() for s, m in zip(self.shapes, self.masks))
+        )
 
     def init(self, rngs: Sequence[np.random.Generator], r: float) -> list[np.ndarray]:
         """Every weight and bias uniform in [−r, r], drawn per seed from its own generator."""
@@ -139,10 +141,12 @@ class Net:
             acts.append(sigmoid(net))
         return acts[-1], acts
 
-    def backward(self, params: Sequence[np.ndarray], acts: list, dy: np.ndarray) -> list[np.ndarray]:
+    def backward(
+        self, params: Sequence[np.ndarray], acts: list, dy: np.ndarray
+    ) -> list[np.ndarray]:
         """∂E/∂(every parameter) given ∂E/∂y (S, P, n_out), summed over the P cases (Nature
         eqs 4–7)."""
-        G, nc = len(self.sizes), len(self.conns)
+        G = len(self.sizes)
         deltas: list[Any] = [None] * G
         y = acts[-1]
         deltas[-1] = dy * y * (1.0 - y)
@@ -194,7 +198,9 @@ class TCNet:
         y = sigmoid(wo * h.sum(-1) + bo)[..., None]  # (S, P, 1)
         return y, (U, h, y)
 
-    def backward(self, params: Sequence[np.ndarray], cache: tuple, dy: np.ndarray) -> list[np.ndarray]:
+    def backward(
+        self, params: Sequence[np.ndarray], cache: tuple, dy: np.ndarray
+    ) -> list[np.ndarray]:
         k, bh, wo, bo = params
         U, h, y = cache
         do = (dy * y * (1 - y))[..., 0]  # (S, P)
@@ -214,7 +220,9 @@ class TCNet:
 # ------------------------------------------------------------------------ error and criteria
 
 
-def error_derivative(y: np.ndarray, d: np.ndarray, margin: tuple[str, float] | None = None) -> np.ndarray:
+def error_derivative(
+    y: np.ndarray, d: np.ndarray, margin: tuple[str, float] | None = None
+) -> np.ndarray:
     """∂E/∂y for E = ½ Σ (y − d)², optionally with a margin m (an "on" target is d > 0.5):
 
     - ``("nature", m)`` (Nature Fig. 4 caption): zero for an on-unit above 1 − m and an off-unit
@@ -234,7 +242,9 @@ def error_derivative(y: np.ndarray, d: np.ndarray, margin: tuple[str, float] | N
     raise ValueError(f"margin kind {kind!r}: use 'nature' or 'pdp'")
 
 
-def criterion_met(y: np.ndarray, d: np.ndarray, criterion: tuple[str, float], mask: np.ndarray | None = None) -> np.ndarray:
+def criterion_met(
+    y: np.ndarray, d: np.ndarray, criterion: tuple[str, float], mask: np.ndarray | None = None
+) -> np.ndarray:
     """Per seed (S,): every (unmasked) case meets the stopping criterion.
 
     - ``("margin", m)``: every on-output above 1 − m and every off-output below m (m = 0.2: the
@@ -266,7 +276,7 @@ class Run:
 
     seeds: np.ndarray  # (S,)
     sweeps: np.ndarray  # (S,) sweeps to the criterion (restarts included), -1 if never met
-    curves: np.ndarray  # (S, max_sweeps + 1): E after each sweep (column 0: initial), NaN after stop
+    curves: np.ndarray  # (S, max_sweeps + 1): E after each sweep (0: initial); NaN after stop
     params: list[np.ndarray]  # at the stop (criterion met) or the end
     init: list[np.ndarray]  # the first initial weights
     restarts: np.ndarray  # (S,)
@@ -278,7 +288,9 @@ class Run:
         return self.sweeps >= 0
 
 
-def _schedule(lr: float, momentum: float, schedule: Sequence[tuple[int, float, float]] | None) -> Callable[[int], tuple[float, float]]:
+def _schedule(
+    lr: float, momentum: float, schedule: Sequence[tuple[int, float, float]] | None
+) -> Callable[[int], tuple[float, float]]:
     if not schedule:
         return lambda t: (lr, momentum)
     pieces = sorted(schedule)
@@ -452,7 +464,9 @@ def train(
                 restarts[rows[due]] += 1
     for f, p in zip(final, params):
         f[rows] = p
-    return Run(np.asarray(seeds), sweeps, curves, final, first, restarts, extra, time.perf_counter() - t0)
+    return Run(
+        np.asarray(seeds), sweeps, curves, final, first, restarts, extra, time.perf_counter() - t0
+    )
 
 
 # ============================================================================ the problems
@@ -519,7 +533,13 @@ def family_trees_net() -> Net:
 # ------------------------------------------------------------- published weights (PDP figs)
 
 #: PDP Fig. 3 (p. 331), the 558-sweep XOR net: one hidden unit plus direct input->output links.
-PDP_XOR_WEIGHTS = {"in_hidden": (-6.4, -6.4), "hidden_bias": 2.2, "in_out": (-4.2, -4.2), "hidden_out": -9.4, "out_bias": 6.3}
+PDP_XOR_WEIGHTS = {
+    "in_hidden": (-6.4, -6.4),
+    "hidden_bias": 2.2,
+    "in_out": (-4.2, -4.2),
+    "hidden_out": -9.4,
+    "out_bias": 6.3,
+}
 
 #: PDP Fig. 9 (p. 340), the 1,208-presentation 6-bit symmetry net (hidden units A and B).
 PDP_SYMMETRY_WEIGHTS = {
@@ -605,69 +625,161 @@ _PDP_FAIL_XOR = "2 of 'hundreds' of runs stuck, both 2-2-1"
 
 def _both(key: str, **kw: Any) -> list[Experiment]:
     """The same experiment per pattern (PDP eq. 16) and per sweep (batch)."""
-    return [Experiment(key=f"{key}/pattern", mode="pattern", **kw), Experiment(key=f"{key}/batch", mode="batch", **kw)]
+    return [
+        Experiment(key=f"{key}/pattern", mode="pattern", **kw),
+        Experiment(key=f"{key}/batch", mode="batch", **kw),
+    ]
 
 
 EXPERIMENTS: list[Experiment] = [
     *_both(
-        "xor-2-1-1-skip", problem="XOR", net="2-1-1 + in->out links", source="PDP Fig. 3, p. 331",
-        build=lambda: Net.layered(2, 1, 1, skip=True), data=_ds(C.xor), lr=0.5,
-        published="558 sweeps (one run)", pub_sweeps=558, pub_failures="none for 2-1-1 (" + _PDP_FAIL_XOR + ")",
+        "xor-2-1-1-skip",
+        problem="XOR",
+        net="2-1-1 + in->out links",
+        source="PDP Fig. 3, p. 331",
+        build=lambda: Net.layered(2, 1, 1, skip=True),
+        data=_ds(C.xor),
+        lr=0.5,
+        published="558 sweeps (one run)",
+        pub_sweeps=558,
+        pub_failures="none for 2-1-1 (" + _PDP_FAIL_XOR + ")",
         stated="η = 0.5; α ≈ 0.9 (general statement)",
     ),
     *_both(
-        "xor-2-2-1", problem="XOR", net="2-2-1", source="PDP pp. 332–333 (Chauvin)",
-        build=lambda: Net.layered(2, 2, 1), data=_ds(C.xor), lr=0.25, criterion=("pattern_error", 0.01),
-        published="≈ 245 presentations (Chauvin, mean, H = 2)", pub_sweeps=245, pub_failures=_PDP_FAIL_XOR,
+        "xor-2-2-1",
+        problem="XOR",
+        net="2-2-1",
+        source="PDP pp. 332–333 (Chauvin)",
+        build=lambda: Net.layered(2, 2, 1),
+        data=_ds(C.xor),
+        lr=0.25,
+        criterion=("pattern_error", 0.01),
+        published="≈ 245 presentations (Chauvin, mean, H = 2)",
+        pub_sweeps=245,
+        pub_failures=_PDP_FAIL_XOR,
         stated="η = 0.25; stop at error 0.01 per pattern",
     ),
     *_both(
-        "parity-4", problem="parity (4 bits)", net="4-4-1", source="PDP pp. 334–335",
-        build=lambda: Net.layered(4, 4, 1), data=_ds(C.parity, n=4), lr=0.5, max_sweeps=20000,
-        published="2,825 presentations (one run)", pub_sweeps=2825, pub_failures="not reported",
+        "parity-4",
+        problem="parity (4 bits)",
+        net="4-4-1",
+        source="PDP pp. 334–335",
+        build=lambda: Net.layered(4, 4, 1),
+        data=_ds(C.parity, n=4),
+        lr=0.5,
+        max_sweeps=20000,
+        published="2,825 presentations (one run)",
+        pub_sweeps=2825,
+        pub_failures="not reported",
         stated="η = 0.5",
     ),
     *_both(
-        "encoder-8-3-8", problem="encoder", net="8-3-8", source="PDP pp. 335–337",
-        build=lambda: Net.layered(8, 3, 8), data=_ds(C.encoder, n=8), lr=0.25,
-        published="no numbers (codes in Table 5)", pub_failures="not reported", stated="nothing",
+        "encoder-8-3-8",
+        problem="encoder",
+        net="8-3-8",
+        source="PDP pp. 335–337",
+        build=lambda: Net.layered(8, 3, 8),
+        data=_ds(C.encoder, n=8),
+        lr=0.25,
+        published="no numbers (codes in Table 5)",
+        pub_failures="not reported",
+        stated="nothing",
     ),
     Experiment(
-        key="symmetry-6/batch", problem="symmetry (6 bits)", net="6-2-1", source="Nature Fig. 1",
-        build=lambda: Net.layered(6, 2, 1), data=_ds(C.symmetry, n=6), mode="batch", lr=0.1,
-        published="1,425 sweeps (one run)", pub_sweeps=1425, pub_failures="not reported",
+        key="symmetry-6/batch",
+        problem="symmetry (6 bits)",
+        net="6-2-1",
+        source="Nature Fig. 1",
+        build=lambda: Net.layered(6, 2, 1),
+        data=_ds(C.symmetry, n=6),
+        mode="batch",
+        lr=0.1,
+        published="1,425 sweeps (one run)",
+        pub_sweeps=1425,
+        pub_failures="not reported",
         stated="batch, ε = 0.1, α = 0.9, U(±0.3)",
     ),
     Experiment(
-        key="symmetry-6/pattern", problem="symmetry (6 bits)", net="6-2-1", source="PDP p. 340, Fig. 9",
-        build=lambda: Net.layered(6, 2, 1), data=_ds(C.symmetry, n=6), mode="pattern", lr=0.1,
-        published="1,208 presentations (one run)", pub_sweeps=1208, pub_failures="'can always be solved' with 2 hidden",
+        key="symmetry-6/pattern",
+        problem="symmetry (6 bits)",
+        net="6-2-1",
+        source="PDP p. 340, Fig. 9",
+        build=lambda: Net.layered(6, 2, 1),
+        data=_ds(C.symmetry, n=6),
+        mode="pattern",
+        lr=0.1,
+        published="1,208 presentations (one run)",
+        pub_sweeps=1208,
+        pub_failures="'can always be solved' with 2 hidden",
         stated="η = 0.1",
     ),
     *_both(
-        "negation", problem="negation", net="4-3-3 + in->out links", source="PDP pp. 346–347",
-        build=lambda: Net([4, 3, 3], [(0, 1), (1, 2), (0, 2)]), data=_ds(C.negation), lr=0.25,
-        published="< 5,000 passes", pub_sweeps=5000, pub_failures="not reported", stated="η = 0.25",
+        "negation",
+        problem="negation",
+        net="4-3-3 + in->out links",
+        source="PDP pp. 346–347",
+        build=lambda: Net([4, 3, 3], [(0, 1), (1, 2), (0, 2)]),
+        data=_ds(C.negation),
+        lr=0.25,
+        published="< 5,000 passes",
+        pub_sweeps=5000,
+        pub_failures="not reported",
+        stated="η = 0.25",
     ),
     *_both(
-        "addition-2h", problem="2-bit addition", net="4-2-3, all forward links", source="PDP pp. 341–346",
-        build=lambda: _net_addition(2), data=_ds(C.addition, bits=2), lr=0.5, max_sweeps=20000,
-        published="local minimum 'about half the time'", pub_failures="≈ 50 %", stated="(η for 3 hidden: 0.5)",
+        "addition-2h",
+        problem="2-bit addition",
+        net="4-2-3, all forward links",
+        source="PDP pp. 341–346",
+        build=lambda: _net_addition(2),
+        data=_ds(C.addition, bits=2),
+        lr=0.5,
+        max_sweeps=20000,
+        published="local minimum 'about half the time'",
+        pub_failures="≈ 50 %",
+        stated="(η for 3 hidden: 0.5)",
     ),
     *_both(
-        "addition-3h", problem="2-bit addition", net="4-3-3, all forward links", source="PDP p. 345, Fig. 11",
-        build=lambda: _net_addition(3), data=_ds(C.addition, bits=2), lr=0.5, max_sweeps=20000,
-        published="3,020 presentations (one run)", pub_sweeps=3020, pub_failures="'always solves'", stated="η = 0.5",
+        "addition-3h",
+        problem="2-bit addition",
+        net="4-3-3, all forward links",
+        source="PDP p. 345, Fig. 11",
+        build=lambda: _net_addition(3),
+        data=_ds(C.addition, bits=2),
+        lr=0.5,
+        max_sweeps=20000,
+        published="3,020 presentations (one run)",
+        pub_sweeps=3020,
+        pub_failures="'always solves'",
+        stated="η = 0.5",
     ),
     *_both(
-        "dist-to-local", problem="distributed -> local", net="2-1-4-4", source="PDP pp. 337–339",
-        build=lambda: Net.layered(2, 1, 4, 4), data=distributed_to_local, lr=0.05, max_sweeps=40000,
-        published="5,226 presentations (one run)", pub_sweeps=5226, pub_failures="not reported", stated="η = 0.05",
+        "dist-to-local",
+        problem="distributed -> local",
+        net="2-1-4-4",
+        source="PDP pp. 337–339",
+        build=lambda: Net.layered(2, 1, 4, 4),
+        data=distributed_to_local,
+        lr=0.05,
+        max_sweeps=40000,
+        published="5,226 presentations (one run)",
+        pub_sweeps=5226,
+        pub_failures="not reported",
+        stated="η = 0.05",
     ),
     *_both(
-        "t-c", problem="T vs C", net="5x5 torus, shared 3x3 kernel", source="PDP pp. 348–352",
-        build=lambda: TCNet(5), data=tc_patterns, lr=0.05, max_sweeps=20000,
-        published="≈ 5,000–10,000 presentations", pub_sweeps=7500, pub_failures="not reported", stated="nothing numeric",
+        "t-c",
+        problem="T vs C",
+        net="5x5 torus, shared 3x3 kernel",
+        source="PDP pp. 348–352",
+        build=lambda: TCNet(5),
+        data=tc_patterns,
+        lr=0.05,
+        max_sweeps=20000,
+        published="≈ 5,000–10,000 presentations",
+        pub_sweeps=7500,
+        pub_failures="not reported",
+        stated="nothing numeric",
     ),
 ]
 
@@ -756,10 +868,14 @@ def _struct_addition(model: Any, run: Run, X: np.ndarray, T: np.ndarray) -> str:
             f"{int(X[p, 0])}{int(X[p, 1])}+{int(X[p, 2])}{int(X[p, 3])}→{''.join(str(int(v > 0.5)) for v in yy[p])}"
             for p in np.nonzero(w)[0]
         )
-        sigs[key or "(none wrong; not within the margin)"] = sigs.get(key or "(none wrong; not within the margin)", 0) + 1
+        sigs[key or "(none wrong; not within the margin)"] = (
+            sigs.get(key or "(none wrong; not within the margin)", 0) + 1
+        )
     top = sorted(sigs.items(), key=lambda kv: -kv[1])[:2]
     pub = sigs.get("11+11→100", 0)
-    return f"{pub}/{int(bad.sum())} failures are PDP's (11+11→100); most common: " + "; ".join(f"{k} ×{v}" for k, v in top)
+    return f"{pub}/{int(bad.sum())} failures are PDP's (11+11→100); most common: " + "; ".join(
+        f"{k} ×{v}" for k, v in top
+    )
 
 
 def _struct_dist_local(model: Any, run: Run, X: np.ndarray, T: np.ndarray) -> str:
@@ -768,7 +884,11 @@ def _struct_dist_local(model: Any, run: Run, X: np.ndarray, T: np.ndarray) -> st
         return ""
     (h, _) = _hidden_acts(model, _sel(run.params, sol), X)
     v = np.sort(h[..., 0], 1)
-    return "the single hidden unit's 4 values (median, sorted): " + ", ".join(f"{x:.2f}" for x in np.median(v, 0)) + " (Table 7: ≈ 0, .2, .6, 1)"
+    return (
+        "the single hidden unit's 4 values (median, sorted): "
+        + ", ".join(f"{x:.2f}" for x in np.median(v, 0))
+        + " (Table 7: ≈ 0, .2, .6, 1)"
+    )
 
 
 def _struct_tc(model: Any, run: Run, X: np.ndarray, T: np.ndarray) -> str:
@@ -828,15 +948,23 @@ def _verdict(exp: Experiment, st: dict) -> str:
         return "consistent (< 5,000)" if st["p95"] < exp.pub_sweeps else "slower than published"
     if exp.key.startswith("t-c"):  # published as a range
         lo, hi = 5000, 10000
-        return "overlaps" if st["q75"] >= lo and st["q25"] <= hi else ("faster" if st["q75"] < lo else "slower")
+        return (
+            "overlaps"
+            if st["q75"] >= lo and st["q25"] <= hi
+            else ("faster" if st["q75"] < lo else "slower")
+        )
     if exp.key.startswith("xor-2-2-1"):  # Chauvin's mean
         return f"our mean {st['mean']:.0f} vs 245"
     if st["p5"] <= exp.pub_sweeps <= st["p95"]:
         return "within our 5–95 % range"
-    return "beyond seed spread: " + ("we are slower" if exp.pub_sweeps < st["p5"] else "we are faster")
+    return "beyond seed spread: " + (
+        "we are slower" if exp.pub_sweeps < st["p5"] else "we are faster"
+    )
 
 
-def run_experiment(exp: Experiment, seeds: Sequence[int], max_sweeps: int | None = None) -> tuple[Run, dict[str, Any]]:
+def run_experiment(
+    exp: Experiment, seeds: Sequence[int], max_sweeps: int | None = None
+) -> tuple[Run, dict[str, Any]]:
     """Train ``exp`` from every seed; returns the run and a summary (with a ``structure`` note)."""
     X, T = exp.arrays()
     model = exp.build()
@@ -846,7 +974,9 @@ def run_experiment(exp: Experiment, seeds: Sequence[int], max_sweeps: int | None
     run = train(model, X, T, seeds, **kw)
     st = summarize(run)
     st["cap"] = kw["max_sweeps"]
-    st["structure"] = next((f(model, run, X, T) for k, f in _STRUCTURE.items() if exp.key.startswith(k)), "")
+    st["structure"] = next(
+        (f(model, run, X, T) for k, f in _STRUCTURE.items() if exp.key.startswith(k)), ""
+    )
     st["verdict"] = _verdict(exp, st)
     return run, st
 
@@ -876,7 +1006,11 @@ def _write_csv(path: Path, headers: Sequence[str], rows: Sequence[Sequence[Any]]
 
 
 def _crit(c: tuple[str, float]) -> str:
-    return {"margin": f"all outputs within {c[1]:g} of target", "pattern_error": f"E_p < {c[1]:g} every pattern", "correct": "all outputs on the right side of 0.5"}[c[0]]
+    return {
+        "margin": f"all outputs within {c[1]:g} of target",
+        "pattern_error": f"E_p < {c[1]:g} every pattern",
+        "correct": "all outputs on the right side of 0.5",
+    }[c[0]]
 
 
 def sweeps_table(results: Sequence[tuple[Experiment, dict]]) -> tuple[list[str], list[list[Any]]]:
@@ -903,7 +1037,15 @@ def sweeps_table(results: Sequence[tuple[Experiment, dict]]) -> tuple[list[str],
 # ---------------------------------------------------------------- Chauvin's XOR sweep (p. 333)
 
 #: (H, η, published mean presentations): P = 280 − 33 log2 H at η = 0.25; H = 8 at other η.
-CHAUVIN = [(2, 0.25, 247), (4, 0.25, 214), (8, 0.25, 181), (16, 0.25, 148), (32, 0.25, 115), (8, 0.1, 450), (8, 0.75, 68)]
+CHAUVIN = [
+    (2, 0.25, 247),
+    (4, 0.25, 214),
+    (8, 0.25, 181),
+    (16, 0.25, 148),
+    (32, 0.25, 115),
+    (8, 0.1, 450),
+    (8, 0.75, 68),
+]
 #: settings Chauvin leaves unstated, each a column: (label, init range, soft targets, α)
 CHAUVIN_SETTINGS = [
     ("U(±0.3), targets 0/1, α 0.9", 0.3, False, 0.9),
@@ -913,7 +1055,12 @@ CHAUVIN_SETTINGS = [
 ]
 
 
-def chauvin(seeds: Sequence[int], max_sweeps: int = 20000, rows: Sequence[tuple] = CHAUVIN, settings: Sequence[tuple] = CHAUVIN_SETTINGS) -> tuple[list[str], list[list[Any]]]:
+def chauvin(
+    seeds: Sequence[int],
+    max_sweeps: int = 20000,
+    rows: Sequence[tuple] = CHAUVIN,
+    settings: Sequence[tuple] = CHAUVIN_SETTINGS,
+) -> tuple[list[str], list[list[Any]]]:
     """XOR 2-H-1 per pattern (order permuted each sweep), stop when E_p < 0.01 for every pattern:
     our mean presentations (over solved runs; failures in brackets) next to Chauvin's."""
     X, T0 = _arrays(C.xor())
@@ -935,7 +1082,9 @@ def chauvin(seeds: Sequence[int], max_sweeps: int = 20000, rows: Sequence[tuple]
 # ------------------------------------------------------------ presentation order (per pattern)
 
 
-def order_table(seeds: Sequence[int], keys: Sequence[str], max_sweeps: int | None = None) -> tuple[list[str], list[list[Any]]]:
+def order_table(
+    seeds: Sequence[int], keys: Sequence[str], max_sweeps: int | None = None
+) -> tuple[list[str], list[list[Any]]]:
     """Per-pattern training with the cases in the same order every sweep vs a fresh random order
     each sweep (PDP does not say which)."""
     headers = ["experiment", "order", "failed", "sweeps median [IQR]"]
@@ -944,7 +1093,9 @@ def order_table(seeds: Sequence[int], keys: Sequence[str], max_sweeps: int | Non
         e = next(x for x in EXPERIMENTS if x.key == key)
         for order in ("fixed", "permuted"):
             _, st = run_experiment(replace(e, order=order), seeds, max_sweeps)
-            out.append([f"{e.problem} {e.net}", order, f"{st['failures']}/{st['seeds']}", _med_iqr(st)])
+            out.append(
+                [f"{e.problem} {e.net}", order, f"{st['failures']}/{st['seeds']}", _med_iqr(st)]
+            )
     return headers, out
 
 
@@ -992,14 +1143,20 @@ def family_split(seeds: Sequence[int], n_test: int = 4) -> np.ndarray:
 def encoding_stats(W: np.ndarray) -> dict[str, np.ndarray]:
     """For person-encoding weights W (S, 24 people, 6 units): per seed, the largest |correlation|
     over the 6 units of a unit's weights with nationality (English/Italian) and with generation."""
+
     def corr(v: np.ndarray) -> np.ndarray:
         a = W - W.mean(1, keepdims=True)
         b = (v - v.mean())[None, :, None]
         return np.abs((a * b).sum(1) / np.sqrt((a**2).sum(1) * (b**2).sum() + 1e-300))
+
     return {"nationality": corr(ENGLISH).max(1), "generation": corr(GENERATION).max(1)}
 
 
-def family_trees(seeds: Sequence[int], variants: Sequence[tuple[str, dict]] = FT_VARIANTS, max_sweeps: int | None = None) -> tuple[list[str], list[list[Any]], dict[str, Run]]:
+def family_trees(
+    seeds: Sequence[int],
+    variants: Sequence[tuple[str, dict]] = FT_VARIANTS,
+    max_sweeps: int | None = None,
+) -> tuple[list[str], list[list[Any]], dict[str, Run]]:
     """Train the family-trees net with each variant of the published settings; per variant: final
     train correct (of 100), runs with all 100 right, test correct (of 4 per run), final E, and how
     clearly some person unit encodes nationality / generation."""
@@ -1053,10 +1210,19 @@ REMEDIES: list[tuple[str, dict]] = [
 ]
 
 
-def remedies(seeds: Sequence[int], max_sweeps: int | None = None) -> tuple[list[str], list[list[Any]]]:
+def remedies(
+    seeds: Sequence[int], max_sweeps: int | None = None
+) -> tuple[list[str], list[list[Any]]]:
     """How often each remedy is still stuck (criterion not met within the budget) on XOR 2-2-1
     and 4-bit parity 4-4-1 (batch mode, all outputs within 0.2 of 0/1 targets, U(±0.3))."""
-    headers = ["problem", "method", "budget (sweeps)", "stuck", "sweeps median [IQR]", "restarts used (mean)"]
+    headers = [
+        "problem",
+        "method",
+        "budget (sweeps)",
+        "stuck",
+        "sweeps median [IQR]",
+        "restarts used (mean)",
+    ]
     out = []
     for name, build, data, lr, budget, period in REMEDY_PROBLEMS:
         X, T = data()
@@ -1064,7 +1230,14 @@ def remedies(seeds: Sequence[int], max_sweeps: int | None = None) -> tuple[list[
         for label, kw in REMEDIES:
             kw = dict(kw)
             restart = kw.pop("restart", False)
-            args = dict(mode="batch", lr=lr, momentum=0.0, init=0.3, max_sweeps=cap, restart_every=period if restart else None)
+            args = dict(
+                mode="batch",
+                lr=lr,
+                momentum=0.0,
+                init=0.3,
+                max_sweeps=cap,
+                restart_every=period if restart else None,
+            )
             args.update(kw)
             r = train(build(), X, T, seeds, **args)
             st = summarize(r)
@@ -1099,7 +1272,15 @@ def hinton(ax: Any, W: np.ndarray, vmax: float | None = None) -> None:
     ax.set_facecolor("0.55")
     for (i, j), w in np.ndenumerate(W):
         s = 0.92 * math.sqrt(min(abs(w) / vmax, 1.0))
-        ax.add_patch(Rectangle((j - s / 2, i - s / 2), s, s, facecolor="white" if w > 0 else "black", edgecolor="none"))
+        ax.add_patch(
+            Rectangle(
+                (j - s / 2, i - s / 2),
+                s,
+                s,
+                facecolor="white" if w > 0 else "black",
+                edgecolor="none",
+            )
+        )
     ax.set_xlim(-0.5, W.shape[1] - 0.5)
     ax.set_ylim(W.shape[0] - 0.5, -0.5)
     ax.set_aspect("equal")
@@ -1118,7 +1299,13 @@ def plot_learning_curves(items: Sequence[tuple[Experiment, Run]], path: Path) ->
         for c, ok in zip(run.curves, run.solved):
             last = np.nonzero(~np.isnan(c))[0]
             if len(last):
-                ax.plot(np.arange(last[-1] + 1), c[: last[-1] + 1], lw=0.6, alpha=0.6, color="tab:blue" if ok else "tab:red")
+                ax.plot(
+                    np.arange(last[-1] + 1),
+                    c[: last[-1] + 1],
+                    lw=0.6,
+                    alpha=0.6,
+                    color="tab:blue" if ok else "tab:red",
+                )
         if e.pub_sweeps:
             ax.axvline(e.pub_sweeps, color="k", ls="--", lw=0.8)
         ax.set_yscale("log")
@@ -1127,7 +1314,10 @@ def plot_learning_curves(items: Sequence[tuple[Experiment, Run]], path: Path) ->
         ax.set_xlabel("sweeps", fontsize=7)
         if i % cols == 0:
             ax.set_ylabel("E", fontsize=7)
-    fig.suptitle("Learning curves (blue: met the criterion, red: not by the cap; dashed: published count)", fontsize=10)
+    fig.suptitle(
+        "Learning curves (blue: met the criterion, red: not by the cap; dashed: published count)",
+        fontsize=10,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     return path
@@ -1139,7 +1329,10 @@ def plot_symmetry(run: Run, path: Path, n: int = 5) -> Path:
     _, pub = published_symmetry_net()
     nets = [("PDP Fig. 9 (published)", pub)]
     idx = np.nonzero(run.solved)[0][: n - 1]
-    nets += [(f"seed {run.seeds[i]} ({run.sweeps[i]} sweeps)", _sel(run.params, np.array([i]))) for i in idx]
+    nets += [
+        (f"seed {run.seeds[i]} ({run.sweeps[i]} sweeps)", _sel(run.params, np.array([i])))
+        for i in idx
+    ]
     fig, _ = _figure(3.2 * len(nets), 2.6)
     for k, (title, p) in enumerate(nets):
         W = np.concatenate([p[0][0].T, p[2][0][:, None], p[1][0]], 1)  # (2, 8)
@@ -1150,7 +1343,9 @@ def plot_symmetry(run: Run, path: Path, n: int = 5) -> Path:
         ax.set_yticks([0, 1])
         ax.set_yticklabels(["A", "B"], fontsize=8)
         ax.set_title(title + f"\noutput bias {p[3][0, 0]:+.1f}", fontsize=8)
-    fig.suptitle("6-bit symmetry, 6-2-1: mirror-image weights (white +, black −; area ∝ |w|)", fontsize=10)
+    fig.suptitle(
+        "6-bit symmetry, 6-2-1: mirror-image weights (white +, black −; area ∝ |w|)", fontsize=10
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return path
@@ -1183,7 +1378,9 @@ def plot_family_encodings(runs: Sequence[tuple[str, Run]], path: Path) -> Path:
         fig.text(0.005, 1 - (r + 0.5) / len(runs), f"{label}\nseed {run.seeds[best]}, train {run.extra['train_correct'][best, last]:.0f}/100\nmax |w| {vmax:.2f}",
                  fontsize=7, va="center")  # fmt: skip
         del enc
-    fig.suptitle("Family trees: weights from person 1 to the 6 person units (white +, black −)", fontsize=10)
+    fig.suptitle(
+        "Family trees: weights from person 1 to the 6 person units (white +, black −)", fontsize=10
+    )
     fig.tight_layout(rect=(0.08, 0, 1, 1))
     fig.savefig(path, dpi=100)
     return path
@@ -1198,7 +1395,13 @@ def plot_family_curves(runs: dict[str, Run], path: Path) -> Path:
         n = np.nonzero(~np.isnan(tr[0]))[0][-1] + 1
         x = np.arange(n)
         (ln,) = a1.plot(x, np.median(tr[:, :n], 0), lw=1, label=label)
-        a1.fill_between(x, np.percentile(tr[:, :n], 25, 0), np.percentile(tr[:, :n], 75, 0), color=ln.get_color(), alpha=0.15)
+        a1.fill_between(
+            x,
+            np.percentile(tr[:, :n], 25, 0),
+            np.percentile(tr[:, :n], 75, 0),
+            color=ln.get_color(),
+            alpha=0.15,
+        )
         a2.plot(x, np.median(run.curves[:, :n], 0), lw=1, color=ln.get_color())
     a1.set_xlabel("sweeps")
     a1.set_ylabel("training cases right (of 100)")
@@ -1268,7 +1471,12 @@ def published_forward() -> tuple[list[str], list[list[Any]]]:
         f"palindromes [{y[0, on, 0].min():.3f}, {y[0, on, 0].max():.3f}], others [{y[0, ~on, 0].min():.3f}, {y[0, ~on, 0].max():.3f}], E = {E:.4f}",
         "[0.857, 0.872], [0.072, 0.169], E = 0.3541", "yes" if criterion_met(y, T, ("margin", 0.2))[0] else "no",
     ])  # fmt: skip
-    return ["published net", "our forward pass", "expected (classic-experiments.md §1.4)", "meets our stop rule"], rows
+    return [
+        "published net",
+        "our forward pass",
+        "expected (classic-experiments.md §1.4)",
+        "meets our stop rule",
+    ], rows
 
 
 def main(
@@ -1296,9 +1504,15 @@ def main(
     ]
     tables: dict[str, Any] = {}
 
-    def table(name: str, title: str, headers: list[str], rows: list[list[Any]], note: str = "") -> None:
+    def table(
+        name: str, title: str, headers: list[str], rows: list[list[Any]], note: str = ""
+    ) -> None:
         _write_csv(out / f"{name}.csv", headers, rows)
-        md.extend([f"## {title}", "", note, "", _md(headers, rows), ""] if note else [f"## {title}", "", _md(headers, rows), ""])
+        md.extend(
+            [f"## {title}", "", note, "", _md(headers, rows), ""]
+            if note
+            else [f"## {title}", "", _md(headers, rows), ""]
+        )
         tables[name] = (headers, rows)
         log(f"\n{title}\n" + _md(headers, rows))
 
@@ -1310,7 +1524,9 @@ def main(
             run, st = run_experiment(e, S, cap)
             results.append((e, st))
             runs.append((e, run))
-            log(f"rhw1986: {e.key}: {st['failures']}/{st['seeds']} failed, median {_fmt(st['median'])} sweeps ({run.wall:.1f}s)")
+            log(
+                f"rhw1986: {e.key}: {st['failures']}/{st['seeds']} failed, median {_fmt(st['median'])} sweeps ({run.wall:.1f}s)"
+            )
         table("sweeps", "Sweeps to solution", *sweeps_table(results),
               note="per pattern: PDP eq. 16, one change per case, momentum carried across presentations, "
                    "a fresh random order each sweep; per sweep: Nature, ∂E/∂w summed over all cases.")  # fmt: skip
@@ -1328,10 +1544,27 @@ def main(
               note="per pattern, random order; stop when E_p = ½Σ(t − o)² < 0.01 for every pattern; "
                    "mean over solved runs. Chauvin's initial weights, targets and momentum are unstated: one column each.")  # fmt: skip
     if "order" in sections:
-        keys = ["xor-2-2-1/pattern"] if quick else ["xor-2-2-1/pattern", "parity-4/pattern", "encoder-8-3-8/pattern", "negation/pattern"]
-        table("order", "Per-pattern training: the same case order every sweep vs a fresh random order", *order_table(S, keys, cap))
+        keys = (
+            ["xor-2-2-1/pattern"]
+            if quick
+            else [
+                "xor-2-2-1/pattern",
+                "parity-4/pattern",
+                "encoder-8-3-8/pattern",
+                "negation/pattern",
+            ]
+        )
+        table(
+            "order",
+            "Per-pattern training: the same case order every sweep vs a fresh random order",
+            *order_table(S, keys, cap),
+        )
     if "family" in sections:
-        variants = FT_VARIANTS[:1] + [v for v in FT_VARIANTS if v[0] == FT_SMALLEST] if quick else FT_VARIANTS
+        variants = (
+            FT_VARIANTS[:1] + [v for v in FT_VARIANTS if v[0] == FT_SMALLEST]
+            if quick
+            else FT_VARIANTS
+        )
         h, rows, ft_runs = family_trees(S, variants, max_sweeps=30 if quick else None)
         table("family_trees", "Family trees (Nature Figs 2–4)", h, rows,
               note="batch; ε 0.005, α 0.5 for 20 sweeps then ε 0.01, α 0.9; weights × 0.998 after each change; "
@@ -1340,12 +1573,19 @@ def main(
                    "correctly to the four triples on which it was not trained' (Nature, one run); 7 of 8 over two runs (UCI "
                    "kinship description, secondary).")  # fmt: skip
         plot_family_curves(ft_runs, out / "family_trees_curves.png")
-        plot_family_encodings([(k, ft_runs[k]) for k in (variants[0][0], FT_SMALLEST) if k in ft_runs], out / "family_trees_weights.png")
+        plot_family_encodings(
+            [(k, ft_runs[k]) for k in (variants[0][0], FT_SMALLEST) if k in ft_runs],
+            out / "family_trees_weights.png",
+        )
     if "remedies" in sections:
         table("remedies", "Getting stuck, and remedies (XOR 2-2-1, parity 4-4-1)", *remedies(S, max_sweeps=100 if quick else None),
               note="batch, ε 0.5, U(±0.3) unless the row says otherwise; 'stuck' = all outputs not within 0.2 of their 0/1 targets by the budget.")  # fmt: skip
     wall = time.perf_counter() - t0
-    md.append(f"Total time: {wall:.0f} s. Figures: " + ", ".join(sorted(p.name for p in out.glob("*.png"))) + ".")
+    md.append(
+        f"Total time: {wall:.0f} s. Figures: "
+        + ", ".join(sorted(p.name for p in out.glob("*.png")))
+        + "."
+    )
     (out / "results.md").write_text("\n".join(md) + "\n")
     log(f"\nrhw1986: done in {wall:.0f}s; files in {out}/")
     return {"tables": tables, "wall": wall, "out": out}

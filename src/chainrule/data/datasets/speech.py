@@ -20,7 +20,8 @@ never heard (every accent and every variant is still seen in training, in other 
 Cache. The arrays are kept in ``<root>/speech_digits_v1_<key>.npz`` (``root``: ``data.path`` /
 ``--data``, else ``$CHAINRULE_CACHE`` or ``~/.cache/chainrule``; ``key``: a hash of every setting
 above), written atomically; generating takes about 20-40 s on two cores and prints how many clips
-of each kind it made. With a cache present espeak-ng is not needed.
+of each kind it made (``python -m chainrule.data.datasets.speech [ROOT]`` makes it ahead of time).
+With a cache present espeak-ng is not needed.
 
 espeak-ng. A Debian/Ubuntu package (``sudo apt-get install espeak-ng``; macOS ``brew install
 espeak-ng``; Fedora ``sudo dnf install espeak-ng``); ``EspeakNotFoundError`` says so when it is
@@ -208,7 +209,7 @@ def make_speech_digits(
         if results
         else np.zeros((0, FEATURES["n_mels"], n_frames), np.float32)
     )
-    meta = np.array([j for j in jobs], dtype=np.int64).reshape(-1, 4)
+    meta = np.array(jobs, dtype=np.int64).reshape(-1, 4)
     return {
         "x": x,
         "y": meta[:, 0].copy(),

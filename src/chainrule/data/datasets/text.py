@@ -20,7 +20,7 @@ topics has the same shape as on another's, and ``chainrule generate`` needs noth
 config and weights. (``Vocabulary.from_text`` builds one from a text's own characters instead.)
 
 Split. By topic: a topic is held out when the CRC-32 of its name is 0 mod 10 (stable across
-Python versions, since it depends only on the names), which holds out about 9% of the
+Python versions, since it depends only on the names), which holds out about 11% of the
 deduplicated text; with the deduplication no held-out paragraph occurs in the training text. ``path=`` (``--data FILE``) trains on a
 UTF-8 text file instead; its last 10% is held out.
 
