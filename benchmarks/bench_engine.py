@@ -192,9 +192,7 @@ def make(name: str) -> dict:
         steps, unit, batch = 3, "samples/s", 512
     w = init_weights(sizes)
     fns = {
-        "chainrule": cr_step_fn(
-            CrNet(w, act, lr, mom), cr.tensor(x), cr.tensor(y), loss
-        ),
+        "chainrule": cr_step_fn(CrNet(w, act, lr, mom), cr.tensor(x), cr.tensor(y), loss),
         "numpy": numpy_step_fn(w, act, lr, mom, x, y, loss),
     }
     if torch is not None:
@@ -204,7 +202,14 @@ def make(name: str) -> dict:
     for i, (fin, fout) in enumerate(zip(sizes[:-1], sizes[1:])):
         mult = 3 if i > 0 else 2  # forward, weight grad, input grad (none for the first layer)
         flops += mult * 2 * len(x) * fin * fout
-    return {"fns": fns, "steps": steps, "unit": unit, "batch": batch, "flops": flops, "sizes": sizes}
+    return {
+        "fns": fns,
+        "steps": steps,
+        "unit": unit,
+        "batch": batch,
+        "flops": flops,
+        "sizes": sizes,
+    }
 
 
 def timed(fn, steps: int) -> float:

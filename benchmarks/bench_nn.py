@@ -38,19 +38,30 @@ MODELS = ("mlp", "cnn1d", "cnn2d", "gru")
 def build(M, name: str):  # noqa: ANN201 - M is the chainrule or torch module
     nn = M.nn
     if name == "mlp":
-        return nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+        return nn.Sequential(
+            nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10)
+        )
     if name == "cnn1d":
         return nn.Sequential(
-            nn.Conv1d(1, 25, 5, stride=2, padding=1), nn.ReLU(),
-            nn.Conv1d(25, 25, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv1d(25, 25, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Flatten(), nn.Linear(125, 10),
+            nn.Conv1d(1, 25, 5, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv1d(25, 25, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv1d(25, 25, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(125, 10),
         )
     if name == "cnn2d":
         return nn.Sequential(
-            nn.Conv2d(1, 8, 5), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(256, 10),
+            nn.Conv2d(1, 8, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 5),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(256, 10),
         )
     if name == "gru":
 
@@ -70,7 +81,12 @@ def build(M, name: str):  # noqa: ANN201 - M is the chainrule or torch module
 
 def data(name: str) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
-    shape = {"mlp": (128, 784), "cnn1d": (100, 1, 40), "cnn2d": (64, 1, 28, 28), "gru": (100, 40, 1)}[name]
+    shape = {
+        "mlp": (128, 784),
+        "cnn1d": (100, 1, 40),
+        "cnn2d": (64, 1, 28, 28),
+        "gru": (100, 40, 1),
+    }[name]
     return rng.standard_normal(shape).astype(np.float32), rng.integers(0, 10, shape[0])
 
 
@@ -95,7 +111,9 @@ def setup(fw: str, name: str):  # noqa: ANN201
         torch.set_num_threads(os.cpu_count() or 1)
         M = torch
         model = build(torch, name)
-        model.load_state_dict({k: torch.from_numpy(v.numpy().copy()) for k, v in ref.state_dict().items()})
+        model.load_state_dict(
+            {k: torch.from_numpy(v.numpy().copy()) for k, v in ref.state_dict().items()}
+        )
         xb, yb = torch.from_numpy(x), torch.from_numpy(y)
     opt = optimizer(M, name, model.parameters())
     lossf = M.nn.CrossEntropyLoss()
@@ -131,12 +149,14 @@ def speed(names: list[str], rounds: int) -> list[dict]:
             for fw, (step, _) in steps.items():
                 per[fw].append(n * batch / timed(step, n))
         ratio = statistics.median(c / t for c, t in zip(per["chainrule"], per["torch"]))
-        rows.append({
-            "model": name,
-            "chainrule samples/s": statistics.median(per["chainrule"]),
-            "torch samples/s": statistics.median(per["torch"]),
-            "ratio": ratio,
-        })
+        rows.append(
+            {
+                "model": name,
+                "chainrule samples/s": statistics.median(per["chainrule"]),
+                "torch samples/s": statistics.median(per["torch"]),
+                "ratio": ratio,
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -167,10 +187,16 @@ def memory(names: list[str]) -> list[dict]:
     for name in names:
         row = {"model": name}
         for fw in ("chainrule", "torch"):
-            out = subprocess.run(
-                [sys.executable, __file__, "--memory-child", fw, name],
-                capture_output=True, text=True, check=True,
-            ).stdout.strip().splitlines()[-1]
+            out = (
+                subprocess.run(
+                    [sys.executable, __file__, "--memory-child", fw, name],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
             row[f"{fw} MiB"] = json.loads(out)["peak_growth"] / 2**20
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -40,7 +40,16 @@ def test_train_writes_a_complete_run_folder(tmp_path: Path) -> None:
     r = run(["train", "--preset", "xor", "--epochs", "40", "--lr", "0.5", "--seed", "1"], tmp_path)
     assert r.returncode == 0, r.stderr
     d = tmp_path / "runs" / "xor"
-    for f in ("config.toml", "metrics.csv", "history.jsonl", "curves.png", "best.safetensors", "last.safetensors", "checkpoint.safetensors", "summary.json"):
+    for f in (
+        "config.toml",
+        "metrics.csv",
+        "history.jsonl",
+        "curves.png",
+        "best.safetensors",
+        "last.safetensors",
+        "checkpoint.safetensors",
+        "summary.json",
+    ):
         assert (d / f).exists(), f
     summary = json.loads((d / "summary.json").read_text())
     assert summary["epochs"] == 40 and summary["parameters"] == 9
@@ -58,7 +67,13 @@ def test_train_writes_a_complete_run_folder(tmp_path: Path) -> None:
 
 
 def test_eval_reports_the_saved_model(tmp_path: Path) -> None:
-    assert run(["train", "--preset", "encoder8", "--epochs", "30", "--out", "e8", "--no-progress"], tmp_path).returncode == 0
+    assert (
+        run(
+            ["train", "--preset", "encoder8", "--epochs", "30", "--out", "e8", "--no-progress"],
+            tmp_path,
+        ).returncode
+        == 0
+    )
     r = run(["eval", "e8", "--weights", "last", "--split", "train"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert "encoder8" in r.stdout and "8 samples" in r.stdout and "loss" in r.stdout
@@ -90,7 +105,10 @@ loss = "MSELoss"
     )
     r = run(["train", "--config", "run.toml", "--no-progress"], tmp_path)
     assert r.returncode == 0, r.stderr
-    rows = [json.loads(ln) for ln in (tmp_path / "runs" / "tiny" / "history.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(ln)
+        for ln in (tmp_path / "runs" / "tiny" / "history.jsonl").read_text().splitlines()
+    ]
     lrs = [r["lr"] for r in rows]
     assert len(rows) == 25
     assert lrs[0] == pytest.approx(0.05) and lrs[-1] == pytest.approx(0.05 * 0.1**2)
@@ -102,18 +120,52 @@ loss = "MSELoss"
         (["train", "--preset", "nope"], None, "unknown preset 'nope'"),
         (["train", "--config", "missing.toml"], None, "missing.toml does not exist"),
         (["train", "--config", "bad.toml"], "[data\n", "not valid TOML"),
-        (["train", "--config", "bad.toml"], '[data]\ndataset = "cifar"\n[model]\nlayers=[{type="ReLU"}]\n', "data.dataset = 'cifar' is not allowed; choose one of: xor"),
-        (["train", "--config", "bad.toml"], '[data]\ndataset = "xor"\n[model]\nlayers=[{type="Conv2d", in_channels=1}]\n', "model.layers[0]: Conv2d needs argument 'out_channels'"),
-        (["train", "--config", "bad.toml"], '[data]\ndataset = "xor"\n[model]\nlayers=[{type="Linear", in_features=2, out_features=1, bais=true}]\n', "Linear has no argument 'bais'"),
-        (["train", "--config", "bad.toml"], '[data]\ndataset = "xor"\n[model]\nlayers=[{type="Lineer"}]\n', "model.layers[0].type = 'Lineer' is not allowed"),
-        (["train", "--config", "bad.toml"], '[data]\ndataset = "xor"\n[model]\nlayers=[{type="ReLU"}]\n[optimizer]\nname="Adamm"\n', "optimizer.name = 'Adamm' is not allowed"),
-        (["train", "--config", "bad.toml"], '[data]\ndataset = "xor"\nbatch = 3\n[model]\nlayers=[{type="ReLU"}]\n', "data key = 'batch' is not allowed"),
-        (["train", "--config", "bad.toml"], '[data]\ndataset = "xor"\n[model]\nlayers=[{type="Linear", in_features=5, out_features=1}]\n', "the model does not accept this data: a sample of shape (2,)"),
-        (["train", "--config", "bad.toml"], '[data]\ndataset = "npz"\npath = "nothere.npz"\n[model]\nlayers=[{type="ReLU"}]\n', "data.path 'nothere.npz' does not exist"),
+        (
+            ["train", "--config", "bad.toml"],
+            '[data]\ndataset = "cifar"\n[model]\nlayers=[{type="ReLU"}]\n',
+            "data.dataset = 'cifar' is not allowed; choose one of: xor",
+        ),
+        (
+            ["train", "--config", "bad.toml"],
+            '[data]\ndataset = "xor"\n[model]\nlayers=[{type="Conv2d", in_channels=1}]\n',
+            "model.layers[0]: Conv2d needs argument 'out_channels'",
+        ),
+        (
+            ["train", "--config", "bad.toml"],
+            '[data]\ndataset = "xor"\n[model]\nlayers=[{type="Linear", in_features=2, out_features=1, bais=true}]\n',
+            "Linear has no argument 'bais'",
+        ),
+        (
+            ["train", "--config", "bad.toml"],
+            '[data]\ndataset = "xor"\n[model]\nlayers=[{type="Lineer"}]\n',
+            "model.layers[0].type = 'Lineer' is not allowed",
+        ),
+        (
+            ["train", "--config", "bad.toml"],
+            '[data]\ndataset = "xor"\n[model]\nlayers=[{type="ReLU"}]\n[optimizer]\nname="Adamm"\n',
+            "optimizer.name = 'Adamm' is not allowed",
+        ),
+        (
+            ["train", "--config", "bad.toml"],
+            '[data]\ndataset = "xor"\nbatch = 3\n[model]\nlayers=[{type="ReLU"}]\n',
+            "data key = 'batch' is not allowed",
+        ),
+        (
+            ["train", "--config", "bad.toml"],
+            '[data]\ndataset = "xor"\n[model]\nlayers=[{type="Linear", in_features=5, out_features=1}]\n',
+            "the model does not accept this data: a sample of shape (2,)",
+        ),
+        (
+            ["train", "--config", "bad.toml"],
+            '[data]\ndataset = "npz"\npath = "nothere.npz"\n[model]\nlayers=[{type="ReLU"}]\n',
+            "data.path 'nothere.npz' does not exist",
+        ),
         (["eval", "nowhere"], None, "nowhere is not a run folder"),
     ],
 )
-def test_errors_are_one_line(tmp_path: Path, args: list[str], toml: str | None, expected: str) -> None:
+def test_errors_are_one_line(
+    tmp_path: Path, args: list[str], toml: str | None, expected: str
+) -> None:
     if toml is not None:
         (tmp_path / "bad.toml").write_text(toml)
     r = run(args, tmp_path)
@@ -165,9 +217,24 @@ def test_every_preset_validates_and_builds() -> None:
         cfg = config.validate(presets.get(name))
         model = presets.build_model(cfg["model"])
         assert sum(p.numel() for p in model.parameters()) > 0
-    assert sum(p.numel() for p in presets.build_model(presets.get("mnist1d-cnn")["model"]).parameters()) == 5210
-    assert sum(p.numel() for p in presets.build_model(presets.get("mnist1d-gru")["model"]).parameters()) == 5134
-    assert sum(p.numel() for p in presets.build_model(presets.get("mnist1d-mlp")["model"]).parameters()) == 15210
+    assert (
+        sum(
+            p.numel() for p in presets.build_model(presets.get("mnist1d-cnn")["model"]).parameters()
+        )
+        == 5210
+    )
+    assert (
+        sum(
+            p.numel() for p in presets.build_model(presets.get("mnist1d-gru")["model"]).parameters()
+        )
+        == 5134
+    )
+    assert (
+        sum(
+            p.numel() for p in presets.build_model(presets.get("mnist1d-mlp")["model"]).parameters()
+        )
+        == 15210
+    )
 
 
 def test_run_folder_naming(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

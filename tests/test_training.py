@@ -15,7 +15,9 @@ def _models(build, dtype=np.float64):  # noqa: ANN001, ANN202
     cr.manual_seed(0)
     ours = build(cr).to(cr.float64 if dtype == np.float64 else cr.float32)
     theirs = build(torch).to(torch.float64 if dtype == np.float64 else torch.float32)
-    theirs.load_state_dict({k: torch.from_numpy(v.numpy().copy()) for k, v in ours.state_dict().items()})
+    theirs.load_state_dict(
+        {k: torch.from_numpy(v.numpy().copy()) for k, v in ours.state_dict().items()}
+    )
     return ours, theirs
 
 
@@ -48,18 +50,26 @@ def _batches(shape, n_classes, steps, seed=0):  # noqa: ANN001, ANN202
 def small_cnn(M):  # noqa: ANN001, ANN201
     nn_ = M.nn
     return nn_.Sequential(
-        nn_.Conv2d(1, 8, 3, padding=1), nn_.ReLU(), nn_.MaxPool2d(2),
-        nn_.Conv2d(8, 8, 3, stride=1), nn_.ReLU(), nn_.AvgPool2d(2),
-        nn_.Flatten(), nn_.Linear(32, 3),
+        nn_.Conv2d(1, 8, 3, padding=1),
+        nn_.ReLU(),
+        nn_.MaxPool2d(2),
+        nn_.Conv2d(8, 8, 3, stride=1),
+        nn_.ReLU(),
+        nn_.AvgPool2d(2),
+        nn_.Flatten(),
+        nn_.Linear(32, 3),
     )
 
 
 def mnist1d_cnn(M):  # noqa: ANN001, ANN201
     nn_ = M.nn
     return nn_.Sequential(
-        nn_.Conv1d(1, 5, 5, stride=2, padding=1), nn_.ReLU(),
-        nn_.Conv1d(5, 5, 3, stride=2, padding=1), nn_.ReLU(),
-        nn_.Flatten(), nn_.Linear(25, 4),
+        nn_.Conv1d(1, 5, 5, stride=2, padding=1),
+        nn_.ReLU(),
+        nn_.Conv1d(5, 5, 3, stride=2, padding=1),
+        nn_.ReLU(),
+        nn_.Flatten(),
+        nn_.Linear(25, 4),
     )
 
 
@@ -71,13 +81,21 @@ def mlp_bn(M):  # noqa: ANN001, ANN201
 @pytest.mark.parametrize(
     "build, shape, classes, make_opt",
     [
-        (small_cnn, (1, 12, 12), 3, lambda M, p: (M.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True), None)),
+        (
+            small_cnn,
+            (1, 12, 12),
+            3,
+            lambda M, p: (M.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True), None),
+        ),
         (mnist1d_cnn, (1, 20), 4, lambda M, p: (M.optim.Adam(p, lr=1e-2), None)),
         (
             mlp_bn,
             (6,),
             3,
-            lambda M, p: (o := M.optim.AdamW(p, lr=3e-2), M.optim.lr_scheduler.CosineAnnealingLR(o, 10)),
+            lambda M, p: (
+                o := M.optim.AdamW(p, lr=3e-2),
+                M.optim.lr_scheduler.CosineAnnealingLR(o, 10),
+            ),
         ),
     ],
     ids=["cnn2d-sgd", "cnn1d-adam", "mlp-batchnorm-adamw-cosine"],
@@ -100,7 +118,9 @@ def test_float32_run_stays_close_to_pytorch() -> None:
     ours, theirs = _models(small_cnn, np.float32)
     batches = [(x.astype(np.float32), y) for x, y in _batches((1, 12, 12), 3, steps=10)]
     l1 = _train(ours, cr, cr.optim.SGD(ours.parameters(), lr=0.1, momentum=0.9), None, batches)
-    l2 = _train(theirs, torch, torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9), None, batches)
+    l2 = _train(
+        theirs, torch, torch.optim.SGD(theirs.parameters(), lr=0.1, momentum=0.9), None, batches
+    )
     np.testing.assert_allclose(l1, l2, rtol=1e-4)
 
 

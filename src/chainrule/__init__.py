@@ -1,9 +1,9 @@
 """chainrule: neural networks trained by backpropagation, on NumPy.
 
-    import chainrule as cr
-    x = cr.randn(3, requires_grad=True)
-    (x * x).sum().backward()
-    x.grad  # 2 * x
+import chainrule as cr
+x = cr.randn(3, requires_grad=True)
+(x * x).sum().backward()
+x.grad  # 2 * x
 """
 
 from __future__ import annotations

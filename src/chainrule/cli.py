@@ -58,7 +58,9 @@ def build_data(cfg: dict) -> tuple[Any, Any, Any]:
     elif name == "idx":
         files = ", ".join(D.MNIST_FILES.values())
         if not Path(d["path"]).exists():
-            raise CLIError(f"no MNIST folder {d['path']!r}: pass --data DIR, a folder holding {files} (each may be .gz)")
+            raise CLIError(
+                f"no MNIST folder {d['path']!r}: pass --data DIR, a folder holding {files} (each may be .gz)"
+            )
         try:
             train, test = D.mnist(d["path"], flatten=bool(d.get("flatten", False)))
         except FileNotFoundError as e:
@@ -70,24 +72,32 @@ def build_data(cfg: dict) -> tuple[Any, Any, Any]:
     elif name == "text":
         from .data.datasets.text import char_corpus  # noqa: PLC0415
 
-        train, test = char_corpus(d.get("seq_len", 64), path=_path(d["path"]) if "path" in d else None)
+        train, test = char_corpus(
+            d.get("seq_len", 64), path=_path(d["path"]) if "path" in d else None
+        )
     else:  # validate() has already refused anything else
         raise CLIError(f"data.dataset = {name!r} is not supported")
     if "limit" in d:  # the first `limit` samples of each split
         from .data import Subset  # noqa: PLC0415
 
-        train, test = (s if s is None else Subset(s, range(min(d["limit"], len(s)))) for s in (train, test))
+        train, test = (
+            s if s is None else Subset(s, range(min(d["limit"], len(s)))) for s in (train, test)
+        )
     val = None
     v = d["val"]
     if v == "test":
         if test is None:
-            raise CLIError(f"data.val = 'test' but dataset {name!r} has no test split; use a fraction such as 0.1, 'train' or 'none'")
+            raise CLIError(
+                f"data.val = 'test' but dataset {name!r} has no test split; use a fraction such as 0.1, 'train' or 'none'"
+            )
         val = test
     elif v == "train":
         val = train
     elif isinstance(v, float):
         n_val = max(1, int(round(len(train) * v)))
-        train, val = random_split(train, [len(train) - n_val, n_val], generator=Generator().manual_seed(cfg["seed"]))
+        train, val = random_split(
+            train, [len(train) - n_val, n_val], generator=Generator().manual_seed(cfg["seed"])
+        )
     if d.get("shift"):  # random-shift augmentation of the training images (data/augment.py)
         from .data.augment import RandomShift  # noqa: PLC0415
 
@@ -116,7 +126,9 @@ def _resolve_run_dir(name: str, out: str | None, resume: str | bool | None) -> t
         if resume:
             return d, (d / "checkpoint.safetensors").exists()
         if (d / "checkpoint.safetensors").exists():
-            raise CLIError(f"{d} already holds a run: pass --resume to continue it, or choose another --out")
+            raise CLIError(
+                f"{d} already holds a run: pass --resume to continue it, or choose another --out"
+            )
         return d, False
     base = RUNS / name
     candidates = [base] + sorted(
@@ -149,7 +161,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = C.load_toml(args.config)
     else:
         cfg = presets.get(args.preset or presets.DEFAULT)
-    cfg = C.apply_overrides(cfg, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=args.seed, data=args.data)
+    cfg = C.apply_overrides(
+        cfg,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        data=args.data,
+    )
     cfg = C.validate(cfg)
     dist = _distributed(args)
     if dist is None:
@@ -160,22 +179,35 @@ def cmd_train(args: argparse.Namespace) -> int:
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.toml").write_text(C.to_toml(cfg))
-        print(f"chainrule: {'resuming' if resume else 'training'} {cfg['name']} in {run_dir}/ — {cfg['description']}", flush=True)
-    summary = train_from_config(cfg, run_dir, resume=resume, progress=not args.no_progress, args=args)
+        print(
+            f"chainrule: {'resuming' if resume else 'training'} {cfg['name']} in {run_dir}/ — {cfg['description']}",
+            flush=True,
+        )
+    summary = train_from_config(
+        cfg, run_dir, resume=resume, progress=not args.no_progress, args=args
+    )
     if dist is not None:
         dist.destroy_process_group()
     if not main:
         return 0
     print(
         "chainrule: done in {wall:.1f}s; ".format(**summary)
-        + ", ".join(f"{k} {v:.4g}" for k, v in summary["final"].items() if k in ("loss", "accuracy", "val_loss", "val_accuracy", "val_bits_per_char"))
+        + ", ".join(
+            f"{k} {v:.4g}"
+            for k, v in summary["final"].items()
+            if k in ("loss", "accuracy", "val_loss", "val_accuracy", "val_bits_per_char")
+        )
         + f"; files in {run_dir}/"
     )
     return 0
 
 
 def train_from_config(
-    cfg: dict, run_dir: Path, resume: bool = False, progress: bool = True, args: argparse.Namespace | None = None
+    cfg: dict,
+    run_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+    args: argparse.Namespace | None = None,
 ) -> dict:
     """Build everything a config describes, train, and write the run folder. Returns the summary."""
     from . import (  # noqa: PLC0415
@@ -194,12 +226,21 @@ def train_from_config(
     model = presets.build_model(cfg["model"])
     d, t = cfg["data"], cfg["train"]
     if dist is None:
-        loader = DataLoader(train_ds, batch_size=d["batch_size"], shuffle=d["shuffle"], generator=Generator().manual_seed(cfg["seed"]))
-        val_loader = DataLoader(val_ds, batch_size=max(d["batch_size"], 256)) if val_ds is not None else None
+        loader = DataLoader(
+            train_ds,
+            batch_size=d["batch_size"],
+            shuffle=d["shuffle"],
+            generator=Generator().manual_seed(cfg["seed"]),
+        )
+        val_loader = (
+            DataLoader(val_ds, batch_size=max(d["batch_size"], 256)) if val_ds is not None else None
+        )
     else:  # the batch size is the global one: each rank takes its share (commands/distributed.py)
         from .commands.distributed import loaders  # noqa: PLC0415
 
-        loader, val_loader = loaders(dist, train_ds, val_ds, d["batch_size"], d["shuffle"], cfg["seed"])
+        loader, val_loader = loaders(
+            dist, train_ds, val_ds, d["batch_size"], d["shuffle"], cfg["seed"]
+        )
     _check_shapes(model, train_ds)
     if dist is not None:
         model = dist.DistributedDataParallel(model)
@@ -223,7 +264,9 @@ def train_from_config(
         for mod in _command_modules():
             if hasattr(mod, "train_callbacks"):
                 callbacks += mod.train_callbacks(args, cfg, run_dir)
-    trainer = (Trainer if dist is None else dist.DistributedTrainer)(model, loss_fn, opt, t["metrics"])
+    trainer = (Trainer if dist is None else dist.DistributedTrainer)(
+        model, loss_fn, opt, t["metrics"]
+    )
     start = time.perf_counter()
     history = trainer.fit(
         loader, val_loader, epochs=t["epochs"], callbacks=callbacks, scheduler=sched,
@@ -244,7 +287,9 @@ def train_from_config(
         summary["best_val_accuracy"] = max(accs)
         summary["best_epoch"] = accs.index(max(accs)) + 1
     if test_ds is not None and test_ds is not val_ds:
-        summary["test"] = trainer.evaluate(DataLoader(test_ds if dist is None else dist.shard(test_ds), batch_size=512))
+        summary["test"] = trainer.evaluate(
+            DataLoader(test_ds if dist is None else dist.shard(test_ds), batch_size=512)
+        )
     if dist is not None and dist.get_rank() != 0:
         return summary  # rank 0 writes the files
     try:
@@ -276,7 +321,9 @@ def _check_shapes(model: Any, ds: Any) -> None:
             model.eval()
             model(xb)
     except Exception as e:  # noqa: BLE001 - reported as one line
-        raise CLIError(f"the model does not accept this data: a sample of shape {tuple(xb.shape[1:])} gives: {e}") from None
+        raise CLIError(
+            f"the model does not accept this data: a sample of shape {tuple(xb.shape[1:])} gives: {e}"
+        ) from None
     finally:
         model.train(was)
 
@@ -297,7 +344,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = C.validate(C.load_toml(cfg_path))
     weights = run / f"{args.weights}.safetensors"
     if not weights.exists():
-        raise CLIError(f"{weights} does not exist (this run has: {', '.join(p.name for p in run.glob('*.safetensors')) or 'no weights'})")
+        raise CLIError(
+            f"{weights} does not exist (this run has: {', '.join(p.name for p in run.glob('*.safetensors')) or 'no weights'})"
+        )
     model = presets.build_model(cfg["model"])
     model.load_state_dict(io.load(weights))
     train_ds, val_ds, test_ds = build_data(cfg)
@@ -305,8 +354,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if ds is None:
         raise CLIError(f"this run's data has no {args.split!r} split")
     t = cfg["train"]
-    res = evaluate(model, getattr(nn, t["loss"])(**t["loss_args"]), DataLoader(ds, batch_size=512), t["metrics"])
-    print(f"{cfg['name']} ({weights.name}) on {args.split} ({len(ds)} samples): " + ", ".join(f"{k} {v:.4g}" for k, v in res.items()))
+    res = evaluate(
+        model,
+        getattr(nn, t["loss"])(**t["loss_args"]),
+        DataLoader(ds, batch_size=512),
+        t["metrics"],
+    )
+    print(
+        f"{cfg['name']} ({weights.name}) on {args.split} ({len(ds)} samples): "
+        + ", ".join(f"{k} {v:.4g}" for k, v in res.items())
+    )
     return 0
 
 
@@ -324,7 +381,9 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="chainrule", description="Train neural networks by backpropagation.")
+    p = argparse.ArgumentParser(
+        prog="chainrule", description="Train neural networks by backpropagation."
+    )
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = p.add_subparsers(dest="command")
     t = sub.add_parser("train", help="train a preset or a config file (default: the MNIST-1D CNN)")
@@ -335,25 +394,43 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--seed", type=int)
-    t.add_argument("--data", metavar="PATH", help="sets data.path: the MNIST folder for mnist-cnn, a text file for charlm-*, ...")
+    t.add_argument(
+        "--data",
+        metavar="PATH",
+        help="sets data.path: the MNIST folder for mnist-cnn, a text file for charlm-*, ...",
+    )
     t.add_argument("--out", help="run folder (default: runs/<name>, or runs/<name>-N if taken)")
-    t.add_argument("--resume", nargs="?", const=True, default=None, metavar="DIR",
-                   help="continue the latest run of this preset/config (or the run in DIR)")
+    t.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="DIR",
+        help="continue the latest run of this preset/config (or the run in DIR)",
+    )
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
-    t.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    t.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     e = sub.add_parser("eval", help="evaluate a run folder's saved weights")
     e.add_argument("run_dir")
     e.add_argument("--weights", choices=["best", "last"], default="best")
     e.add_argument("--split", choices=["test", "val", "train"], default="test")
-    e.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    e.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     pr = sub.add_parser("presets", help="list the built-in experiments")
-    pr.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    pr.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
     for mod in _command_modules():
         if hasattr(mod, "add_train_arguments"):
             mod.add_train_arguments(t)
         if hasattr(mod, "NAME"):
             c = sub.add_parser(mod.NAME, help=mod.HELP)
-            c.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+            c.add_argument(
+                "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+            )
             mod.add_arguments(c)
     return p
 
@@ -386,7 +463,10 @@ def main(argv: list[str] | None = None) -> int:
         commands.update({m.NAME: m.run for m in _command_modules() if hasattr(m, "NAME")})
         return commands[command](args)
     except KeyboardInterrupt as e:
-        print("\nchainrule: interrupted; the training state is saved — run again with --resume to continue", file=sys.stderr)
+        print(
+            "\nchainrule: interrupted; the training state is saved — run again with --resume to continue",
+            file=sys.stderr,
+        )
         return _failed(args, e, 1)
     except Exception as e:  # noqa: BLE001 - every problem is one line unless --debug
         if getattr(args, "debug", False) or os.environ.get("CHAINRULE_DEBUG"):

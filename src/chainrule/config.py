@@ -57,9 +57,44 @@ class ConfigError(ValueError):
 
 
 SECTIONS = {"name", "description", "seed", "data", "model", "optimizer", "scheduler", "train"}
-DATASETS = ("xor", "parity", "encoder", "symmetry", "family_trees", "mnist1d", "digits", "npz", "csv", "idx", "speech_digits", "text")
-BUILTIN_MODELS = ("mnist1d-logistic", "mnist1d-mlp", "mnist1d-cnn", "mnist1d-gru", "family-trees", "charlm-gru", "charlm-transformer")
-DATA_KEYS = {"dataset", "batch_size", "shuffle", "val", "n", "path", "target_column", "targets", "flatten", "drop_last", "shift", "seq_len", "limit"}
+DATASETS = (
+    "xor",
+    "parity",
+    "encoder",
+    "symmetry",
+    "family_trees",
+    "mnist1d",
+    "digits",
+    "npz",
+    "csv",
+    "idx",
+    "speech_digits",
+    "text",
+)
+BUILTIN_MODELS = (
+    "mnist1d-logistic",
+    "mnist1d-mlp",
+    "mnist1d-cnn",
+    "mnist1d-gru",
+    "family-trees",
+    "charlm-gru",
+    "charlm-transformer",
+)
+DATA_KEYS = {
+    "dataset",
+    "batch_size",
+    "shuffle",
+    "val",
+    "n",
+    "path",
+    "target_column",
+    "targets",
+    "flatten",
+    "drop_last",
+    "shift",
+    "seq_len",
+    "limit",
+}
 TRAIN_KEYS = {"epochs", "loss", "loss_args", "metrics", "checkpoint_every"}
 METRICS = ("loss", "accuracy", "top5_accuracy (any k)", "bits_per_char")
 
@@ -77,7 +112,9 @@ def load_toml(path: str | Path) -> dict:
 
 
 def _allowed(key: str, value: Any, allowed: Any) -> ConfigError:
-    return ConfigError(f"{key} = {value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
+    return ConfigError(
+        f"{key} = {value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}"
+    )
 
 
 def _need(cfg: dict, key: str, typ: type | tuple, where: str) -> Any:
@@ -101,11 +138,17 @@ def _check_args(cls: type, args: dict, where: str) -> None:
     known = [n for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL,)]
     for k in args:
         if k not in params:
-            raise ConfigError(f"{where}: {cls.__name__} has no argument {k!r}; its arguments are: {', '.join(known)}")
+            raise ConfigError(
+                f"{where}: {cls.__name__} has no argument {k!r}; its arguments are: {', '.join(known)}"
+            )
     for n, p in params.items():
         if n in ("params", "optimizer"):
             continue
-        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and n not in args:
+        if (
+            p.default is p.empty
+            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            and n not in args
+        ):
             raise ConfigError(f"{where}: {cls.__name__} needs argument {n!r}")
 
 
@@ -138,14 +181,18 @@ def validate(cfg: dict) -> dict:
     data.setdefault("val", "test" if ds in ("mnist1d", "digits") else "none")
     val = data["val"]
     if not (val in ("test", "none", "train") or (isinstance(val, float) and 0 < val < 1)):
-        raise ConfigError(f"data.val = {val!r} is not allowed; use 'test', 'train', 'none' or a fraction in (0, 1)")
+        raise ConfigError(
+            f"data.val = {val!r} is not allowed; use 'test', 'train', 'none' or a fraction in (0, 1)"
+        )
     if ds == "idx" and "path" not in data:
         raise ConfigError(
             "data.path is missing: dataset 'idx' reads MNIST from a folder holding train-images-idx3-ubyte, "
             "train-labels-idx1-ubyte, t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each may be .gz): pass --data DIR"
         )
     for key, least in (("shift", 0), ("seq_len", 1), ("limit", 1)):
-        if key in data and (not isinstance(data[key], int) or isinstance(data[key], bool) or data[key] < least):
+        if key in data and (
+            not isinstance(data[key], int) or isinstance(data[key], bool) or data[key] < least
+        ):
             raise ConfigError(f"data.{key} must be an integer >= {least}, got {data[key]!r}")
     if ds in ("npz", "csv", "idx") and "path" not in data:
         raise ConfigError(f"data.path is missing: dataset {ds!r} reads a file or folder")
@@ -157,25 +204,42 @@ def validate(cfg: dict) -> dict:
     elif "layers" in model:
         layers = model["layers"]
         if not isinstance(layers, list) or not layers:
-            raise ConfigError("model.layers must be a non-empty list of tables like { type = \"Linear\", ... }")
+            raise ConfigError(
+                'model.layers must be a non-empty list of tables like { type = "Linear", ... }'
+            )
         for i, spec in enumerate(layers):
             where = f"model.layers[{i}]"
             if not isinstance(spec, dict) or "type" not in spec:
                 raise ConfigError(f"{where} must be a table with a 'type' key")
             cls = getattr(nn, spec["type"], None)
-            if not (isinstance(cls, type) and issubclass(cls, nn.Module)) or spec["type"] in ("Module", "Sequential"):
-                layer_names = sorted(n for n in dir(nn) if isinstance(getattr(nn, n), type) and issubclass(getattr(nn, n), nn.Module) and n[0].isupper())
+            if not (isinstance(cls, type) and issubclass(cls, nn.Module)) or spec["type"] in (
+                "Module",
+                "Sequential",
+            ):
+                layer_names = sorted(
+                    n
+                    for n in dir(nn)
+                    if isinstance(getattr(nn, n), type)
+                    and issubclass(getattr(nn, n), nn.Module)
+                    and n[0].isupper()
+                )
                 raise _allowed(f"{where}.type", spec["type"], layer_names)
             _check_args(cls, {k: v for k, v in spec.items() if k != "type"}, where)
     else:
-        raise ConfigError("model needs either layers = [...] or builtin = \"...\"")
+        raise ConfigError('model needs either layers = [...] or builtin = "..."')
     for k in model:
         if k not in ("layers", "builtin", "init"):
             raise _allowed("model key", k, ["layers", "builtin", "init"])
     if "init" in model:
         init = model["init"]
-        if not (isinstance(init, dict) and set(init) == {"uniform"} and isinstance(init["uniform"], (int, float))):
-            raise ConfigError(f"model.init = {init!r}: only {{ uniform = A }} (weights and biases ~ U(-A, A)) is supported")
+        if not (
+            isinstance(init, dict)
+            and set(init) == {"uniform"}
+            and isinstance(init["uniform"], (int, float))
+        ):
+            raise ConfigError(
+                f"model.init = {init!r}: only {{ uniform = A }} (weights and biases ~ U(-A, A)) is supported"
+            )
 
     opt = cfg.setdefault("optimizer", {"name": "Adam", "lr": 1e-3})
     name = _need(opt, "name", str, "optimizer")
@@ -189,13 +253,19 @@ def validate(cfg: dict) -> dict:
     if "scheduler" in cfg:
         sch = cfg["scheduler"]
         sname = _need(sch, "name", str, "scheduler")
-        snames = [n for n in dir(lr_scheduler) if n.endswith(("LR", "Plateau")) and not n.startswith("_")]
+        snames = [
+            n for n in dir(lr_scheduler) if n.endswith(("LR", "Plateau")) and not n.startswith("_")
+        ]
         if sname not in snames:
             raise _allowed("scheduler.name", sname, snames)
         sch.setdefault("interval", "epoch")
         if sch["interval"] not in ("epoch", "batch"):
             raise _allowed("scheduler.interval", sch["interval"], ["epoch", "batch"])
-        _check_args(getattr(lr_scheduler, sname), {k: v for k, v in sch.items() if k not in ("name", "interval")}, "scheduler")
+        _check_args(
+            getattr(lr_scheduler, sname),
+            {k: v for k, v in sch.items() if k not in ("name", "interval")},
+            "scheduler",
+        )
 
     train = cfg.setdefault("train", {})
     for k in train:

@@ -54,7 +54,11 @@ def _flat(x: Any) -> list:
 def _untensor(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [_untensor(v) for v in x]
-    return x.item() if isinstance(x, Tensor) and x.ndim == 0 else (x.tolist() if isinstance(x, Tensor) else x)
+    return (
+        x.item()
+        if isinstance(x, Tensor) and x.ndim == 0
+        else (x.tolist() if isinstance(x, Tensor) else x)
+    )
 
 
 def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
@@ -120,10 +124,19 @@ def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool
     return _make(np.empty(_shape(size), _fdt(dtype)), requires_grad, device)
 
 
-def full(size: Sequence[int], fill_value: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+def full(
+    size: Sequence[int],
+    fill_value: Any,
+    *,
+    dtype: Any = None,
+    device: Any = None,
+    requires_grad: bool = False,
+) -> Tensor:
     if dtype is None:
         dtype = _to_array(fill_value).dtype
-    return _make(np.full(_shape((size,)), _raw(fill_value), dtypes.np_dtype(dtype)), requires_grad, device)
+    return _make(
+        np.full(_shape((size,)), _raw(fill_value), dtypes.np_dtype(dtype)), requires_grad, device
+    )
 
 
 def _raw(x: Any) -> Any:
@@ -134,23 +147,44 @@ def _like(x: Tensor, dtype: Any) -> np.dtype:
     return dtypes.np_dtype(dtype) or x.data.dtype
 
 
-def zeros_like(input: Tensor, *, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:  # noqa: A002
+def zeros_like(
+    input: Tensor, *, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:  # noqa: A002
     return _make(np.zeros(input.shape, _like(input, dtype)), requires_grad, device)
 
 
-def ones_like(input: Tensor, *, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:  # noqa: A002
+def ones_like(
+    input: Tensor, *, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:  # noqa: A002
     return _make(np.ones(input.shape, _like(input, dtype)), requires_grad, device)
 
 
-def empty_like(input: Tensor, *, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:  # noqa: A002
+def empty_like(
+    input: Tensor, *, dtype: Any = None, device: Any = None, requires_grad: bool = False
+) -> Tensor:  # noqa: A002
     return _make(np.empty(input.shape, _like(input, dtype)), requires_grad, device)
 
 
-def full_like(input: Tensor, fill_value: Any, *, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:  # noqa: A002
+def full_like(
+    input: Tensor,
+    fill_value: Any,
+    *,
+    dtype: Any = None,
+    device: Any = None,
+    requires_grad: bool = False,
+) -> Tensor:  # noqa: A002
     return _make(np.full(input.shape, _raw(fill_value), _like(input, dtype)), requires_grad, device)
 
 
-def arange(start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+def arange(
+    start: Any,
+    end: Any = None,
+    step: Any = 1,
+    *,
+    dtype: Any = None,
+    device: Any = None,
+    requires_grad: bool = False,
+) -> Tensor:
     """Values from ``start`` to ``end`` (exclusive); int64 unless any argument is a float."""
     if end is None:
         start, end = 0, start
@@ -167,29 +201,76 @@ def arange(start: Any, end: Any = None, step: Any = 1, *, dtype: Any = None, dev
     return _make(arr, requires_grad, device)
 
 
-def linspace(start: float, end: float, steps: int, *, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    return _make(np.linspace(_raw(start), _raw(end), steps).astype(_fdt(dtype)), requires_grad, device)
+def linspace(
+    start: float,
+    end: float,
+    steps: int,
+    *,
+    dtype: Any = None,
+    device: Any = None,
+    requires_grad: bool = False,
+) -> Tensor:
+    return _make(
+        np.linspace(_raw(start), _raw(end), steps).astype(_fdt(dtype)), requires_grad, device
+    )
 
 
-def logspace(start: float, end: float, steps: int, base: float = 10.0, *, dtype: Any = None, device: Any = None) -> Tensor:
+def logspace(
+    start: float,
+    end: float,
+    steps: int,
+    base: float = 10.0,
+    *,
+    dtype: Any = None,
+    device: Any = None,
+) -> Tensor:
     return _make(np.logspace(start, end, steps, base=base).astype(_fdt(dtype)), False, device)
 
 
-def eye(n: int, m: int | None = None, *, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+def eye(
+    n: int,
+    m: int | None = None,
+    *,
+    dtype: Any = None,
+    device: Any = None,
+    requires_grad: bool = False,
+) -> Tensor:
     return _make(np.eye(n, m, dtype=_fdt(dtype)), requires_grad, device)
 
 
-def rand(*size: Any, generator: Generator | None = None, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+def rand(
+    *size: Any,
+    generator: Generator | None = None,
+    dtype: Any = None,
+    device: Any = None,
+    requires_grad: bool = False,
+) -> Tensor:
     """Uniform samples in [0, 1)."""
     return _make(_gen(generator).random(_shape(size)).astype(_fdt(dtype)), requires_grad, device)
 
 
-def randn(*size: Any, generator: Generator | None = None, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+def randn(
+    *size: Any,
+    generator: Generator | None = None,
+    dtype: Any = None,
+    device: Any = None,
+    requires_grad: bool = False,
+) -> Tensor:
     """Standard normal samples."""
-    return _make(_gen(generator).standard_normal(_shape(size)).astype(_fdt(dtype)), requires_grad, device)
+    return _make(
+        _gen(generator).standard_normal(_shape(size)).astype(_fdt(dtype)), requires_grad, device
+    )
 
 
-def randint(low: int, high: int | None = None, size: Sequence[int] = (), *, generator: Generator | None = None, dtype: Any = None, device: Any = None) -> Tensor:
+def randint(
+    low: int,
+    high: int | None = None,
+    size: Sequence[int] = (),
+    *,
+    generator: Generator | None = None,
+    dtype: Any = None,
+    device: Any = None,
+) -> Tensor:
     """Integers in [low, high); ``randint(high, size)`` starts at 0."""
     if high is None:
         low, high = 0, low
@@ -197,7 +278,9 @@ def randint(low: int, high: int | None = None, size: Sequence[int] = (), *, gene
     return _make(_gen(generator).integers(low, high, _shape((size,))).astype(d), False, device)
 
 
-def randperm(n: int, *, generator: Generator | None = None, dtype: Any = None, device: Any = None) -> Tensor:
+def randperm(
+    n: int, *, generator: Generator | None = None, dtype: Any = None, device: Any = None
+) -> Tensor:
     d = dtypes.np_dtype(dtype) or np.dtype(np.int64)
     return _make(_gen(generator).permutation(n).astype(d), False, device)
 
@@ -210,21 +293,42 @@ def randn_like(input: Tensor, *, dtype: Any = None, generator: Generator | None 
     return wrap(_gen(generator).standard_normal(input.shape).astype(_like(input, dtype)))
 
 
-def normal(mean: Any = 0.0, std: Any = 1.0, size: Sequence[int] | None = None, *, generator: Generator | None = None, dtype: Any = None) -> Tensor:
+def normal(
+    mean: Any = 0.0,
+    std: Any = 1.0,
+    size: Sequence[int] | None = None,
+    *,
+    generator: Generator | None = None,
+    dtype: Any = None,
+) -> Tensor:
     """Normal samples; ``mean``/``std`` may be tensors (broadcast) or floats with ``size``."""
     m = mean.data if isinstance(mean, Tensor) else mean
     s = std.data if isinstance(std, Tensor) else std
     shape = _shape((size,)) if size is not None else np.broadcast_shapes(np.shape(m), np.shape(s))
-    d = dtypes.np_dtype(dtype) or (m.dtype if isinstance(m, np.ndarray) else s.dtype if isinstance(s, np.ndarray) else dtypes.defaults.float.np)
+    d = dtypes.np_dtype(dtype) or (
+        m.dtype
+        if isinstance(m, np.ndarray)
+        else s.dtype
+        if isinstance(s, np.ndarray)
+        else dtypes.defaults.float.np
+    )
     return wrap(_gen(generator).normal(m, s, shape).astype(d))
 
 
-def bernoulli(input: Tensor, p: float | None = None, *, generator: Generator | None = None) -> Tensor:  # noqa: A002
+def bernoulli(
+    input: Tensor, p: float | None = None, *, generator: Generator | None = None
+) -> Tensor:  # noqa: A002
     prob = input.data if p is None else p
     return wrap((_gen(generator).random(input.shape) < prob).astype(input.data.dtype))
 
 
-def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *, generator: Generator | None = None) -> Tensor:  # noqa: A002
+def multinomial(
+    input: Tensor,
+    num_samples: int,
+    replacement: bool = False,
+    *,
+    generator: Generator | None = None,
+) -> Tensor:  # noqa: A002
     g = _gen(generator)
     probs = np.atleast_2d(input.data.astype(np.float64))
     out = np.empty((probs.shape[0], num_samples), np.int64)

@@ -71,7 +71,9 @@ def _reaches_outside(outs: Any, watched: list) -> bool:
 
 def _split_aux(res: Any, who: str) -> tuple:
     if not isinstance(res, (tuple, list)) or len(res) != 2:
-        got = f"a {type(res).__name__}" + (f" of length {len(res)}" if isinstance(res, (tuple, list)) else "")
+        got = f"a {type(res).__name__}" + (
+            f" of length {len(res)}" if isinstance(res, (tuple, list)) else ""
+        )
         raise RuntimeError(
             f"{who}: with has_aux=True the function must return a pair (output, aux), got {got}"
         )
@@ -135,8 +137,12 @@ def vjp(func: Callable, *primals: Tensor, has_aux: bool = False) -> tuple:
             return tuple(wrap(np.zeros(x.shape, x.data.dtype)) for x in wargs)
         with enable_grad():
             return _grad(
-                [o for o, _ in pairs], list(wargs), [c for _, c in pairs],
-                retain_graph=True, create_graph=outer, materialize_grads=True,
+                [o for o, _ in pairs],
+                list(wargs),
+                [c for _, c in pairs],
+                retain_graph=True,
+                create_graph=outer,
+                materialize_grads=True,
             )
 
     value = out if outer else (out.detach() if isinstance(out, Tensor) else out)
@@ -187,8 +193,14 @@ def _jac_rows(out: Tensor, ins: list, outer: bool) -> list:
         onehot = np.zeros(flat_n, out.data.dtype)
         onehot[k] = 1
         if out.requires_grad:
-            rows = _grad(out, ins, wrap(onehot.reshape(out.shape)), retain_graph=True,
-                         create_graph=outer, materialize_grads=True)
+            rows = _grad(
+                out,
+                ins,
+                wrap(onehot.reshape(out.shape)),
+                retain_graph=True,
+                create_graph=outer,
+                materialize_grads=True,
+            )
         else:
             rows = [wrap(np.zeros(x.shape, x.data.dtype)) for x in ins]
         for j, r in enumerate(rows):

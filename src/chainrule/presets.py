@@ -27,7 +27,9 @@ _MNIST1D_TRAIN = {"epochs": 150, "loss": "CrossEntropyLoss", "metrics": ["loss",
 _ADAM = {"name": "Adam", "lr": 0.01}
 
 
-def _classic(dataset: str, n: int | None, layers: list, lr: float, epochs: int, desc: str, init: float = 0.5) -> dict:
+def _classic(
+    dataset: str, n: int | None, layers: list, lr: float, epochs: int, desc: str, init: float = 0.5
+) -> dict:
     data = {"dataset": dataset, "batch_size": 1 << 16, "shuffle": False, "val": "train"}
     if n is not None:
         data["n"] = n
@@ -37,7 +39,12 @@ def _classic(dataset: str, n: int | None, layers: list, lr: float, epochs: int, 
         "data": data,
         "model": {"layers": layers, "init": {"uniform": init}},
         "optimizer": {"name": "SGD", "lr": lr, "momentum": 0.9},
-        "train": {"epochs": epochs, "loss": "MSELoss", "loss_args": {"reduction": "sum"}, "metrics": ["loss", "accuracy"]},
+        "train": {
+            "epochs": epochs,
+            "loss": "MSELoss",
+            "loss_args": {"reduction": "sum"},
+            "metrics": ["loss", "accuracy"],
+        },
     }
 
 
@@ -48,10 +55,35 @@ PRESETS: dict[str, dict] = {
         "data": dict(_MNIST1D),
         "model": _seq(
             {"type": "Unflatten", "dim": 1, "unflattened_size": [1, 40]},  # (N, 40) -> (N, 1, 40)
-            {"type": "Conv1d", "in_channels": 1, "out_channels": 25, "kernel_size": 5, "stride": 2, "padding": 1}, RELU,
-            {"type": "Conv1d", "in_channels": 25, "out_channels": 25, "kernel_size": 3, "stride": 2, "padding": 1}, RELU,
-            {"type": "Conv1d", "in_channels": 25, "out_channels": 25, "kernel_size": 3, "stride": 2, "padding": 1}, RELU,
-            {"type": "Flatten"}, _lin(125, 10),
+            {
+                "type": "Conv1d",
+                "in_channels": 1,
+                "out_channels": 25,
+                "kernel_size": 5,
+                "stride": 2,
+                "padding": 1,
+            },
+            RELU,
+            {
+                "type": "Conv1d",
+                "in_channels": 25,
+                "out_channels": 25,
+                "kernel_size": 3,
+                "stride": 2,
+                "padding": 1,
+            },
+            RELU,
+            {
+                "type": "Conv1d",
+                "in_channels": 25,
+                "out_channels": 25,
+                "kernel_size": 3,
+                "stride": 2,
+                "padding": 1,
+            },
+            RELU,
+            {"type": "Flatten"},
+            _lin(125, 10),
         ),
         "optimizer": dict(_ADAM),
         "train": dict(_MNIST1D_TRAIN),
@@ -83,26 +115,67 @@ PRESETS: dict[str, dict] = {
     "digits-mlp": {
         "description": "scikit-learn's 8x8 digits, MLP 64-64-10 (needs chainrule[digits])",
         "seed": 0,
-        "data": {"dataset": "digits", "batch_size": 32, "shuffle": True, "val": "test", "flatten": True},
+        "data": {
+            "dataset": "digits",
+            "batch_size": 32,
+            "shuffle": True,
+            "val": "test",
+            "flatten": True,
+        },
         "model": _seq(_lin(64, 64), RELU, _lin(64, 10)),
         "optimizer": {"name": "Adam", "lr": 0.003},
         "train": {"epochs": 30, "loss": "CrossEntropyLoss", "metrics": ["loss", "accuracy"]},
     },
-    "xor": _classic("xor", None, [_lin(2, 2), SIG, _lin(2, 1), SIG], 0.5, 2000,
-                    "the 1986 XOR problem: 2-2-1 logistic net, sum-squared error, SGD momentum 0.9"),
-    "parity4": _classic("parity", 4, [_lin(4, 4), SIG, _lin(4, 1), SIG], 0.5, 3000,
-                        "4-bit parity: 4-4-1 logistic net (PDP ch. 8)"),
-    "encoder8": _classic("encoder", 8, [_lin(8, 3), SIG, _lin(3, 8), SIG], 0.5, 3000,
-                         "the 8-3-8 encoder: 8 one-hot patterns through 3 hidden units"),
-    "symmetry6": _classic("symmetry", 6, [_lin(6, 2), SIG, _lin(2, 1), SIG], 0.1, 3000,
-                          "mirror symmetry of 6-bit patterns: 6-2-1 logistic net (Nature 1986)", init=0.3),
+    "xor": _classic(
+        "xor",
+        None,
+        [_lin(2, 2), SIG, _lin(2, 1), SIG],
+        0.5,
+        2000,
+        "the 1986 XOR problem: 2-2-1 logistic net, sum-squared error, SGD momentum 0.9",
+    ),
+    "parity4": _classic(
+        "parity",
+        4,
+        [_lin(4, 4), SIG, _lin(4, 1), SIG],
+        0.5,
+        3000,
+        "4-bit parity: 4-4-1 logistic net (PDP ch. 8)",
+    ),
+    "encoder8": _classic(
+        "encoder",
+        8,
+        [_lin(8, 3), SIG, _lin(3, 8), SIG],
+        0.5,
+        3000,
+        "the 8-3-8 encoder: 8 one-hot patterns through 3 hidden units",
+    ),
+    "symmetry6": _classic(
+        "symmetry",
+        6,
+        [_lin(6, 2), SIG, _lin(2, 1), SIG],
+        0.1,
+        3000,
+        "mirror symmetry of 6-bit patterns: 6-2-1 logistic net (Nature 1986)",
+        init=0.3,
+    ),
     "family-trees": {
-        "description": "Hinton's family trees: 24 people x 12 relationships, distributed encodings (Nature 1986)",
+        "description": "Hinton's family trees (Nature 1986 data and net; PyTorch-style SGD, not the paper's schedule: see `chainrule reproduce rhw1986`)",
         "seed": 0,
-        "data": {"dataset": "family_trees", "batch_size": 1 << 16, "shuffle": False, "val": "train"},
+        "data": {
+            "dataset": "family_trees",
+            "batch_size": 1 << 16,
+            "shuffle": False,
+            "val": "train",
+        },
         "model": {"builtin": "family-trees", "init": {"uniform": 0.3}},
         "optimizer": {"name": "SGD", "lr": 0.01, "momentum": 0.9, "weight_decay": 0.002},
-        "train": {"epochs": 1500, "loss": "MSELoss", "loss_args": {"reduction": "sum"}, "metrics": ["loss", "accuracy"]},
+        "train": {
+            "epochs": 1500,
+            "loss": "MSELoss",
+            "loss_args": {"reduction": "sum"},
+            "metrics": ["loss", "accuracy"],
+        },
     },
 }
 
@@ -115,7 +188,9 @@ def get(name: str) -> dict:
     if name not in PRESETS:
         from .config import ConfigError  # noqa: PLC0415
 
-        raise ConfigError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)} (see `chainrule presets`)")
+        raise ConfigError(
+            f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)} (see `chainrule presets`)"
+        )
     cfg = copy.deepcopy(PRESETS[name])
     cfg["name"] = name
     return cfg

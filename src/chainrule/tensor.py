@@ -215,7 +215,11 @@ class Tensor:
             self.data, separator=", ", prefix="tensor(", precision=4, threshold=1000, edgeitems=3
         )
         extra = []
-        if self.data.dtype not in (dtypes.defaults.float.np, np.dtype(np.int64), np.dtype(np.bool_)):
+        if self.data.dtype not in (
+            dtypes.defaults.float.np,
+            np.dtype(np.int64),
+            np.dtype(np.bool_),
+        ):
             extra.append(f"dtype={self.dtype}")
         elif self.data.size == 0:
             extra.append(f"size={self.data.shape}")
@@ -344,9 +348,7 @@ class Tensor:
         return self._inplace("pow_", lambda a: np.power(a, o, out=a, casting="unsafe"), other)
 
     def clamp_(self, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002
-        return self._inplace(
-            "clamp_", lambda a: np.clip(a, _raw(min), _raw(max), out=a), min, max
-        )
+        return self._inplace("clamp_", lambda a: np.clip(a, _raw(min), _raw(max), out=a), min, max)
 
     clip_ = clamp_
 

@@ -75,7 +75,9 @@ class detect_anomaly:  # noqa: N801 - PyTorch's name
         self.check_nan = check_nan
         self.first: str | None = None  # the first op (in forward order) to produce NaN/Inf
         self._locs: dict = {}  # node seq -> (file, line) of the forward call that recorded it
-        self.current_backward: Any = None  # the node whose backward rule is running (set by the engine)
+        self.current_backward: Any = (
+            None  # the node whose backward rule is running (set by the engine)
+        )
 
     def __enter__(self) -> detect_anomaly:
         self._prev = state.anomaly
@@ -111,11 +113,15 @@ class detect_anomaly:  # noqa: N801 - PyTorch's name
         if all(_finite(o) for o in outs):
             return
         arrays = [a.data if isinstance(a, Tensor) else a for a in args]
-        if not all(_finite(a) and not (isinstance(a, float) and not np.isfinite(a)) for a in arrays):
+        if not all(
+            _finite(a) and not (isinstance(a, float) and not np.isfinite(a)) for a in arrays
+        ):
             return  # not the origin: a non-finite value came in
         name = getattr(op, "name", None) or op.__name__.lower()
         stats = "; ".join(f"input {i}: {_stats(a)}" for i, a in enumerate(arrays))
-        what = "NaN" if any(isinstance(o, np.ndarray) and np.isnan(o).any() for o in outs) else "Inf"
+        what = (
+            "NaN" if any(isinstance(o, np.ndarray) and np.isnan(o).any() for o in outs) else "Inf"
+        )
         ctx_note = ""
         bw = self.current_backward
         if bw is not None:  # an op recorded by a create_graph backward rule
@@ -132,7 +138,11 @@ class detect_anomaly:  # noqa: N801 - PyTorch's name
         for i, g in enumerate(grads):
             a = g.data if isinstance(g, Tensor) else g
             if a is not None and not _finite(a):
-                origin = f" The first op to produce a non-finite value in forward: {self.first}." if self.first else ""
+                origin = (
+                    f" The first op to produce a non-finite value in forward: {self.first}."
+                    if self.first
+                    else ""
+                )
                 loc = self._locs.get(getattr(node, "seq", None))
                 fwd = f" (forward call at {_fmt(loc)})" if loc is not None else ""
                 raise RuntimeError(
@@ -143,7 +153,9 @@ class detect_anomaly:  # noqa: N801 - PyTorch's name
     def check_root(self, t: Tensor) -> None:
         if not _finite(t.data):
             origin = f" It came from {self.first}." if self.first else ""
-            raise RuntimeError(f"detect_anomaly: backward() started from a non-finite value ({_stats(t.data)}).{origin}")
+            raise RuntimeError(
+                f"detect_anomaly: backward() started from a non-finite value ({_stats(t.data)}).{origin}"
+            )
 
 
 def set_detect_anomaly(mode: bool) -> None:

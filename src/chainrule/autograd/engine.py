@@ -226,7 +226,9 @@ def _wrap_outputs(
         if op.is_view:
             t._vc = args[0]._vc
         t._out_nr = i
-        t._cut = None if diff else (cut or (f"`{_op_name(op)}` (an integer output)" if rec else None))
+        t._cut = (
+            None if diff else (cut or (f"`{_op_name(op)}` (an integer output)" if rec else None))
+        )
         ts.append(t)
     if rec:
         _record(op, ctx, args, arrays, {})

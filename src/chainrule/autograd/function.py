@@ -159,9 +159,7 @@ class Function:
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Any:
         ctx = Node.__new__(Node)
-        needs = state.grad_enabled and any(
-            isinstance(a, Tensor) and a.requires_grad for a in args
-        )
+        needs = state.grad_enabled and any(isinstance(a, Tensor) and a.requires_grad for a in args)
         ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
         prev = state.grad_enabled
         state.grad_enabled = False

@@ -20,7 +20,9 @@ def _root_grads(outputs: list, grad_outputs: Any, create_graph: bool, who: str) 
     if grad_outputs is None:
         grad_outputs = [None] * len(outputs)
     else:
-        grad_outputs = _as_list(grad_outputs) if not isinstance(grad_outputs, Tensor) else [grad_outputs]
+        grad_outputs = (
+            _as_list(grad_outputs) if not isinstance(grad_outputs, Tensor) else [grad_outputs]
+        )
     if len(grad_outputs) != len(outputs):
         raise RuntimeError(f"{who}: got {len(outputs)} outputs but {len(grad_outputs)} gradients")
     out = []

@@ -131,9 +131,7 @@ def gradgradcheck(
     outs = _outputs(func, inputs)
     rng = np.random.default_rng(seed)
     if grad_outputs is None:
-        grad_outputs = [
-            wrap(rng.standard_normal(o.shape).astype(o.data.dtype), True) for o in outs
-        ]
+        grad_outputs = [wrap(rng.standard_normal(o.shape).astype(o.data.dtype), True) for o in outs]
     grad_outputs = list(grad_outputs)
     n = len(inputs)
     diff_pos = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]

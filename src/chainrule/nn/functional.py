@@ -116,7 +116,14 @@ def _weighted(loss: Tensor, weight: Any, reduction: str, mean_over_weight: bool 
     return _reduce(loss, reduction)
 
 
-def mse_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None, reduction: str = "mean", weight: Tensor | None = None) -> Tensor:  # noqa: A002
+def mse_loss(
+    input: Tensor,
+    target: Tensor,
+    size_average: Any = None,
+    reduce: Any = None,
+    reduction: str = "mean",
+    weight: Tensor | None = None,
+) -> Tensor:  # noqa: A002
     reduction = _legacy_reduction(size_average, reduce, reduction)
     target = _t(target, input)
     _same_shape(input, target, "mse_loss")
@@ -125,13 +132,22 @@ def mse_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: An
         d = input - target
         return _weighted(d * d, weight, reduction)
     if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"{reduction} is not a valid value for reduction ('none', 'mean' or 'sum')")
+        raise ValueError(
+            f"{reduction} is not a valid value for reduction ('none', 'mean' or 'sum')"
+        )
     if input.data.dtype is not target.data.dtype:
         input, target = promote_pair(input, target)
     return apply(MSE, input, target, reduction=reduction)
 
 
-def l1_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None, reduction: str = "mean", weight: Tensor | None = None) -> Tensor:  # noqa: A002
+def l1_loss(
+    input: Tensor,
+    target: Tensor,
+    size_average: Any = None,
+    reduce: Any = None,
+    reduction: str = "mean",
+    weight: Tensor | None = None,
+) -> Tensor:  # noqa: A002
     reduction = _legacy_reduction(size_average, reduce, reduction)
     target = _t(target, input)
     _same_shape(input, target, "l1_loss")
@@ -141,7 +157,14 @@ def l1_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any
     return _reduce((input - target).abs(), reduction)
 
 
-def smooth_l1_loss(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None, reduction: str = "mean", beta: float = 1.0) -> Tensor:  # noqa: A002
+def smooth_l1_loss(
+    input: Tensor,
+    target: Tensor,
+    size_average: Any = None,
+    reduce: Any = None,
+    reduction: str = "mean",
+    beta: float = 1.0,
+) -> Tensor:  # noqa: A002
     """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
     if beta < 0:
@@ -154,7 +177,13 @@ def smooth_l1_loss(input: Tensor, target: Tensor, size_average: Any = None, redu
     return _reduce(where(d < beta, 0.5 * d * d / beta, d - 0.5 * beta), reduction)
 
 
-def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0, weight: Tensor | None = None) -> Tensor:  # noqa: A002
+def huber_loss(
+    input: Tensor,
+    target: Tensor,
+    reduction: str = "mean",
+    delta: float = 1.0,
+    weight: Tensor | None = None,
+) -> Tensor:  # noqa: A002
     """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta)."""
     target = _t(target, input)
     _same_shape(input, target, "huber_loss")
@@ -187,7 +216,11 @@ def cross_entropy(
     target = target if isinstance(target, Tensor) else wrap(np.asarray(target))
     cdim = 1 if input.ndim > 1 else 0
     C = input.shape[cdim]
-    w = weight.data if isinstance(weight, Tensor) else (None if weight is None else np.asarray(weight))
+    w = (
+        weight.data
+        if isinstance(weight, Tensor)
+        else (None if weight is None else np.asarray(weight))
+    )
     check_weight(w, C, "cross_entropy")
     if target.data.dtype.kind == "f":  # class probabilities
         _same_shape(input, target, "cross_entropy")
@@ -195,7 +228,9 @@ def cross_entropy(
             target = target * (1 - label_smoothing) + label_smoothing / C
         lsm = log_softmax(input, cdim)
         if w is not None:
-            lsm = lsm * wrap(w.reshape((C,) + (1,) * (input.ndim - cdim - 1)).astype(input.data.dtype))
+            lsm = lsm * wrap(
+                w.reshape((C,) + (1,) * (input.ndim - cdim - 1)).astype(input.data.dtype)
+            )
         loss = -(lsm * target).sum(cdim)
         if reduction == "mean":
             if input.data.size == 0:  # 0/0, as PyTorch
@@ -238,11 +273,22 @@ def nll_loss(
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"{reduction} is not a valid value for reduction")
     t = target.data if isinstance(target, Tensor) else np.asarray(target)
-    w = weight.data if isinstance(weight, Tensor) else (None if weight is None else np.asarray(weight))
+    w = (
+        weight.data
+        if isinstance(weight, Tensor)
+        else (None if weight is None else np.asarray(weight))
+    )
     return apply(NLL, input, t, w, ignore_index=ignore_index, reduction=reduction)
 
 
-def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: Any = None, reduce: Any = None, reduction: str = "mean") -> Tensor:  # noqa: A002
+def binary_cross_entropy(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    size_average: Any = None,
+    reduce: Any = None,
+    reduction: str = "mean",
+) -> Tensor:  # noqa: A002
     """-(y log p + (1 - y) log(1 - p)); the logs are clamped at -100 as in PyTorch."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
     target = _t(target, input)
@@ -252,7 +298,15 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     return apply(BinaryCrossEntropy, input, target, w, reduction=reduction)
 
 
-def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average: Any = None, reduce: Any = None, reduction: str = "mean", pos_weight: Tensor | None = None) -> Tensor:  # noqa: A002
+def binary_cross_entropy_with_logits(
+    input: Tensor,
+    target: Tensor,
+    weight: Tensor | None = None,
+    size_average: Any = None,
+    reduce: Any = None,
+    reduction: str = "mean",
+    pos_weight: Tensor | None = None,
+) -> Tensor:  # noqa: A002
     """BCE on logits, computed stably: (1 - y) x + (1 + (pw - 1) y) log(1 + exp(-x))."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
     target = _t(target, input)
@@ -266,7 +320,9 @@ def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tens
 
 def _check_reduction(reduction: str) -> None:
     if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"{reduction} is not a valid value for reduction ('none', 'mean' or 'sum')")
+        raise ValueError(
+            f"{reduction} is not a valid value for reduction ('none', 'mean' or 'sum')"
+        )
 
 
 def _constant(t: Any, name: str, arg: str) -> np.ndarray | None:
@@ -286,7 +342,14 @@ def _constant(t: Any, name: str, arg: str) -> np.ndarray | None:
     return np.asarray(t)
 
 
-def kl_div(input: Tensor, target: Tensor, size_average: Any = None, reduce: Any = None, reduction: str = "mean", log_target: bool = False) -> Tensor:  # noqa: A002
+def kl_div(
+    input: Tensor,
+    target: Tensor,
+    size_average: Any = None,
+    reduce: Any = None,
+    reduction: str = "mean",
+    log_target: bool = False,
+) -> Tensor:  # noqa: A002
     """KL(target || exp(input)) pointwise, for log-probabilities ``input``; 'batchmean' divides
     the sum by the batch size (the true KL divergence)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
@@ -309,4 +372,6 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     if t.size and (t.min() < 0 or t.max() >= n):
         raise RuntimeError(f"one_hot: class values must be in [0, {n - 1}]")
     return wrap(np.eye(n, dtype=np.int64)[t])
+
+
 from .layers.attention import scaled_dot_product_attention  # noqa: E402, F401

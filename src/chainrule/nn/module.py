@@ -1,13 +1,13 @@
 """``Module``: parameters and submodules discovered by attribute assignment, as in PyTorch.
 
-    class Net(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc = nn.Linear(2, 4)        # a submodule: its parameters become "fc.weight", ...
-            self.scale = nn.Parameter(cr.ones(1))
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(2, 4)        # a submodule: its parameters become "fc.weight", ...
+        self.scale = nn.Parameter(cr.ones(1))
 
-        def forward(self, x):
-            return self.fc(x) * self.scale
+    def forward(self, x):
+        return self.fc(x) * self.scale
 """
 
 from __future__ import annotations
@@ -103,7 +103,9 @@ class Module:
         d["_forward_pre_hooks"] = OrderedDict()
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
+        raise NotImplementedError(
+            f'Module [{type(self).__name__}] is missing the required "forward" function'
+        )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if not self._forward_pre_hooks and not self._forward_hooks:
@@ -182,7 +184,9 @@ class Module:
         object.__delattr__(self, name)
 
     def __dir__(self) -> list:
-        return sorted(set(super().__dir__()) | set(self._parameters) | set(self._buffers) | set(self._modules))
+        return sorted(
+            set(super().__dir__()) | set(self._parameters) | set(self._buffers) | set(self._modules)
+        )
 
     def register_parameter(self, name: str, param: Parameter | None) -> None:
         if param is not None and not isinstance(param, Parameter):
@@ -229,7 +233,9 @@ class Module:
         return mod._parameters[name]
 
     # ------------------------------------------------------------------ traversal
-    def named_modules(self, memo: set | None = None, prefix: str = "", remove_duplicate: bool = True) -> Iterator[tuple[str, Module]]:
+    def named_modules(
+        self, memo: set | None = None, prefix: str = "", remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Module]]:
         if memo is None:
             memo = set()
         if remove_duplicate:
@@ -240,7 +246,9 @@ class Module:
         for name, m in self._modules.items():
             if m is None:
                 continue
-            yield from m.named_modules(memo, prefix + ("." if prefix else "") + name, remove_duplicate)
+            yield from m.named_modules(
+                memo, prefix + ("." if prefix else "") + name, remove_duplicate
+            )
 
     def modules(self) -> Iterator[Module]:
         for _, m in self.named_modules():
@@ -257,9 +265,15 @@ class Module:
         for _, m in self.named_children():
             yield m
 
-    def _named_members(self, store: str, prefix: str, recurse: bool, remove_duplicate: bool = True) -> Iterator:
+    def _named_members(
+        self, store: str, prefix: str, recurse: bool, remove_duplicate: bool = True
+    ) -> Iterator:
         seen = set()
-        mods = self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate) if recurse else [(prefix, self)]
+        mods = (
+            self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate)
+            if recurse
+            else [(prefix, self)]
+        )
         for mprefix, m in mods:
             for name, v in getattr(m, store).items():
                 if v is None or (remove_duplicate and id(v) in seen):
@@ -267,14 +281,18 @@ class Module:
                 seen.add(id(v))
                 yield mprefix + ("." if mprefix else "") + name, v
 
-    def named_parameters(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True) -> Iterator[tuple[str, Parameter]]:
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
         return self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
     def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
-    def named_buffers(self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True) -> Iterator[tuple[str, Tensor]]:
+    def named_buffers(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Tensor]]:
         return self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
@@ -282,7 +300,9 @@ class Module:
             yield b
 
     # ------------------------------------------------------------------ state
-    def state_dict(self, *args: Any, destination: dict | None = None, prefix: str = "", keep_vars: bool = False) -> dict:
+    def state_dict(
+        self, *args: Any, destination: dict | None = None, prefix: str = "", keep_vars: bool = False
+    ) -> dict:
         """Every parameter and persistent buffer by dotted name (detached unless ``keep_vars``)."""
         if destination is None:
             destination = OrderedDict()
@@ -294,10 +314,14 @@ class Module:
                 destination[prefix + name] = b if keep_vars else b.detach()
         for name, m in self._modules.items():
             if m is not None:
-                m.state_dict(destination=destination, prefix=prefix + name + ".", keep_vars=keep_vars)
+                m.state_dict(
+                    destination=destination, prefix=prefix + name + ".", keep_vars=keep_vars
+                )
         return destination
 
-    def load_state_dict(self, state_dict: dict, strict: bool = True, assign: bool = False) -> _IncompatibleKeys:
+    def load_state_dict(
+        self, state_dict: dict, strict: bool = True, assign: bool = False
+    ) -> _IncompatibleKeys:
         """Copy values into this module's parameters and buffers by name.
 
         With ``strict`` any missing key, unexpected key or shape mismatch is an error that lists
@@ -319,12 +343,20 @@ class Module:
         problems = list(mismatched)
         if strict:
             if unexpected:
-                problems.insert(0, "Unexpected key(s) in state_dict: " + ", ".join(f'"{k}"' for k in unexpected) + ".")
+                problems.insert(
+                    0,
+                    "Unexpected key(s) in state_dict: "
+                    + ", ".join(f'"{k}"' for k in unexpected)
+                    + ".",
+                )
             if missing:
-                problems.insert(0, "Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing) + ".")
+                problems.insert(
+                    0, "Missing key(s) in state_dict: " + ", ".join(f'"{k}"' for k in missing) + "."
+                )
         if problems:
             raise RuntimeError(
-                f"Error(s) in loading state_dict for {type(self).__name__}:\n\t" + "\n\t".join(problems)
+                f"Error(s) in loading state_dict for {type(self).__name__}:\n\t"
+                + "\n\t".join(problems)
             )
         with no_grad():
             for k, t in own.items():
@@ -347,12 +379,13 @@ class Module:
             p = prefix + "." if prefix else ""
             local = {k for k, v in m._parameters.items() if v is not None}
             local |= {
-                k for k, v in m._buffers.items()
+                k
+                for k, v in m._buffers.items()
                 if v is not None and k not in m._non_persistent_buffers_set
             }
             for key in state_dict:
                 if key.startswith(p):
-                    name = key[len(p):].split(".", 1)[0]
+                    name = key[len(p) :].split(".", 1)[0]
                     if name not in m._modules and name not in local and key not in out:
                         out.append(key)
         return out
@@ -414,7 +447,9 @@ class Module:
         if dtype is not None:
             d = dtypes.np_dtype(dtype)
             if d.kind != "f":
-                raise TypeError(f"nn.Module.to only accepts floating point dtypes, but got desired dtype={dtype}")
+                raise TypeError(
+                    f"nn.Module.to only accepts floating point dtypes, but got desired dtype={dtype}"
+                )
             self._cast(lambda a: a.astype(d))
         return self
 

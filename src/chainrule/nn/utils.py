@@ -14,7 +14,13 @@ def _params(parameters: Iterable[Tensor] | Tensor) -> list[Tensor]:
     return [parameters] if isinstance(parameters, Tensor) else list(parameters)
 
 
-def clip_grad_norm_(parameters: Iterable[Tensor] | Tensor, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False, foreach: bool | None = None) -> Tensor:
+def clip_grad_norm_(
+    parameters: Iterable[Tensor] | Tensor,
+    max_norm: float,
+    norm_type: float = 2.0,
+    error_if_nonfinite: bool = False,
+    foreach: bool | None = None,
+) -> Tensor:
     """Scale all gradients together so that their joint ``norm_type``-norm is at most
     ``max_norm``; returns the norm before clipping."""
     grads = [p.grad.data for p in _params(parameters) if p.grad is not None]
@@ -51,7 +57,9 @@ def _vector_norm(a: np.ndarray, p: float) -> float:
         return float(np.sum(a**p) ** (1.0 / p))
 
 
-def clip_grad_value_(parameters: Iterable[Tensor] | Tensor, clip_value: float, foreach: bool | None = None) -> None:
+def clip_grad_value_(
+    parameters: Iterable[Tensor] | Tensor, clip_value: float, foreach: bool | None = None
+) -> None:
     """Clamp every gradient element to [-clip_value, clip_value]."""
     for p in _params(parameters):
         if p.grad is not None:
@@ -70,7 +78,9 @@ def vector_to_parameters(vec: Tensor, parameters: Iterable[Tensor]) -> None:
     parameters = list(parameters)
     total = sum(p.numel() for p in parameters)
     if total != vec.numel():
-        raise RuntimeError(f"vector_to_parameters: vector has {vec.numel()} elements, parameters {total}")
+        raise RuntimeError(
+            f"vector_to_parameters: vector has {vec.numel()} elements, parameters {total}"
+        )
     off = 0
     for p in parameters:
         n = p.numel()
@@ -78,4 +88,6 @@ def vector_to_parameters(vec: Tensor, parameters: Iterable[Tensor]) -> None:
         p._vc[0] += 1
         off += n
     if off != vec.numel():
-        raise RuntimeError(f"vector_to_parameters: vector has {vec.numel()} elements, parameters {off}")
+        raise RuntimeError(
+            f"vector_to_parameters: vector has {vec.numel()} elements, parameters {off}"
+        )

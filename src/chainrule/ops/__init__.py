@@ -1,11 +1,11 @@
 """Every differentiable primitive, by family, and the Tensor methods and operators built on them.
 
-    elementwise.py  unary and binary maths, comparisons, casts
-    reduce.py       sum, mean, prod, max/min, logsumexp, norm, cumsum, var/std
-    movement.py     reshape, permute, expand, indexing, cat/split, gather/scatter, pad, ...
-    linalg.py       matmul, einsum
-    nn.py           fused softmax / log-softmax
-    namespace.py    the two namespaces (arrays / Tensors) that backward rules are written in
+elementwise.py  unary and binary maths, comparisons, casts
+reduce.py       sum, mean, prod, max/min, logsumexp, norm, cumsum, var/std
+movement.py     reshape, permute, expand, indexing, cat/split, gather/scatter, pad, ...
+linalg.py       matmul, einsum
+nn.py           fused softmax / log-softmax
+namespace.py    the two namespaces (arrays / Tensors) that backward rules are written in
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ def _inplace_op(fn: Any, name: str) -> Any:
     same gradient), except for a leaf that requires grad, which must not be silently replaced."""
 
     def op(self: Tensor, other: Any) -> Tensor:
-        if state.grad_enabled and (self.requires_grad or (isinstance(other, Tensor) and other.requires_grad)):
+        if state.grad_enabled and (
+            self.requires_grad or (isinstance(other, Tensor) and other.requires_grad)
+        ):
             if self.requires_grad and self.grad_fn is None:
                 self._check_inplace(name, other)
             return fn(self, other)
@@ -92,25 +94,34 @@ _OPS = {
 
 _METHODS = {
     # element-wise
-    **{n: getattr(E, n) for n in (
-        "exp log log1p expm1 sqrt rsqrt sin cos tan tanh sigmoid relu abs sign square reciprocal "
-        "floor ceil round trunc clamp clip neg negative add sub subtract mul multiply div divide "
-        "true_divide pow maximum minimum remainder floor_divide eq ne lt le gt ge greater "
-        "greater_equal less less_equal not_equal logical_and logical_or logical_xor logical_not "
-        "bitwise_not isnan isinf isfinite clone lerp addcmul addcdiv"
-    ).split()},
+    **{
+        n: getattr(E, n)
+        for n in (
+            "exp log log1p expm1 sqrt rsqrt sin cos tan tanh sigmoid relu abs sign square reciprocal "
+            "floor ceil round trunc clamp clip neg negative add sub subtract mul multiply div divide "
+            "true_divide pow maximum minimum remainder floor_divide eq ne lt le gt ge greater "
+            "greater_equal less less_equal not_equal logical_and logical_or logical_xor logical_not "
+            "bitwise_not isnan isinf isfinite clone lerp addcmul addcdiv"
+        ).split()
+    },
     # reductions
-    **{n: getattr(R, n) for n in (
-        "sum mean prod amax amin max min logsumexp norm cumsum var std argmax argmin all any "
-        "count_nonzero nonzero"
-    ).split()},
+    **{
+        n: getattr(R, n)
+        for n in (
+            "sum mean prod amax amin max min logsumexp norm cumsum var std argmax argmin all any "
+            "count_nonzero nonzero"
+        ).split()
+    },
     # movement
-    **{n: getattr(M, n) for n in (
-        "reshape view permute transpose swapaxes swapdims t movedim moveaxis expand expand_as "
-        "broadcast_to squeeze unsqueeze flatten unflatten index_select masked_fill masked_select "
-        "gather scatter scatter_add take_along_dim split chunk tensor_split unbind flip fliplr "
-        "flipud roll tril triu repeat tile repeat_interleave"
-    ).split()},
+    **{
+        n: getattr(M, n)
+        for n in (
+            "reshape view permute transpose swapaxes swapdims t movedim moveaxis expand expand_as "
+            "broadcast_to squeeze unsqueeze flatten unflatten index_select masked_fill masked_select "
+            "gather scatter scatter_add take_along_dim split chunk tensor_split unbind flip fliplr "
+            "flipud roll tril triu repeat tile repeat_interleave"
+        ).split()
+    },
     # products
     "matmul": L.matmul,
     "mm": L.mm,
@@ -166,12 +177,16 @@ def _new_filled(fn_name: str) -> Any:
     def fn(self: Tensor, *size: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
         from .. import creation  # noqa: PLC0415
 
-        return getattr(creation, fn_name)(*size, dtype=dtype or self.dtype, requires_grad=requires_grad)
+        return getattr(creation, fn_name)(
+            *size, dtype=dtype or self.dtype, requires_grad=requires_grad
+        )
 
     return fn
 
 
-def _new_full(self: Tensor, size: Any, fill_value: Any, *, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def _new_full(
+    self: Tensor, size: Any, fill_value: Any, *, dtype: Any = None, requires_grad: bool = False
+) -> Tensor:
     from ..creation import full  # noqa: PLC0415
 
     return full(size, fill_value, dtype=dtype or self.dtype, requires_grad=requires_grad)
@@ -201,9 +216,13 @@ _EXTRA = {
     "new_ones": _new_filled("ones"),
     "new_empty": _new_filled("empty"),
     "new_full": _new_full,
-    "T": property(lambda self: M.permute(self, tuple(range(self.ndim - 1, -1, -1))) if self.ndim > 1 else self),
+    "T": property(
+        lambda self: M.permute(self, tuple(range(self.ndim - 1, -1, -1))) if self.ndim > 1 else self
+    ),
     "mT": property(lambda self: M.transpose(self, -2, -1)),
-    "H": property(lambda self: M.permute(self, tuple(range(self.ndim - 1, -1, -1))) if self.ndim > 1 else self),
+    "H": property(
+        lambda self: M.permute(self, tuple(range(self.ndim - 1, -1, -1))) if self.ndim > 1 else self
+    ),
 }
 
 for _name, _fn in {**_OPS, **_METHODS, **_EXTRA}.items():

@@ -131,7 +131,11 @@ class Tanh(Op):
 
 
 # exp(-x) overflows below these; clamping there changes sigmoid by less than the smallest normal
-_SIGMOID_CLAMP = {np.dtype(np.float16): 11.0, np.dtype(np.float32): 88.0, np.dtype(np.float64): 708.0}
+_SIGMOID_CLAMP = {
+    np.dtype(np.float16): 11.0,
+    np.dtype(np.float32): 88.0,
+    np.dtype(np.float64): 708.0,
+}
 
 
 class Sigmoid(Op):
@@ -536,7 +540,9 @@ def div(input: Any, other: Any, *, rounding_mode: str | None = None) -> Tensor: 
     if rounding_mode == "trunc":
         return trunc(q)
     if rounding_mode is not None:
-        raise ValueError(f"div: rounding_mode must be None, 'floor' or 'trunc', not {rounding_mode!r}")
+        raise ValueError(
+            f"div: rounding_mode must be None, 'floor' or 'trunc', not {rounding_mode!r}"
+        )
     return q
 
 
@@ -589,7 +595,11 @@ def where(condition: Any, input: Any = None, other: Any = None) -> Any:  # noqa:
 
 def _compare(fn: Any) -> Any:
     def op(input: Any, other: Any) -> Tensor:  # noqa: A002
-        if isinstance(input, Tensor) and isinstance(other, Tensor) and input.data.dtype is not other.data.dtype:
+        if (
+            isinstance(input, Tensor)
+            and isinstance(other, Tensor)
+            and input.data.dtype is not other.data.dtype
+        ):
             input, other = promote_pair(input, other)
         elif not isinstance(input, Tensor):
             input, other = promote_pair(input, other)

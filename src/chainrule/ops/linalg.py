@@ -63,7 +63,9 @@ def matmul(input: Tensor, other: Tensor) -> Tensor:  # noqa: A002
 
 def mm(input: Tensor, mat2: Tensor) -> Tensor:  # noqa: A002
     if input.ndim != 2 or mat2.ndim != 2:
-        raise RuntimeError(f"mm: both arguments must be 2-D, got shapes {tuple(input.shape)} and {tuple(mat2.shape)}")
+        raise RuntimeError(
+            f"mm: both arguments must be 2-D, got shapes {tuple(input.shape)} and {tuple(mat2.shape)}"
+        )
     return matmul(input, mat2)
 
 
@@ -96,7 +98,9 @@ def outer(input: Tensor, vec2: Tensor) -> Tensor:  # noqa: A002
 ger = outer
 
 
-def addmm(input: Tensor, mat1: Tensor, mat2: Tensor, *, beta: float = 1, alpha: float = 1) -> Tensor:  # noqa: A002
+def addmm(
+    input: Tensor, mat1: Tensor, mat2: Tensor, *, beta: float = 1, alpha: float = 1
+) -> Tensor:  # noqa: A002
     prod = matmul(mat1, mat2)
     if alpha != 1:
         prod = prod * alpha
@@ -123,7 +127,9 @@ def _parse(eq: str, shapes: list) -> tuple[list[str], str]:
             k = len(s) - (len(i) - 3)
             i = i.replace("...", ell[ell_nd - k :] if k else "")
         if len(i) != len(s):
-            raise RuntimeError(f"einsum(): subscripts '{i}' don't match an operand of shape {tuple(s)}")
+            raise RuntimeError(
+                f"einsum(): subscripts '{i}' don't match an operand of shape {tuple(s)}"
+            )
         exp.append(i)
     if not arrow:
         counts = {}

@@ -55,7 +55,9 @@ def check_weight(weight: np.ndarray | None, C: int, name: str) -> None:
         )
 
 
-def _weights(t: np.ndarray, C: int, weight: np.ndarray | None, ignore_index: int, dtype: np.dtype, name: str) -> tuple:
+def _weights(
+    t: np.ndarray, C: int, weight: np.ndarray | None, ignore_index: int, dtype: np.dtype, name: str
+) -> tuple:
     check_weight(weight, C, name)
     valid = t != ignore_index
     tc = np.where(valid, t, 0) if not valid.all() else t
@@ -111,7 +113,11 @@ class CrossEntropy(Op):
 
     def backward(ctx, g, m):
         coeff = _coeff(ctx.w, ctx.valid, ctx.reduction, ctx.denom)
-        coeff = m.reshape(g, (-1, 1)) * coeff[:, None] if ctx.reduction == "none" else g * coeff[:, None]
+        coeff = (
+            m.reshape(g, (-1, 1)) * coeff[:, None]
+            if ctx.reduction == "none"
+            else g * coeff[:, None]
+        )
         if not m.graph:
             p = np.exp(ctx.lsm)
         else:  # differentiable: recompute the softmax from the input tensor
@@ -218,7 +224,9 @@ class BinaryCrossEntropy(Op):
                 "sigmoid, or use binary_cross_entropy_with_logits)"
             )
         if y.size and not ((y >= 0) & (y <= 1)).all():
-            raise RuntimeError("binary_cross_entropy: all elements of target should be between 0 and 1")
+            raise RuntimeError(
+                "binary_cross_entropy: all elements of target should be between 0 and 1"
+            )
         with np.errstate(divide="ignore"):
             loss = (y - 1) * np.maximum(np.log1p(-x), -100) - y * np.maximum(np.log(x), -100)
         if weight is not None:

@@ -201,7 +201,9 @@ def unflatten(input: Tensor, dim: int, sizes: Sequence[int]) -> Tensor:  # noqa:
         known = int(np.prod([s for s in sizes if s != -1]))
         sizes[sizes.index(-1)] = shape[d] // known if known else 0
     if int(np.prod(sizes)) != shape[d]:
-        raise RuntimeError(f"unflatten: sizes {tuple(sizes)} don't multiply up to the size of dim {dim} ({shape[d]})")
+        raise RuntimeError(
+            f"unflatten: sizes {tuple(sizes)} don't multiply up to the size of dim {dim} ({shape[d]})"
+        )
     return reshape(input, shape[:d] + tuple(sizes) + shape[d + 1 :])
 
 
@@ -653,14 +655,18 @@ class Pad(Op):
         ctx.pads = pads
         widths = [(max(lo, 0), max(hi, 0)) for lo, hi in pads]
         out = np.pad(x, widths, constant_values=value) if any(w != (0, 0) for w in widths) else x
-        crop = tuple(slice(-min(lo, 0), out.shape[i] + min(hi, 0)) for i, (lo, hi) in enumerate(pads))
+        crop = tuple(
+            slice(-min(lo, 0), out.shape[i] + min(hi, 0)) for i, (lo, hi) in enumerate(pads)
+        )
         return out[crop] if any(lo < 0 or hi < 0 for lo, hi in pads) else out
 
     def backward(ctx, g, m):
         return m.pad_raw(g, [(-lo, -hi) for lo, hi in ctx.pads])
 
 
-def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float | None = None) -> Tensor:  # noqa: A002
+def pad(
+    input: Tensor, pad: Sequence[int], mode: str = "constant", value: float | None = None
+) -> Tensor:  # noqa: A002
     """Pad the last len(pad)/2 dims: ``pad = (left, right, top, bottom, ...)``, last dim first.
 
     Modes: 'constant' (with ``value``), 'reflect', 'replicate', 'circular'.
@@ -680,8 +686,12 @@ def pad(input: Tensor, pad: Sequence[int], mode: str = "constant", value: float 
         n = out.shape[d]
         if mode == "reflect":
             if lo >= n or hi >= n:
-                raise RuntimeError(f"pad: reflect padding ({lo}, {hi}) must be smaller than the dim ({n})")
-            idx = np.concatenate([np.arange(lo, 0, -1), np.arange(n), np.arange(n - 2, n - 2 - hi, -1)])
+                raise RuntimeError(
+                    f"pad: reflect padding ({lo}, {hi}) must be smaller than the dim ({n})"
+                )
+            idx = np.concatenate(
+                [np.arange(lo, 0, -1), np.arange(n), np.arange(n - 2, n - 2 - hi, -1)]
+            )
         elif mode == "replicate":
             idx = np.concatenate([np.zeros(lo, int), np.arange(n), np.full(hi, n - 1)])
         elif mode == "circular":

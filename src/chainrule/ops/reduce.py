@@ -25,7 +25,9 @@ def norm_dims(dim: Any, ndim: int) -> tuple:
     if ndim == 0:
         for d in dim:
             if d not in (0, -1):
-                raise IndexError(f"Dimension out of range (expected to be in range of [-1, 0], but got {d})")
+                raise IndexError(
+                    f"Dimension out of range (expected to be in range of [-1, 0], but got {d})"
+                )
         return ()
     out = []
     for d in dim:
@@ -68,7 +70,9 @@ class _Reduction(Op):
 class Sum(_Reduction):
     def forward(ctx, x, dim=None, keepdim=False, dtype=None):
         axes = _Reduction.setup(ctx, x, dim, keepdim)
-        return np.add.reduce(x, axis=axes, dtype=dtype, keepdims=keepdim)  # np.sum, minus its wrapper
+        return np.add.reduce(
+            x, axis=axes, dtype=dtype, keepdims=keepdim
+        )  # np.sum, minus its wrapper
 
     def backward(ctx, g, m):
         return _Reduction.expand_grad(ctx, g, m)
@@ -85,7 +89,9 @@ class Mean(_Reduction):
             return np.full(_out_shape(x.shape, axes, keepdim), np.nan, dtype=dtype or x.dtype)
         if dtype is None and x.dtype.itemsize >= 4:  # np.mean's arithmetic, without its wrapper
             return np.true_divide(np.add.reduce(x, axis=axes, keepdims=keepdim), n, dtype=x.dtype)
-        return np.mean(x, axis=axes, keepdims=keepdim, dtype=dtype)  # float16 accumulates in float32
+        return np.mean(
+            x, axis=axes, keepdims=keepdim, dtype=dtype
+        )  # float16 accumulates in float32
 
     def backward(ctx, g, m):
         return _Reduction.expand_grad(ctx, g / ctx.n, m)
@@ -297,7 +303,6 @@ class AnyOf(NonDiffReduce):
     name = "any"
 
 
-
 # ----------------------------------------------------------------------------- public functions
 
 
@@ -384,7 +389,14 @@ def cumsum(input: Tensor, dim: int, *, dtype: Any = None) -> Tensor:  # noqa: A0
     return apply(Cumsum, input, dim=dim)
 
 
-def var(input: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *, correction: Any = None) -> Tensor:  # noqa: A002
+def var(
+    input: Tensor,
+    dim: Any = None,
+    unbiased: Any = None,
+    keepdim: bool = False,
+    *,
+    correction: Any = None,
+) -> Tensor:  # noqa: A002
     """Variance with Bessel's correction by default (``correction=1``; ``unbiased=False`` is 0)."""
     if correction is None:
         correction = 1 if unbiased is None or unbiased else 0
@@ -402,7 +414,14 @@ def _bessel(n: int, correction: float) -> float:
     return float(den) if den > 0 else (0.0 if den == 0 else float("nan"))
 
 
-def std(input: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *, correction: Any = None) -> Tensor:  # noqa: A002
+def std(
+    input: Tensor,
+    dim: Any = None,
+    unbiased: Any = None,
+    keepdim: bool = False,
+    *,
+    correction: Any = None,
+) -> Tensor:  # noqa: A002
     from .elementwise import sqrt, where  # noqa: PLC0415
 
     v = var(input, dim, unbiased, keepdim, correction=correction)
@@ -415,11 +434,25 @@ def std(input: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = Fa
     return where(z, v * 0, sqrt(where(z, 1.0, v)))
 
 
-def var_mean(input: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *, correction: Any = None) -> tuple:  # noqa: A002
+def var_mean(
+    input: Tensor,
+    dim: Any = None,
+    unbiased: Any = None,
+    keepdim: bool = False,
+    *,
+    correction: Any = None,
+) -> tuple:  # noqa: A002
     return var(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
 
 
-def std_mean(input: Tensor, dim: Any = None, unbiased: Any = None, keepdim: bool = False, *, correction: Any = None) -> tuple:  # noqa: A002
+def std_mean(
+    input: Tensor,
+    dim: Any = None,
+    unbiased: Any = None,
+    keepdim: bool = False,
+    *,
+    correction: Any = None,
+) -> tuple:  # noqa: A002
     return std(input, dim, unbiased, keepdim, correction=correction), mean(input, dim, keepdim)
 
 

@@ -13,10 +13,10 @@ from .optimizer import Optimizer
 class Adagrad(Optimizer):
     r"""For each parameter p with gradient g, at step t (PyTorch's algorithm):
 
-        g = g + weight_decay * p
-        lr_t = lr / (1 + (t - 1) * lr_decay)
-        s = s + g^2
-        p = p - lr_t * g / (sqrt(s) + eps)
+    g = g + weight_decay * p
+    lr_t = lr / (1 + (t - 1) * lr_decay)
+    s = s + g^2
+    p = p - lr_t * g / (sqrt(s) + eps)
     """
 
     def __init__(
@@ -38,12 +38,18 @@ class Adagrad(Optimizer):
         if weight_decay < 0:
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         if initial_accumulator_value < 0:
-            raise ValueError(f"Invalid initial_accumulator_value value: {initial_accumulator_value}")
+            raise ValueError(
+                f"Invalid initial_accumulator_value value: {initial_accumulator_value}"
+            )
         if eps < 0:
             raise ValueError(f"Invalid epsilon value: {eps}")
         defaults = dict(
-            lr=lr, lr_decay=lr_decay, weight_decay=weight_decay, eps=eps,
-            initial_accumulator_value=initial_accumulator_value, maximize=maximize,
+            lr=lr,
+            lr_decay=lr_decay,
+            weight_decay=weight_decay,
+            eps=eps,
+            initial_accumulator_value=initial_accumulator_value,
+            maximize=maximize,
         )
         super().__init__(params, defaults)
         # as torch: the state starts at construction, from the constructor's value (a group's

@@ -14,11 +14,11 @@ from .optimizer import Optimizer
 class Adam(Optimizer):
     r"""For each parameter p with gradient g, at step t (PyTorch's algorithm):
 
-        g = g + weight_decay * p                 (Adam; AdamW instead: p = p * (1 - lr * wd))
-        m = beta1 * m + (1 - beta1) * g
-        v = beta2 * v + (1 - beta2) * g^2
-        v_max = max(v_max, v)                    (amsgrad)
-        p = p - lr / (1 - beta1^t) * m / (sqrt(v or v_max) / sqrt(1 - beta2^t) + eps)
+    g = g + weight_decay * p                 (Adam; AdamW instead: p = p * (1 - lr * wd))
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g^2
+    v_max = max(v_max, v)                    (amsgrad)
+    p = p - lr / (1 - beta1^t) * m / (sqrt(v or v_max) / sqrt(1 - beta2^t) + eps)
     """
 
     decoupled = False
@@ -46,7 +46,11 @@ class Adam(Optimizer):
         if weight_decay < 0:
             raise ValueError(f"Invalid weight_decay value: {weight_decay}")
         defaults = dict(
-            lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
+            lr=lr,
+            betas=tuple(betas),
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
             maximize=maximize,
         )
         super().__init__(params, defaults)

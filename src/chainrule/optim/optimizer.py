@@ -30,7 +30,9 @@ class Optimizer:
             )
         groups = list(params)
         if not groups:
-            raise ValueError(f"{type(self).__name__} got an empty parameter list: nothing to optimise")
+            raise ValueError(
+                f"{type(self).__name__} got an empty parameter list: nothing to optimise"
+            )
         if not isinstance(groups[0], dict):
             groups = [{"params": groups}]
         for g in groups:
@@ -52,7 +54,9 @@ class Optimizer:
         ps = [ps] if isinstance(ps, Tensor) else list(ps)
         for i, p in enumerate(ps):
             if not isinstance(p, Tensor):
-                raise TypeError(f"{type(self).__name__}: parameter {i} is a {type(p).__name__}, not a Tensor")
+                raise TypeError(
+                    f"{type(self).__name__}: parameter {i} is a {type(p).__name__}, not a Tensor"
+                )
             if not p.is_leaf:
                 raise ValueError(
                     f"{type(self).__name__} can't optimize a non-leaf Tensor (parameter {i}, shape "

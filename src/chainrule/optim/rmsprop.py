@@ -13,12 +13,12 @@ from .optimizer import Optimizer
 class RMSprop(Optimizer):
     r"""For each parameter p with gradient g (PyTorch's algorithm):
 
-        g = g + weight_decay * p
-        s = alpha * s + (1 - alpha) * g^2
-        a = alpha * a + (1 - alpha) * g;  d = sqrt(s - a^2) + eps   (centered)
-                                           d = sqrt(s) + eps          (otherwise)
-        b = momentum * b + g / d;  p = p - lr * b                     (momentum > 0)
-        p = p - lr * g / d                                            (otherwise)
+    g = g + weight_decay * p
+    s = alpha * s + (1 - alpha) * g^2
+    a = alpha * a + (1 - alpha) * g;  d = sqrt(s - a^2) + eps   (centered)
+                                       d = sqrt(s) + eps          (otherwise)
+    b = momentum * b + g / d;  p = p - lr * b                     (momentum > 0)
+    p = p - lr * g / d                                            (otherwise)
     """
 
     def __init__(
@@ -45,8 +45,13 @@ class RMSprop(Optimizer):
         if alpha < 0:
             raise ValueError(f"Invalid alpha value: {alpha}")
         defaults = dict(
-            lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
-            centered=centered, maximize=maximize,
+            lr=lr,
+            alpha=alpha,
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            centered=centered,
+            maximize=maximize,
         )
         super().__init__(params, defaults)
 
