@@ -352,7 +352,9 @@ def _fmt(k: str, v: Any) -> str:
 
 class ProgressBar(Callback):
     """Progress on ``file`` (default ``sys.stdout``): when it is a terminal, a tqdm bar per epoch
-    with the running loss and accuracy; otherwise (a log file, a pipe, CI) one line per epoch::
+    with the running loss and accuracy (one bar for the whole run when there are more than 50
+    epochs); otherwise (a log file, a pipe, CI) one line per epoch (about 50 lines in all for a
+    longer run)::
 
         Epoch 3/10 - 0.42s - loss: 0.3121 - accuracy: 0.9012 - val_loss: 0.3342 - lr: 0.01
 
@@ -374,31 +376,52 @@ class ProgressBar(Callback):
         except (AttributeError, ValueError):
             return False
 
+    MANY = 50  # more epochs than this: one bar over the epochs, or about 50 log lines
+
+    def _many(self) -> bool:
+        return (self.params.get("epochs") or 0) > self.MANY
+
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._t0 = time.perf_counter()
-        if self._is_tty():
-            from tqdm import tqdm  # noqa: PLC0415
+        if not self._is_tty():
+            return
+        from tqdm import tqdm  # noqa: PLC0415
 
-            self._bar = tqdm(
-                total=self.params.get("steps"), initial=self.trainer.batch_in_epoch,
-                desc=f"Epoch {epoch + 1}/{self.params.get('epochs')}", file=self._out(),
-                unit="batch", dynamic_ncols=True, leave=True,
-            )  # fmt: skip
+        epochs = self.params.get("epochs")
+        if self._many():  # many short epochs: one bar for the run
+            if self._bar is None:
+                self._bar = tqdm(
+                    total=epochs, initial=epoch, desc="Training", file=self._out(),
+                    unit="epoch", dynamic_ncols=True, leave=True,
+                )  # fmt: skip
+            return
+        self._bar = tqdm(
+            total=self.params.get("steps"), initial=self.trainer.batch_in_epoch,
+            desc=f"Epoch {epoch + 1}/{epochs}", file=self._out(),
+            unit="batch", dynamic_ncols=True, leave=True,
+        )  # fmt: skip
 
     def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        if self._bar is not None:
+        if self._bar is not None and not self._many():
             self._bar.set_postfix({k: _fmt(k, v) for k, v in (logs or {}).items()}, refresh=False)
             self._bar.update(1)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         parts = [f"{k}: {_fmt(k, v)}" for k, v in (logs or {}).items()]
         if self._bar is not None:
-            self._bar.set_postfix_str(" - ".join(parts), refresh=True)
+            self._bar.set_postfix_str(" - ".join(parts), refresh=not self._many())
+            if self._many():
+                self._bar.update(1)
+                return
             self._bar.close()
             self._bar = None
             return
+        epochs = self.params.get("epochs") or 1
+        every = -(-epochs // self.MANY)
+        if epoch and (epoch + 1) % every and epoch + 1 != epochs:
+            return  # about MANY lines for a long run
         dt = time.perf_counter() - getattr(self, "_t0", time.perf_counter())
-        line = " - ".join([f"Epoch {epoch + 1}/{self.params.get('epochs')}", f"{dt:.2f}s", *parts])
+        line = " - ".join([f"Epoch {epoch + 1}/{epochs}", f"{dt:.2f}s", *parts])
         print(line, file=self._out(), flush=True)
 
     def on_train_end(self, logs: dict | None = None) -> None:
