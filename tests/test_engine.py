@@ -1016,3 +1016,35 @@ def test_mlp_training_loop_memory_is_flat() -> None:
     # remains is NumPy's own small caches filling up
     assert cur300 - cur50 < 32 * 1024, (cur50, cur300)
     assert peak - cur50 < 256 * 1024, (cur50, peak)
+
+
+def test_mul_saves_only_what_its_gradient_uses() -> None:
+    """As in PyTorch: z = 3 * h needs only the constant for dh, so changing h in place after the
+    product (under no_grad) is not an error, and x * const does not keep x alive."""
+    import weakref
+
+    x = cr.ones(3, requires_grad=True)
+    h = x * 2
+    z = 3 * h
+    with cr.no_grad():
+        h.mul_(3)
+    z.sum().backward()
+    tx = torch.ones(3, requires_grad=True)
+    th = tx * 2
+    tz = 3 * th
+    with torch.no_grad():
+        th.mul_(3)
+    tz.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), tx.grad.numpy())
+
+    v = cr.randn(4, requires_grad=True)
+    h = v.relu()
+    ref = weakref.ref(h.data)
+    y = h * cr.tensor([1.0, 2.0, 3.0, 4.0])  # dh uses only the constant
+    assert y.grad_fn.inputs[0] is None and y.grad_fn.inputs[1] is not None
+    del h
+    assert ref() is not None  # relu keeps its output for its own backward
+    y.sum().backward()
+    np.testing.assert_array_equal(
+        v.grad.numpy(), (v.numpy() > 0) * np.array([1.0, 2.0, 3.0, 4.0], np.float32)
+    )

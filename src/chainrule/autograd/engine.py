@@ -92,6 +92,9 @@ class Op:
 
     save_inputs = False
     save_output = False
+    # keep_inputs(needs_input_grad) -> which inputs to save (others are None in ctx.inputs);
+    # None: all of them
+    keep_inputs = None
     is_view = False  # output shares memory with input 0 (shares its version counter)
     differentiable = True
     name: str | None = None
@@ -208,6 +211,11 @@ def _record(op: type, ctx: Node, args: Sequence[Any], arrays: list, kw: dict) ->
     _seq += 1
     ctx.seq = _seq
     if op.save_inputs:
+        keep = op.keep_inputs
+        if keep is not None:  # save only the inputs the wanted gradients use
+            keep = keep(needs)
+            arrays = [a if k else None for a, k in zip(arrays, keep)]
+            args = [a if k else None for a, k in zip(args, keep)]
         ctx.inputs = arrays
         ctx.args = args
         ctx.saved_vc = [(a, a._vc[0]) for a in args if isinstance(a, Tensor)]

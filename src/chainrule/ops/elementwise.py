@@ -282,6 +282,9 @@ class Sub(Op):
 class Mul(Op):
     save_inputs = True
 
+    def keep_inputs(needs):  # d/da uses b and d/db uses a: x * const keeps only const
+        return (needs[1], needs[0])
+
     def forward(ctx, a, b):
         return a * b
 
@@ -293,6 +296,9 @@ class Mul(Op):
 
 class Div(Op):
     save_inputs = True
+
+    def keep_inputs(needs):  # d/da uses b; d/db uses a and b
+        return (needs[1], needs[0] or needs[1])
 
     def forward(ctx, a, b):
         return a / b
