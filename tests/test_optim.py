@@ -853,3 +853,39 @@ def test_add_param_group_later_matches_torch() -> None:
             copt.step()
             topt.step()
         assert_params_equal(cps, tps)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"momentum": 0.9},
+        {"momentum": 0.9, "nesterov": True, "weight_decay": 0.01},
+        {},
+        {"momentum": 0.5, "dampening": 0.3},
+    ],
+)
+def test_sgd_chunked_threads_match_serial_and_torch(monkeypatch, kw) -> None:
+    """Big parameters are updated in chunks by a thread pool: bitwise the same as one call."""
+    import chainrule.optim.optimizer as O
+
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal((37, 29))
+    grads = [rng.standard_normal((37, 29)) for _ in range(5)]
+
+    def run(chunk_min):  # noqa: ANN001, ANN202
+        monkeypatch.setattr(O, "CHUNK_MIN", chunk_min)
+        p = cr.tensor(w0.copy(), requires_grad=True)
+        opt = cr.optim.SGD([p], lr=0.1, **kw)
+        for g in grads:
+            p.grad = cr.tensor(g.copy())
+            opt.step()
+        return p.detach().numpy().copy()
+
+    serial, chunked = run(1 << 30), run(8)
+    assert np.array_equal(serial, chunked)
+    tp = torch.tensor(w0.copy(), requires_grad=True)
+    topt = torch.optim.SGD([tp], lr=0.1, **kw)
+    for g in grads:
+        tp.grad = torch.tensor(g.copy())
+        topt.step()
+    np.testing.assert_allclose(chunked, tp.detach().numpy(), rtol=1e-12, atol=1e-14)

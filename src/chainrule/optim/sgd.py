@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .optimizer import Optimizer
+from .optimizer import Optimizer, in_chunks
 
 
 class SGD(Optimizer):
@@ -57,17 +57,37 @@ class SGD(Optimizer):
         lr, mom, damp = group["lr"], group["momentum"], group["dampening"]
         wd, nesterov = group["weight_decay"], group["nesterov"]
         for p, g, st in zip(params, grads, states):
-            if wd:
-                g = g + wd * p
+            buf = None
             if mom:
                 buf = st.get("momentum_buffer")
-                if buf is None:
-                    buf = st["momentum_buffer"] = np.array(g, copy=True)
-                else:
-                    buf *= mom
-                    if damp:
-                        buf += (1 - damp) * g
-                    else:
-                        buf += g
-                g = g + mom * buf if nesterov else buf
-            p -= lr * g
+                if buf is None:  # first step: the buffer starts as the (decayed) gradient
+                    g0 = g + wd * p if wd else g
+                    buf = st["momentum_buffer"] = np.array(g0, copy=True)
+                    p -= lr * (g0 + mom * buf if nesterov else buf)
+                    continue
+            in_chunks(_sgd_step, p, g, buf, lr=lr, mom=mom, damp=damp, wd=wd, nesterov=nesterov)
+
+
+def _sgd_step(
+    p: np.ndarray,
+    g: np.ndarray,
+    buf: np.ndarray | None,
+    *,
+    lr: float,
+    mom: float,
+    damp: float,
+    wd: float,
+    nesterov: bool,
+) -> None:
+    """The update on (a chunk of) one parameter, in place."""
+    if wd:
+        g = g + wd * p
+    if buf is not None:
+        buf *= mom
+        if damp:
+            buf += (1 - damp) * g
+        else:
+            buf += g
+        g = g + mom * buf if nesterov else buf
+    step = np.multiply(g, lr, out=g if g is not buf and wd else None)
+    p -= step
