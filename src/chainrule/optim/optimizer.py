@@ -123,6 +123,15 @@ class Optimizer:
     def _update(self, group: dict, params: list, grads: list, states: list) -> None:
         raise NotImplementedError
 
+    def _scratch(self, like: np.ndarray) -> np.ndarray:
+        """A reusable work array shaped like ``like`` (one buffer per dtype, as large as the
+        largest parameter seen; not part of the optimiser's state)."""
+        cache = self.__dict__.setdefault("_scratch_bufs", {})
+        buf = cache.get(like.dtype)
+        if buf is None or buf.size < like.size:
+            buf = cache[like.dtype] = np.empty(like.size, like.dtype)
+        return buf[: like.size].reshape(like.shape)
+
     # ------------------------------------------------------------------ (de)serialisation
     def state_dict(self) -> dict:
         """``{'state': {index: {name: Tensor or number}}, 'param_groups': [...]}`` as PyTorch:
@@ -190,19 +199,18 @@ CHUNK_MIN = 1 << 20  # elements: below this, one call is cheaper than a thread h
 _pool: ThreadPoolExecutor | None = None
 
 
-def _threads() -> int:
-    return min(os.cpu_count() or 1, 8)
+_THREADS = min(os.cpu_count() or 1, 8)  # os.cpu_count() costs microseconds: ask once
 
 
 def in_chunks(fn: Any, *arrays: np.ndarray | None, **kw: Any) -> None:
     """Run ``fn(*arrays, **kw)``, an in-place element-wise update, on slices of the flattened
     arrays in parallel when they are big (all C-contiguous and of one size); else in one call."""
     global _pool
-    n = _threads()
+    n = _THREADS
     first = arrays[0]
     if (
-        n < 2
-        or first.size < CHUNK_MIN
+        first.size < CHUNK_MIN
+        or n < 2
         or any(a is not None and (a.size != first.size or not a.flags.c_contiguous) for a in arrays)
     ):
         fn(*arrays, **kw)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from . import optimizer as _optimizer
 from .optimizer import Optimizer, in_chunks
 
 
@@ -65,14 +66,20 @@ class SGD(Optimizer):
                     buf = st["momentum_buffer"] = np.array(g0, copy=True)
                     p -= lr * (g0 + mom * buf if nesterov else buf)
                     continue
-            in_chunks(_sgd_step, p, g, buf, lr=lr, mom=mom, damp=damp, wd=wd, nesterov=nesterov)
+            if p.size < _optimizer.CHUNK_MIN:
+                _sgd_step(p, g, buf, None, lr, mom, damp, wd, nesterov)
+            else:  # big: threads over chunks, with a reused scratch (no page faults per step)
+                out = self._scratch(p)
+                in_chunks(
+                    _sgd_step, p, g, buf, out, lr=lr, mom=mom, damp=damp, wd=wd, nesterov=nesterov
+                )
 
 
 def _sgd_step(
     p: np.ndarray,
     g: np.ndarray,
     buf: np.ndarray | None,
-    *,
+    out: np.ndarray | None,
     lr: float,
     mom: float,
     damp: float,
@@ -89,5 +96,6 @@ def _sgd_step(
         else:
             buf += g
         g = g + mom * buf if nesterov else buf
-    step = np.multiply(g, lr, out=g if g is not buf and wd else None)
-    p -= step
+    if out is None and wd and g is not buf:
+        out = g  # a temporary of our own
+    p -= np.multiply(g, lr, out=out)
