@@ -233,8 +233,9 @@ def bn_running(m: Any, x: Any, w: Any, b: Any) -> tuple:
 def conv(m: Any, name: str, *a: Any, **k: Any) -> Any:
     if m is cr:
         from chainrule.ops import conv as cv  # noqa: PLC0415
+        from chainrule.ops import pooling as pl  # noqa: PLC0415
 
-        return getattr(cv, name)(*a, **k)
+        return getattr(cv if hasattr(cv, name) else pl, name)(*a, **k)
     return getattr(F, name)(*a, **k)
 
 
@@ -822,7 +823,7 @@ C("group_norm", lambda m, x, w, b: normf(m, "group_norm", x, 2, w, b), shapes=[(
 C("group_norm_one_group_4d", lambda m, x: normf(m, "group_norm", x, 1), shapes=[(2, 3, 2, 2)])
 C("group_norm_per_channel", lambda m, x, w, b: normf(m, "group_norm", x, 3, w, b), shapes=[(2, 3, 4), (3,), (3,)])
 
-# ---- convolutions (chainrule.ops.conv is torch.nn.functional's conv*)
+# ---- convolutions (chainrule.ops.conv is torch.nn.functional's conv*; ops.pooling its *pool*)
 
 C("conv1d", lambda m, x, w, b: conv(m, "conv1d", x, w, b), shapes=[(2, 3, 6), (4, 3, 2), (4,)])
 C("conv1d_stride_pad_dil", lambda m, x, w: conv(m, "conv1d", x, w, stride=2, padding=2, dilation=2), shapes=[(2, 3, 7), (2, 3, 3)])

@@ -99,7 +99,7 @@ def _assert_bitwise(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> None:
 
 
 class _CrashError(Exception):
-    pass
+    """The crash a test simulates."""
 
 
 class _RaiseAt(Callback):

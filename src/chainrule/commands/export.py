@@ -51,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"{weights} does not exist (this run has: {have})")
     try:
         from .. import onnx as cro  # noqa: PLC0415
+        from ..onnx.api import _require_onnx  # noqa: PLC0415
 
-        cro._require_onnx()
+        _require_onnx()
     except ImportError as e:
         raise CLIError(str(e)) from None
     model = presets.build_model(cfg["model"])

@@ -19,16 +19,10 @@ from ..ops.activation import (  # noqa: F401
     step,
 )
 from ..ops.conv import (  # noqa: F401
-    adaptive_avg_pool1d,
-    adaptive_avg_pool2d,
-    avg_pool1d,
-    avg_pool2d,
     conv1d,
     conv2d,
     conv_transpose1d,
     conv_transpose2d,
-    max_pool1d,
-    max_pool2d,
 )
 from ..ops.elementwise import relu, sigmoid, tanh, where  # noqa: F401
 from ..ops.linear import bilinear, linear  # noqa: F401
@@ -43,6 +37,14 @@ from ..ops.loss import (
 from ..ops.movement import pad  # noqa: F401
 from ..ops.nn import log_softmax, softmax  # noqa: F401
 from ..ops.norm import batch_norm, group_norm, layer_norm  # noqa: F401
+from ..ops.pooling import (  # noqa: F401
+    adaptive_avg_pool1d,
+    adaptive_avg_pool2d,
+    avg_pool1d,
+    avg_pool2d,
+    max_pool1d,
+    max_pool2d,
+)
 from ..ops.util import promote_pair
 from ..random import _gen
 from ..tensor import Tensor, wrap

@@ -262,7 +262,7 @@ def main(
                         ]
                     )
     _plot(runs, out / "test_accuracy.png")
-    from .rhw1986 import _md  # noqa: PLC0415
+    from .report import _md  # noqa: PLC0415
 
     table = _md(headers, rows)
     wall = time.perf_counter() - t0
@@ -276,7 +276,7 @@ def main(
 
 
 def _plot(runs: dict[str, list[dict]], path: Path) -> None:
-    from .rhw1986 import _figure  # noqa: PLC0415
+    from .report import _figure  # noqa: PLC0415
 
     fig, _ = _figure(4 * len(runs), 3.2)
     for k, (name, rs) in enumerate(runs.items()):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...ops import conv as cv
+from ...ops import pooling as pl
 from ...tensor import Tensor
 from ..module import Module, expect
 
@@ -44,7 +44,7 @@ class _MaxPoolNd(_Pool):
 
     def forward(self, input: Tensor) -> Any:  # noqa: A002
         self._check(input)
-        fn = cv.max_pool1d if self._nd == 1 else cv.max_pool2d
+        fn = pl.max_pool1d if self._nd == 1 else pl.max_pool2d
         return fn(
             input,
             self.kernel_size,
@@ -96,7 +96,7 @@ class AvgPool1d(_Pool):
 
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002
         self._check(input)
-        return cv.avg_pool1d(
+        return pl.avg_pool1d(
             input,
             self.kernel_size,
             self.stride,
@@ -133,7 +133,7 @@ class AvgPool2d(_Pool):
 
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002
         self._check(input)
-        return cv.avg_pool2d(
+        return pl.avg_pool2d(
             input,
             self.kernel_size,
             self.stride,
@@ -158,7 +158,7 @@ class AdaptiveAvgPool1d(_Pool):
 
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002
         self._check(input)
-        return cv.adaptive_avg_pool1d(input, self.output_size)
+        return pl.adaptive_avg_pool1d(input, self.output_size)
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
@@ -172,4 +172,4 @@ class AdaptiveAvgPool2d(AdaptiveAvgPool1d):
 
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002
         self._check(input)
-        return cv.adaptive_avg_pool2d(input, self.output_size)
+        return pl.adaptive_avg_pool2d(input, self.output_size)
