@@ -23,6 +23,7 @@ import chainrule.train as T
 from chainrule import nn, viz
 from chainrule.autograd import engine
 from chainrule.train import health
+from chainrule.train.leaks import _ORIG_RECORD, GraphLeakWarning
 
 pytest.importorskip("matplotlib")
 
@@ -264,7 +265,7 @@ def _loop(leak: bool, steps: int = 14) -> tuple[T.LeakGuard, list, int]:
     line = next(i for i, s in enumerate(inspect.getsourcelines(_loop)[0]) if "the leak" in s)
     return (
         guard,
-        [w for w in rec if issubclass(w.category, health.GraphLeakWarning)],
+        [w for w in rec if issubclass(w.category, GraphLeakWarning)],
         line + inspect.getsourcelines(_loop)[1],
     )
 
@@ -275,7 +276,7 @@ def test_leak_guard_fires_for_a_loss_tensor_accumulated_across_steps() -> None:
     assert (warned[0].filename, warned[0].lineno) == (__file__, line)
     msg = str(warned[0].message)
     assert f"test_viz.py:{line}" in msg and "loss.item()" in msg
-    assert engine._record is health._ORIG_RECORD  # the engine is itself again
+    assert engine._record is _ORIG_RECORD  # the engine is itself again
 
 
 def test_leak_guard_is_quiet_for_loss_item() -> None:
@@ -301,20 +302,20 @@ def test_trainer_guards_against_leaks_by_default(monkeypatch: pytest.MonkeyPatch
     data = batches(n=16, bs=1)[:16] * 3  # 48 tiny steps
     model = Hoarder()
     tr = T.Trainer(model, nn.MSELoss(), cr.optim.SGD(model.parameters(), lr=0.01))
-    with pytest.warns(health.GraphLeakWarning, match="HOARD|test_viz.py") as rec:
+    with pytest.warns(GraphLeakWarning, match="HOARD|test_viz.py") as rec:
         tr.fit(data, epochs=1, progress=False)
     src, start = inspect.getsourcelines(Hoarder.forward)
     line = start + next(i for i, s in enumerate(src) if "# HOARD" in s)
-    assert [(w.filename, w.lineno) for w in rec if w.category is health.GraphLeakWarning] == [
+    assert [(w.filename, w.lineno) for w in rec if w.category is GraphLeakWarning] == [
         (__file__, line)
     ]
     assert any(isinstance(c, T.LeakGuardCallback) for c in tr.callbacks)
-    assert engine._record is health._ORIG_RECORD
+    assert engine._record is _ORIG_RECORD
     monkeypatch.setenv("CHAINRULE_LEAK_GUARD", "0")
     model = Hoarder()
     tr = T.Trainer(model, nn.MSELoss(), cr.optim.SGD(model.parameters(), lr=0.01))
     with warnings.catch_warnings():
-        warnings.simplefilter("error", health.GraphLeakWarning)
+        warnings.simplefilter("error", GraphLeakWarning)
         tr.fit(data, epochs=1, progress=False)
     assert not any(isinstance(c, T.LeakGuardCallback) for c in tr.callbacks)
 

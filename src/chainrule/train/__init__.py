@@ -12,7 +12,8 @@ from .callbacks import (
     ModelCheckpoint,
     ProgressBar,
 )
-from .health import GradientHealth, LeakGuard, LeakGuardCallback, leak_guard
+from .health import GradientHealth
+from .leaks import LeakGuard, LeakGuardCallback, leak_guard
 from .metrics import Accuracy, Loss, Mean, Metric, TopKAccuracy, accuracy, top_k_accuracy
 from .plots import plot_history
 from .trainer import History, Trainer, evaluate, fit

@@ -68,7 +68,7 @@ from ..autograd.grad_mode import no_grad
 from ..random import get_rng_state, manual_seed, set_rng_state
 from ..tensor import Tensor
 from .callbacks import Callback, LRSchedulerCallback, ModelCheckpoint, ProgressBar
-from .health import default_callbacks
+from .leaks import default_callbacks
 from .metrics import Metric, batch_size_of, get_metric
 
 __all__ = ["History", "Trainer", "fit", "evaluate"]
@@ -347,7 +347,7 @@ class Trainer:
                 cbs.append(own)
         if progress and not any(isinstance(c, ProgressBar) for c in cbs):
             cbs.append(ProgressBar())
-        cbs += default_callbacks(cbs)  # the leak guard (train/health.py)
+        cbs += default_callbacks(cbs)  # the leak guard (train/leaks.py)
         ckpt = [c for c in cbs if isinstance(c, ModelCheckpoint) and c.save_training_state]
         if own is None and ckpt:
             own = ckpt[0]
