@@ -340,3 +340,25 @@ def test_cli_train_diagnose_and_draw(tmp_path: Path) -> None:
     dot = (out / "graph.dot").read_text()
     assert "0.weight" in dot and "sigmoid" in dot and "mse" in dot
     assert (out / "graph.svg").exists() == bool(shutil.which("dot"))
+
+
+def test_an_error_in_fit_leaves_the_engine_as_it_was() -> None:
+    """A training run that fails on a step the leak guard watches must not leave the engine's
+    recorder swapped (on_train_failed releases it)."""
+    from chainrule.autograd import engine
+    from chainrule.data import DataLoader, TensorDataset
+    from chainrule.train import Callback, LeakGuardCallback, fit
+    from chainrule.train.leaks import _ORIG_RECORD
+
+    class Boom(Callback):
+        def on_batch_end(self, batch, logs=None):  # noqa: ANN001, ANN202
+            if batch == 2:
+                raise ValueError("boom")
+
+    model = cr.nn.Linear(3, 2)
+    data = TensorDataset(cr.randn(12, 3), cr.randint(0, 2, (12,)))
+    opt = cr.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="boom"):
+        fit(model, cr.nn.CrossEntropyLoss(), opt, DataLoader(data, batch_size=2),
+            callbacks=[Boom(), LeakGuardCallback(sample_every=1)], progress=False)  # fmt: skip
+    assert engine._record is _ORIG_RECORD

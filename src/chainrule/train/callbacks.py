@@ -72,6 +72,10 @@ class Callback:
         """Called when ``fit`` is stopped by Ctrl-C (``KeyboardInterrupt``), before it re-raises;
         ``on_train_end`` is not called then."""
 
+    def on_train_failed(self) -> None:
+        """Called when an error ends ``fit``, before it propagates: release what the callback
+        holds (threads, hooks, open files); nothing is saved."""
+
     def state_dict(self) -> dict:
         """What to keep in a training checkpoint (values ``save_checkpoint`` can store)."""
         return {}
@@ -429,4 +433,4 @@ class ProgressBar(Callback):
             self._bar.close()
             self._bar = None
 
-    on_train_interrupted = on_train_end
+    on_train_interrupted = on_train_failed = on_train_end

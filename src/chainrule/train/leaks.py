@@ -346,9 +346,9 @@ class LeakGuardCallback(Callback):
             self.guard.start()
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        self.guard.stop()
+        self.guard.stop()  # the engine's recorder goes back to the original
 
-    on_train_interrupted = on_train_end
+    on_train_interrupted = on_train_failed = on_train_end
 
 
 def default_callbacks(callbacks: Iterable[Callback]) -> list:

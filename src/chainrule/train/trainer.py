@@ -378,6 +378,10 @@ class Trainer:
             except KeyboardInterrupt:
                 self._interrupted()
                 raise
+            except BaseException:
+                for c in cbs:
+                    c.on_train_failed()
+                raise
         for c in cbs:
             c.on_train_end(logs)
         return self.history
