@@ -174,7 +174,7 @@ def apply(op: type, *args: Any, **kw: Any) -> Any:
     if not rec:
         t._cut = cut
         return t
-    _record(op, ctx, args, arrays, kw)
+    _record(op, ctx, args, arrays)
     ctx.out_shape = out.shape
     ctx.out_dtype = out.dtype
     ctx.n_out = 1
@@ -185,7 +185,7 @@ def apply(op: type, *args: Any, **kw: Any) -> Any:
     return t
 
 
-def _record(op: type, ctx: Node, args: Sequence[Any], arrays: list, kw: dict) -> None:
+def _record(op: type, ctx: Node, args: Sequence[Any], arrays: list) -> None:
     global _seq
     parents = []
     needs = []
@@ -239,7 +239,7 @@ def _wrap_outputs(
         )
         ts.append(t)
     if rec:
-        _record(op, ctx, args, arrays, {})
+        _record(op, ctx, args, arrays)
         ctx.out_shape = tuple(o.shape for o in outs)
         ctx.out_dtype = tuple(o.dtype for o in outs)
         ctx.n_out = len(outs)

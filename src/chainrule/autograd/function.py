@@ -179,7 +179,7 @@ class Function:
         if not needs:
             return out
         non_diff = ctx.__dict__.pop("_non_diff", set())
-        _record(cls._op(), ctx, args, [], {})
+        _record(cls._op(), ctx, args, [])
         ctx.needs_input_grad = tuple(ctx.needs_input_grad)
         if state.anomaly is not None:
             state.anomaly.note_node(ctx)

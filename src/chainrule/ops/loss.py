@@ -118,14 +118,16 @@ class CrossEntropy(Op):
             if ctx.reduction == "none"
             else g * coeff[:, None]
         )
-        if not m.graph:
+        rows = np.arange(len(ctx.tc))
+        if not m.graph:  # softmax - onehot, in place in one fresh array
             p = np.exp(ctx.lsm)
-        else:  # differentiable: recompute the softmax from the input tensor
-            x = ctx.inputs[0]
-            xl = _unflatten_inverse(x, m)
-            p = m.exp(m.log_softmax(xl, 1))
+            p[rows, ctx.tc] -= 1
+            p *= coeff
+            return _unflatten_classes(p, ctx.shape, m), None, None
+        x = ctx.inputs[0]  # differentiable: recompute the softmax from the input tensor
+        p = m.exp(m.log_softmax(_unflatten_inverse(x, m), 1))
         onehot = np.zeros(ctx.lsm.shape, ctx.lsm.dtype)
-        onehot[np.arange(len(ctx.tc)), ctx.tc] = 1
+        onehot[rows, ctx.tc] = 1
         return _unflatten_classes((p - onehot) * coeff, ctx.shape, m), None, None
 
 

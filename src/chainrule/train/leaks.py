@@ -92,8 +92,8 @@ _MAX_REFS = 1 << 16  # nodes noted per step at most
 _ORIG_RUN_BACKWARD = _fapi.run_backward
 
 
-def _record_and_note(op: type, ctx: Node, args: Any, arrays: list, kw: dict) -> None:
-    _ORIG_RECORD(op, ctx, args, arrays, kw)
+def _record_and_note(op: type, ctx: Node, args: Any, arrays: list) -> None:
+    _ORIG_RECORD(op, ctx, args, arrays)
     for w in _watchers:
         w._note(ctx)
 

@@ -26,8 +26,8 @@ train/test split. No file is ever downloaded.
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -258,22 +258,13 @@ def _load_cache(path: Path) -> dict[str, np.ndarray] | None:
 
 
 def _save_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    """Write ``arrays`` to ``path`` as .npz, atomically (``chainrule.io``'s temp-file-and-rename)."""
+    from ...io import _atomic_write  # noqa: PLC0415
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    _atomic_write(path, buf.getvalue())
 
 
 def mnist1d(

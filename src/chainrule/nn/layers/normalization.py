@@ -25,6 +25,23 @@ def _empty(shape: tuple, dtype: Any, device: Any) -> np.ndarray:
     )
 
 
+def _affine_parameters(
+    layer: Module, shape: tuple, affine: bool, bias: bool, dtype: Any, device: Any
+) -> None:
+    """The learnable scale ``weight`` (and shift ``bias``) of a normalisation, or None for each."""
+    layer.register_parameter("weight", Parameter(_empty(shape, dtype, device)) if affine else None)
+    has_bias = affine and bias
+    layer.register_parameter("bias", Parameter(_empty(shape, dtype, device)) if has_bias else None)
+
+
+def _reset_affine(layer: Module) -> None:
+    """Scale 1, shift 0: the normalisation starts as the identity map on normalised values."""
+    if layer.weight is not None:
+        init.ones_(layer.weight)
+    if layer.bias is not None:
+        init.zeros_(layer.bias)
+
+
 class _BatchNorm(Module):
     """Shared by BatchNorm1d/2d: what differs is only the input shapes they accept."""
 
@@ -48,15 +65,7 @@ class _BatchNorm(Module):
         self.momentum = momentum
         self.affine = affine
         self.track_running_stats = track_running_stats
-        if affine:
-            self.weight = Parameter(_empty((num_features,), dtype, device))
-            if bias:
-                self.bias = Parameter(_empty((num_features,), dtype, device))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, (num_features,), affine, bias, dtype, device)
         if track_running_stats:
             self.register_buffer("running_mean", wrap(_empty((num_features,), dtype, device)))
             self.register_buffer("running_var", wrap(_empty((num_features,), dtype, device)))
@@ -79,10 +88,7 @@ class _BatchNorm(Module):
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()
-        if self.affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        _reset_affine(self)
 
     def _check_input_dim(self, input: Tensor) -> None:  # noqa: A002
         raise NotImplementedError
@@ -162,22 +168,11 @@ class LayerNorm(Module):
         self.normalized_shape = tuple(int(s) for s in normalized_shape)
         self.eps = eps
         self.elementwise_affine = elementwise_affine
-        if elementwise_affine:
-            self.weight = Parameter(_empty(self.normalized_shape, dtype, device))
-            if bias:
-                self.bias = Parameter(_empty(self.normalized_shape, dtype, device))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, self.normalized_shape, elementwise_affine, bias, dtype, device)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        if self.elementwise_affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002
         ns = self.normalized_shape
@@ -218,22 +213,11 @@ class GroupNorm(Module):
         self.num_channels = num_channels
         self.eps = eps
         self.affine = affine
-        if affine:
-            self.weight = Parameter(_empty((num_channels,), dtype, device))
-            if bias:
-                self.bias = Parameter(_empty((num_channels,), dtype, device))
-            else:
-                self.register_parameter("bias", None)
-        else:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
+        _affine_parameters(self, (num_channels,), affine, bias, dtype, device)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        if self.affine:
-            init.ones_(self.weight)
-            if self.bias is not None:
-                init.zeros_(self.bias)
+        _reset_affine(self)
 
     def forward(self, input: Tensor) -> Tensor:  # noqa: A002
         C = self.num_channels
