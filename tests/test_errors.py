@@ -364,7 +364,7 @@ def test_requires_grad_false_on_non_leaf() -> None:
 )
 def test_cuda_on_cpu_build_names_what_to_install(make: object) -> None:
     with pytest.raises(
-        RuntimeError, match=r"cuda(:0)? is not available.*CPU only.*" + re.escape("chainrule[gpu]")
+        RuntimeError, match=r"CUDA is not available.*" + re.escape("chainrule[gpu]")
     ):
         make()
 

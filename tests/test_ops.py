@@ -763,6 +763,10 @@ C("nll_loss_3d_sum", lambda m, x: nnf(m).nll_loss(x, m.tensor(TGT3), reduction="
 
 # ---- copies and casts
 C("clone", lambda m, x: x.clone())
+C(
+    "to_device_copy",
+    lambda m, x: (cr.ops.device.to_device(x, "cpu", copy=True) if m is cr else x.to("cpu", copy=True)),
+)
 C("clone_fn_noncontig", lambda m, x: m.clone(x.mT), shapes=[x234])
 C("contiguous", lambda m, x: x.mT.contiguous() * 2, shapes=[x234])
 # float32 outputs: central differences in float64 would measure float32 rounding
@@ -1035,6 +1039,7 @@ OP_CASES = {
     "Reciprocal": ["reciprocal", "reciprocal_neg"],
     "Square": ["square", "square_0d"],
     "Clamp": ["clamp", "clamp_min", "clamp_max", "clamp_at_bounds", "clip"],
+    "ToDevice": ["to_device_copy"],
     "Cast": ["cast_64_to_32", "cast_32_to_64", "cast_to_dtype", "cast_type_as"],
     "Add": ["add", "add_bcast_row", "add_0d", "add_empty", "op_radd"],
     "Sub": ["sub", "sub_bcast", "sub_nograd_left", "op_rsub"],

@@ -12,6 +12,7 @@ import builtins  # noqa: F401  (for annotations below, where bool/int are shadow
 
 from . import (  # noqa: E402
     autograd,  # noqa: E402  (after Tensor: the engine imports it)
+    cuda,
     data,
     dtypes,
     func,
@@ -215,6 +216,23 @@ int = int32  # noqa: A001
 bool = bool_  # noqa: A001
 
 __version__ = "0.1.0"
+
+
+def set_float32_matmul_precision(precision: str) -> None:
+    """'highest' (plain float32, the default) or 'high'/'medium' (TF32 on a GPU), as in
+    PyTorch. The CPU always computes in float32."""
+    if precision not in ("highest", "high", "medium"):
+        raise ValueError(f"precision must be 'highest', 'high' or 'medium', not {precision!r}")
+    _matmul_precision[0] = precision
+    if cuda.is_available():
+        cuda.set_tf32(precision != "highest")
+
+
+def get_float32_matmul_precision() -> str:
+    return _matmul_precision[0]
+
+
+_matmul_precision = ["highest"]
 
 
 def is_tensor(obj: object) -> builtins.bool:

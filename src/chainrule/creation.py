@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from . import dtypes
+from . import backend, dtypes
 from .random import Generator, _gen
 from .tensor import Tensor, check_device, export_origin, wrap
 
@@ -100,12 +100,18 @@ def _shape(size: Sequence[Any]) -> tuple:
     return tuple(int(s) for s in size)
 
 
-def _make(arr: np.ndarray, requires_grad: bool, device: Any) -> Tensor:
-    check_device(device)
+def _make(arr: Any, requires_grad: bool, device: Any) -> Tensor:
+    """A leaf around ``arr``, moved to ``device`` (a host array goes to the GPU for 'cuda')."""
+    if device is not None:
+        arr = backend.to_device(arr, check_device(device))
     t = wrap(arr)
     if requires_grad:
         t.requires_grad_(True)
     return t
+
+
+def _xp(device: Any) -> Any:
+    return np if device is None else backend.xp_for(check_device(device))
 
 
 def _fdt(dtype: Any) -> np.dtype:
@@ -113,15 +119,15 @@ def _fdt(dtype: Any) -> np.dtype:
 
 
 def zeros(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    return _make(np.zeros(_shape(size), _fdt(dtype)), requires_grad, device)
+    return _make(_xp(device).zeros(_shape(size), _fdt(dtype)), requires_grad, device)
 
 
 def ones(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    return _make(np.ones(_shape(size), _fdt(dtype)), requires_grad, device)
+    return _make(_xp(device).ones(_shape(size), _fdt(dtype)), requires_grad, device)
 
 
 def empty(*size: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
-    return _make(np.empty(_shape(size), _fdt(dtype)), requires_grad, device)
+    return _make(_xp(device).empty(_shape(size), _fdt(dtype)), requires_grad, device)
 
 
 def full(
@@ -134,9 +140,8 @@ def full(
 ) -> Tensor:
     if dtype is None:
         dtype = _to_array(fill_value).dtype
-    return _make(
-        np.full(_shape((size,)), _raw(fill_value), dtypes.np_dtype(dtype)), requires_grad, device
-    )
+    arr = _xp(device).full(_shape((size,)), _raw(fill_value), dtypes.np_dtype(dtype))
+    return _make(arr, requires_grad, device)
 
 
 def _raw(x: Any) -> Any:
@@ -150,19 +155,22 @@ def _like(x: Tensor, dtype: Any) -> np.dtype:
 def zeros_like(
     input: Tensor, *, dtype: Any = None, device: Any = None, requires_grad: bool = False
 ) -> Tensor:  # noqa: A002
-    return _make(np.zeros(input.shape, _like(input, dtype)), requires_grad, device)
+    device = input.device if device is None else device
+    return _make(_xp(device).zeros(input.shape, _like(input, dtype)), requires_grad, device)
 
 
 def ones_like(
     input: Tensor, *, dtype: Any = None, device: Any = None, requires_grad: bool = False
 ) -> Tensor:  # noqa: A002
-    return _make(np.ones(input.shape, _like(input, dtype)), requires_grad, device)
+    device = input.device if device is None else device
+    return _make(_xp(device).ones(input.shape, _like(input, dtype)), requires_grad, device)
 
 
 def empty_like(
     input: Tensor, *, dtype: Any = None, device: Any = None, requires_grad: bool = False
 ) -> Tensor:  # noqa: A002
-    return _make(np.empty(input.shape, _like(input, dtype)), requires_grad, device)
+    device = input.device if device is None else device
+    return _make(_xp(device).empty(input.shape, _like(input, dtype)), requires_grad, device)
 
 
 def full_like(
@@ -173,7 +181,9 @@ def full_like(
     device: Any = None,
     requires_grad: bool = False,
 ) -> Tensor:  # noqa: A002
-    return _make(np.full(input.shape, _raw(fill_value), _like(input, dtype)), requires_grad, device)
+    device = input.device if device is None else device
+    arr = _xp(device).full(input.shape, _raw(fill_value), _like(input, dtype))
+    return _make(arr, requires_grad, device)
 
 
 def arange(
@@ -246,7 +256,8 @@ def rand(
     requires_grad: bool = False,
 ) -> Tensor:
     """Uniform samples in [0, 1)."""
-    return _make(_gen(generator).random(_shape(size)).astype(_fdt(dtype)), requires_grad, device)
+    arr = _gen(generator, device).random(_shape(size)).astype(_fdt(dtype))
+    return _make(arr, requires_grad, device)
 
 
 def randn(
@@ -257,9 +268,8 @@ def randn(
     requires_grad: bool = False,
 ) -> Tensor:
     """Standard normal samples."""
-    return _make(
-        _gen(generator).standard_normal(_shape(size)).astype(_fdt(dtype)), requires_grad, device
-    )
+    arr = _gen(generator, device).standard_normal(_shape(size)).astype(_fdt(dtype))
+    return _make(arr, requires_grad, device)
 
 
 def randint(
@@ -275,7 +285,8 @@ def randint(
     if high is None:
         low, high = 0, low
     d = dtypes.np_dtype(dtype) or np.dtype(np.int64)
-    return _make(_gen(generator).integers(low, high, _shape((size,))).astype(d), False, device)
+    arr = _gen(generator, device).integers(low, high, _shape((size,))).astype(d)
+    return _make(arr, False, device)
 
 
 def randperm(
@@ -286,11 +297,13 @@ def randperm(
 
 
 def rand_like(input: Tensor, *, dtype: Any = None, generator: Generator | None = None) -> Tensor:  # noqa: A002
-    return wrap(_gen(generator).random(input.shape).astype(_like(input, dtype)))
+    arr = _gen(generator, input.device).random(input.shape)
+    return wrap(arr.astype(_like(input, dtype)))
 
 
 def randn_like(input: Tensor, *, dtype: Any = None, generator: Generator | None = None) -> Tensor:  # noqa: A002
-    return wrap(_gen(generator).standard_normal(input.shape).astype(_like(input, dtype)))
+    arr = _gen(generator, input.device).standard_normal(input.shape)
+    return wrap(arr.astype(_like(input, dtype)))
 
 
 def normal(
@@ -319,7 +332,8 @@ def bernoulli(
     input: Tensor, p: float | None = None, *, generator: Generator | None = None
 ) -> Tensor:  # noqa: A002
     prob = input.data if p is None else p
-    return wrap((_gen(generator).random(input.shape) < prob).astype(input.data.dtype))
+    u = _gen(generator, input.device).random(input.shape)
+    return wrap((u < prob).astype(input.data.dtype))
 
 
 def multinomial(

@@ -13,52 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from . import dtypes
+from . import backend, dtypes
+from .backend import CPU, device
 
 
-class device:  # noqa: N801 - PyTorch's name
-    """Where a tensor lives. Only ``'cpu'`` for now; ``'cuda'`` arrives with the GPU backend."""
-
-    __slots__ = ("type", "index")
-
-    def __init__(self, type: str = "cpu", index: int | None = None) -> None:  # noqa: A002
-        if isinstance(type, device):
-            type, index = type.type, type.index
-        if ":" in type:
-            type, idx = type.split(":", 1)
-            index = int(idx)
-        if type not in ("cpu", "cuda"):
-            raise RuntimeError(f"unknown device type {type!r}: expected 'cpu' or 'cuda'")
-        self.type, self.index = type, index
-
-    def __repr__(self) -> str:
-        idx = f", index={self.index}" if self.index is not None else ""
-        return f"device(type='{self.type}'{idx})"
-
-    def __str__(self) -> str:
-        return self.type if self.index is None else f"{self.type}:{self.index}"
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, str):
-            other = device(other)
-        return isinstance(other, device) and (self.type, self.index) == (other.type, other.index)
-
-    def __hash__(self) -> int:
-        return hash((self.type, self.index))
-
-
-CPU = device("cpu")
-
-
-def check_device(dev: Any) -> None:
-    if dev is None:
-        return
-    d = device(dev) if not isinstance(dev, device) else dev
-    if d.type != "cpu":
-        raise RuntimeError(
-            f"device {d} is not available: this chainrule build runs on the CPU only "
-            "(GPU support through CuPy is planned: pip install 'chainrule[gpu]')"
-        )
+def check_device(dev: Any) -> device:
+    """``dev`` as a ``device``, or a RuntimeError when it is not usable here (CUDA without CuPy or
+    without a GPU says what to install)."""
+    d = backend.as_device(dev)
+    if d.type == "cuda":
+        backend.cuda_module()
+    return d
 
 
 class Tensor:
@@ -107,7 +72,7 @@ class Tensor:
 
     @property
     def device(self) -> device:
-        return CPU
+        return CPU if type(self.data) is np.ndarray else backend.device_of(self.data)
 
     @property
     def ndim(self) -> int:
@@ -119,7 +84,7 @@ class Tensor:
 
     @property
     def is_cuda(self) -> bool:
-        return False
+        return backend.is_device_array(self.data)
 
     @property
     def itemsize(self) -> int:
@@ -179,6 +144,11 @@ class Tensor:
                 "Can't call numpy() on a Tensor that requires grad: the array would carry no "
                 "history. Use tensor.detach().numpy() if you mean to leave the graph."
             )
+        if type(self.data) is not np.ndarray and backend.is_device_array(self.data):
+            raise TypeError(
+                f"can't convert {self.device} device type tensor to numpy. Use Tensor.cpu() to "
+                "copy the tensor to host memory first."
+            )
         _note_export(self)
         return self.data
 
@@ -212,7 +182,7 @@ class Tensor:
 
     def __repr__(self) -> str:
         body = np.array2string(
-            self.data, separator=", ", prefix="tensor(", precision=4, threshold=1000, edgeitems=3
+            backend.to_host(self.data), separator=", ", prefix="tensor(", precision=4, threshold=1000, edgeitems=3
         )
         extra = []
         if self.data.dtype not in (
@@ -223,6 +193,8 @@ class Tensor:
             extra.append(f"dtype={self.dtype}")
         elif self.data.size == 0:
             extra.append(f"size={self.data.shape}")
+        if self.device.type != "cpu":
+            extra.insert(0, f"device='{self.device}'")
         if self.grad_fn is not None:
             extra.append(f"grad_fn={self.grad_fn!r}")
         elif self.requires_grad:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import backend
 from ..tensor import Tensor, wrap
 from .grad_mode import state
 
@@ -116,6 +117,27 @@ def _op_name(op: type) -> str:
     return getattr(op, "name", None) or op.__name__.lower()
 
 
+def _device_retry(op: type, args: Sequence[Any], arrays: list, err: Exception) -> list | None:
+    """After a failed forward: the arguments with 0-d CPU tensors moved to the CUDA device when
+    that is all that mixes devices (PyTorch lets CPU scalars into CUDA ops); raises a clear error
+    for any other mix of devices; None when devices are not the problem."""
+    err2 = backend.same_device_error(_op_name(op), arrays)
+    if err2 is None:
+        return None
+    dev = next(a for a in arrays if backend.is_device_array(a))
+    if any(isinstance(a, Tensor) and a.data is not dev and a.device.type == "cpu" and a.ndim
+           for a in args):
+        raise err2 from err
+    from .. import ops  # noqa: PLC0415 - the differentiable copy to the device
+
+    return [
+        ops.to_device(a, backend.device_of(dev))
+        if isinstance(a, Tensor) and a.device.type == "cpu"
+        else a
+        for a in args
+    ]
+
+
 def _op_error(op: type, args: Sequence[Any], err: Exception) -> OpError:
     name = _op_name(op)
     shapes = [tuple(a.shape) for a in args if isinstance(a, Tensor)]
@@ -149,6 +171,9 @@ def apply(op: type, *args: Any, **kw: Any) -> Any:
     except (ValueError, IndexError, TypeError, RuntimeError) as e:
         if isinstance(e, OpError):
             raise
+        moved = _device_retry(op, args, arrays, e)
+        if moved is not None:  # 0-d CPU tensors next to CUDA tensors: PyTorch allows it
+            return apply(op, *moved, **kw)
         if isinstance(e, RuntimeError) and _op_name(op) in str(e):
             raise  # an op's own message that already says which op failed
         raise _op_error(op, args, e) from e
@@ -167,7 +192,7 @@ def apply(op: type, *args: Any, **kw: Any) -> Any:
     if type(out) is tuple:
         return _wrap_outputs(op, ctx, args, arrays, out, rec, cut)
     if type(out) is not np.ndarray:
-        out = np.asarray(out)
+        out = backend.as_array(out)
     t = wrap(out, rec)
     if op.is_view:
         t._vc = args[0]._vc
@@ -226,7 +251,7 @@ def _record(op: type, ctx: Node, args: Sequence[Any], arrays: list) -> None:
 def _wrap_outputs(
     op: type, ctx: Node, args: Sequence[Any], arrays: list, outs: tuple, rec: bool, cut: str | None
 ) -> tuple:
-    outs = tuple(o if type(o) is np.ndarray else np.asarray(o) for o in outs)
+    outs = tuple(o if type(o) is np.ndarray else backend.as_array(o) for o in outs)
     ts = []
     for i, o in enumerate(outs):
         diff = rec and o.dtype.kind == "f"  # integer outputs (indices) carry no gradient
@@ -316,10 +341,10 @@ def _no_path_error(t: Tensor) -> RuntimeError:
 def _hook_call(hooks: list, g: Any, create_graph: bool) -> Any:
     for h in hooks:
         # NumPy gives scalars, not 0-d arrays, for ops on 0-d arrays: a Tensor needs an array
-        gt = g if create_graph else wrap(g if type(g) is np.ndarray else np.asarray(g))
+        gt = g if create_graph else wrap(backend.as_array(g))
         r = h(gt)
         if r is not None:
-            g = r if create_graph else (r.data if isinstance(r, Tensor) else np.asarray(r))
+            g = r if create_graph else (r.data if isinstance(r, Tensor) else backend.as_array(r))
     return g
 
 
@@ -574,7 +599,9 @@ def _node_hooks(node: Node, g: Any, create_graph: bool) -> Any:
         if create_graph:
             t.grad = gi if t.grad is None else t.grad + gi
         else:
-            t.grad = wrap(np.array(gi) if t.grad is None else np.asarray(t.grad.data + gi))
+            t.grad = wrap(
+                backend.fresh_copy(gi) if t.grad is None else backend.as_array(t.grad.data + gi)
+            )
     return g
 
 
@@ -584,8 +611,11 @@ def _run_rule(node: Node, g: Any, m: Any, create_graph: bool, retain_graph: bool
         raise _freed_error(node)
     op = node.op
     if node.n_out > 1:
+        xp = backend.common_module(*(gi.data if isinstance(gi, Tensor) else gi for gi in g))
         g = tuple(
-            gi if gi is not None else _zeros(node.out_shape[i], node.out_dtype[i], create_graph)
+            gi
+            if gi is not None
+            else _zeros(node.out_shape[i], node.out_dtype[i], create_graph, xp)
             for i, gi in enumerate(g)
         )
     if "saved_vc" in d or "out_vc" in d:
@@ -613,7 +643,8 @@ def _run_rule(node: Node, g: Any, m: Any, create_graph: bool, retain_graph: bool
     return res
 
 
-_BUF = (np.ndarray, Tensor)
+def _is_buf(x: Any) -> bool:
+    return isinstance(x, (np.ndarray, Tensor)) or backend.is_device_array(x)
 
 
 def _holds_buffers(d: dict) -> bool:
@@ -626,9 +657,9 @@ def _holds_buffers(d: dict) -> bool:
         t = type(v)
         if t is tuple or t is list:
             for x in v:
-                if type(x) is not int and isinstance(x, _BUF):  # shapes: skip ints fast
+                if type(x) is not int and _is_buf(x):  # shapes: skip ints fast
                     return True
-        elif t is np.ndarray or isinstance(v, _BUF):
+        elif t is np.ndarray or _is_buf(v):
             return True
     return False
 
@@ -648,8 +679,8 @@ def _rematerialize(node: Node, out: Any) -> Any:
     return t
 
 
-def _zeros(shape: tuple, dtype: np.dtype, as_tensor: bool) -> Any:
-    z = np.zeros(shape, dtype)
+def _zeros(shape: tuple, dtype: np.dtype, as_tensor: bool, xp: Any = np) -> Any:
+    z = xp.zeros(shape, dtype)
     return wrap(z) if as_tensor else z
 
 
@@ -692,10 +723,10 @@ def _accumulate(leaf: Tensor, g: Any, owned: bool, handed: set, create_graph: bo
         owned = True
     cur = leaf.grad
     if cur is None:
-        if type(g) is not np.ndarray or (
-            not owned and (g.base is not None or id(g) in handed or not g.flags.writeable)
+        if not backend.is_array(g) or (
+            not owned and (g.base is not None or id(g) in handed or not backend.writeable(g))
         ):
-            g = np.array(g)
+            g = backend.fresh_copy(g)
         handed.add(id(g))
         leaf.grad = wrap(g)
     elif cur.requires_grad:

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import backend
 from ..tensor import Tensor, wrap
 from .engine import _no_path_error, run_backward
 
@@ -39,10 +40,15 @@ def _root_grads(outputs: list, grad_outputs: Any, create_graph: bool, who: str) 
                     f"output has shape {tuple(t.shape)}. Pass {kw} (a tensor of that shape, "
                     "e.g. ones_like(y)) or reduce it to a scalar first (y.sum(), y.mean())."
                 )
-            g = np.ones(t.shape, t.data.dtype)
+            g = backend.array_module(t.data).ones(t.shape, t.data.dtype)
             g = wrap(g) if create_graph else g
         else:
-            ga = g.data if isinstance(g, Tensor) else np.asarray(g, dtype=t.data.dtype)
+            ga = g.data if isinstance(g, Tensor) else backend.asarray(g, t.data.dtype, t.data)
+            if backend.array_module(ga) is not backend.array_module(t.data):
+                raise RuntimeError(
+                    f"{who}: the gradient is on {backend.device_of(ga)} but the output is on "
+                    f"{backend.device_of(t.data)}; they must be on the same device"
+                )
             if ga.shape != t.shape:
                 raise RuntimeError(
                     f"{who}: the gradient has shape {tuple(ga.shape)} but the output has shape "
@@ -72,7 +78,8 @@ def backward(
         and tensors.requires_grad
         and tensors.data.size == 1
     ):  # the common case, loss.backward(), without the general validation
-        g = np.ones(tensors.data.shape, tensors.data.dtype)
+        d = tensors.data
+        g = (np if type(d) is np.ndarray else backend.array_module(d)).ones(d.shape, d.dtype)
         run_backward([tensors], [g], retain_graph, False, None, True)
         return
     outs = _as_list(tensors)
@@ -106,7 +113,7 @@ def grad(
     for i, (t, g) in enumerate(zip(ins, res)):
         if g is None:
             if materialize_grads:
-                final.append(wrap(np.zeros(t.shape, t.data.dtype)))
+                final.append(wrap(backend.array_module(t.data).zeros(t.shape, t.data.dtype)))
                 continue
             if not allow_unused:
                 raise RuntimeError(
@@ -119,5 +126,6 @@ def grad(
         else:
             if g.dtype != t.data.dtype:
                 g = g.astype(t.data.dtype)
-            final.append(wrap(np.array(g) if g.base is not None or not g.flags.writeable else g))
+            fresh = g.base is None and backend.writeable(g)
+            final.append(wrap(g if fresh else backend.fresh_copy(g)))
     return tuple(final)

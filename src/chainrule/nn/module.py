@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .. import dtypes
+from .. import backend, dtypes
 from ..autograd.grad_mode import no_grad
 from ..tensor import Tensor, check_device, wrap
 
@@ -433,24 +433,28 @@ class Module:
         return self
 
     def to(self, *args: Any, **kwargs: Any) -> Module:
-        """``to(dtype)`` / ``to(device)`` / ``to(device, dtype)``: floating parameters and
-        buffers change dtype in place (the same Parameter objects, so optimisers keep working)."""
+        """``to(dtype)`` / ``to(device)`` / ``to(device, dtype)``: parameters and buffers change
+        in place (the same Parameter objects, so optimisers keep working). A dtype applies to the
+        floating ones; a device to all."""
         dtype = kwargs.get("dtype")
-        check_device(kwargs.get("device"))
+        dev = kwargs.get("device")
         for a in args:
-            if isinstance(a, (str,)) or type(a).__name__ == "device":
-                check_device(a)
+            if isinstance(a, (str, backend.device)):
+                dev = a
             elif isinstance(a, Tensor):
-                dtype = a.dtype
+                dtype, dev = a.dtype, a.device
             elif a is not None:
                 dtype = a
+        if dev is not None:
+            d = check_device(dev)
+            self._cast(lambda a: backend.to_device(a, d), floats_only=False)
         if dtype is not None:
-            d = dtypes.np_dtype(dtype)
-            if d.kind != "f":
+            nd = dtypes.np_dtype(dtype)
+            if nd.kind != "f":
                 raise TypeError(
                     f"nn.Module.to only accepts floating point dtypes, but got desired dtype={dtype}"
                 )
-            self._cast(lambda a: a.astype(d))
+            self._cast(lambda a: a.astype(nd))
         return self
 
     def float(self) -> Module:
@@ -463,11 +467,10 @@ class Module:
         return self.to(dtypes.float16)
 
     def cpu(self) -> Module:
-        return self
+        return self.to("cpu")
 
     def cuda(self, device: Any = None) -> Module:
-        check_device("cuda")
-        return self
+        return self.to(f"cuda:{device}" if isinstance(device, int) else device or "cuda")
 
     def type(self, dst_type: Any) -> Module:
         return self.to(dst_type)

@@ -5,6 +5,7 @@ reduce.py       sum, mean, prod, max/min, logsumexp, norm, cumsum, var/std
 movement.py     reshape, permute, expand, indexing, cat/split, gather/scatter, pad, ...
 linalg.py       matmul, einsum
 nn.py           fused softmax / log-softmax
+device.py       to_device: copies between host and GPU, differentiable
 namespace.py    the two namespaces (arrays / Tensors) that backward rules are written in
 """
 
@@ -12,9 +13,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import dtypes
+from .. import backend, dtypes
 from ..autograd.grad_mode import state
-from ..tensor import Tensor, check_device
+from ..tensor import Tensor
+from . import device as D
 from . import elementwise as E
 from . import linalg as L
 from . import movement as M
@@ -137,18 +139,21 @@ _METHODS = {
 
 
 def _to(self: Tensor, *args: Any, **kwargs: Any) -> Tensor:
-    """``to(dtype)``, ``to(device)``, ``to(device, dtype)``, ``to(other)``; ``copy=True`` forces one."""
+    """``to(dtype)``, ``to(device)``, ``to(device, dtype)``, ``to(other)``; ``copy=True`` forces
+    a copy; ``non_blocking`` is accepted (copies to a GPU are queued on its stream anyway)."""
     dtype = kwargs.get("dtype")
+    dev = kwargs.get("device")
     copy = kwargs.get("copy", False)
-    check_device(kwargs.get("device"))
     for a in args:
         if isinstance(a, Tensor):
-            dtype = a.dtype
-        elif isinstance(a, (str,)) or type(a).__name__ == "device":
-            check_device(a)
+            dtype, dev = a.dtype, a.device
+        elif isinstance(a, (str, backend.device)):
+            dev = a
         elif a is not None:
             dtype = a
-    out = self if dtype is None else E.cast(self, dtype)
+    out = self if dev is None else D.to_device(self, dev)
+    if dtype is not None:
+        out = E.cast(out, dtype)
     if copy and out is self:
         out = E.clone(self)
     return out
@@ -170,7 +175,7 @@ def _type(self: Tensor, dtype: Any = None) -> Any:
 def _new_tensor(self: Tensor, data: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
     from ..creation import tensor  # noqa: PLC0415
 
-    return tensor(data, dtype=dtype or self.dtype, requires_grad=requires_grad)
+    return tensor(data, dtype=dtype or self.dtype, device=self.device, requires_grad=requires_grad)
 
 
 def _new_filled(fn_name: str) -> Any:
@@ -178,7 +183,7 @@ def _new_filled(fn_name: str) -> Any:
         from .. import creation  # noqa: PLC0415
 
         return getattr(creation, fn_name)(
-            *size, dtype=dtype or self.dtype, requires_grad=requires_grad
+            *size, dtype=dtype or self.dtype, device=self.device, requires_grad=requires_grad
         )
 
     return fn
@@ -189,12 +194,15 @@ def _new_full(
 ) -> Tensor:
     from ..creation import full  # noqa: PLC0415
 
-    return full(size, fill_value, dtype=dtype or self.dtype, requires_grad=requires_grad)
+    return full(
+        size, fill_value, dtype=dtype or self.dtype, device=self.device, requires_grad=requires_grad
+    )
 
 
-def _cuda(self: Tensor, *a: Any, **k: Any) -> Tensor:
-    check_device("cuda")
-    return self
+def _cuda(self: Tensor, device: Any = None, non_blocking: bool = False) -> Tensor:
+    if isinstance(device, int):
+        device = f"cuda:{device}"
+    return D.to_device(self, device or "cuda")
 
 
 _EXTRA = {
@@ -207,7 +215,7 @@ _EXTRA = {
     "long": _caster(dtypes.int64),
     "int": _caster(dtypes.int32),
     "bool": _caster(dtypes.bool_),
-    "cpu": lambda self: self,
+    "cpu": lambda self: D.to_device(self, "cpu"),
     "cuda": _cuda,
     "contiguous": lambda self, memory_format=None: self,
     "is_contiguous": lambda self, memory_format=None: bool(self.data.flags.c_contiguous),

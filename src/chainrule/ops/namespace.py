@@ -8,13 +8,16 @@ exactly the same functions with the same meaning.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
 
+from .. import backend
 from ..autograd.engine import apply, sum_to
 from ..tensor import wrap
 from . import conv as C
+from . import device as D
 from . import elementwise as E
 from . import linalg as L
 from . import movement as M
@@ -53,7 +56,8 @@ class A:
         if x.shape == shape:
             return x
         if x.size == 1:  # e.g. the gradient of a mean: one C call instead of broadcast_to's Python
-            return np.full(shape, x.reshape(()), x.dtype)
+            xp = backend.array_module(x)
+            return xp.full(shape, x.reshape(()), x.dtype)
         return np.broadcast_to(x, shape)
 
     @staticmethod
@@ -70,7 +74,9 @@ class A:
 
     @staticmethod
     def cast(x: Any, dtype: np.dtype) -> Any:
-        return np.asarray(x).astype(dtype, copy=False)
+        return backend.as_array(x).astype(dtype, copy=False)
+
+    to_device = staticmethod(backend.to_device)
 
     @staticmethod
     def flip(x: np.ndarray, dims: tuple) -> np.ndarray:
@@ -106,7 +112,7 @@ class A:
 
     @staticmethod
     def split(x: np.ndarray, sizes: list, dim: int) -> list:
-        return np.split(x, np.cumsum(sizes)[:-1], axis=dim)
+        return np.split(x, list(itertools.accumulate(sizes))[:-1], axis=dim)
 
     @staticmethod
     def cat(xs: list, dim: int) -> np.ndarray:
@@ -150,10 +156,11 @@ class T:
     where = staticmethod(E.where)
     einsum = staticmethod(L.einsum)
     cast = staticmethod(E.cast)
+    to_device = staticmethod(D.to_device)
 
     @staticmethod
     def zeros_like(x: Any) -> Any:
-        return wrap(np.zeros_like(x.data))
+        return wrap(backend.array_module(x.data).zeros_like(x.data))
 
     @staticmethod
     def sum(x: Any, dims: tuple, keepdim: bool) -> Any:
