@@ -32,6 +32,16 @@ _SUB = {k.removeprefix("cupy."): set(v) for k, v in _API.items() if k.startswith
 _METHODS = set(_API["ndarray"])
 _GEN_METHODS = set(_API["Generator"])
 
+# CuPy's documented ufunc methods (docs: "These methods are only available for selected ufuncs");
+# "outer" works for all ufuncs
+_UFUNC_METHODS = {
+    "reduce": {"add", "multiply"},
+    "accumulate": {"add", "multiply"},
+    "reduceat": {"add"},
+    "at": {"add", "subtract", "maximum", "minimum", "bitwise_and", "bitwise_or", "bitwise_xor"},
+}
+
+
 def _reject(x: Any) -> None:
     raise TypeError(f"Unsupported type {type(x)} (a host array mixed into device code)")
 
@@ -102,6 +112,12 @@ class ndarray:  # noqa: N801 - CuPy's name
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
         if ufunc.__name__ not in _TOP:
             return NotImplemented
+        allowed = _UFUNC_METHODS.get(method)
+        if allowed is not None and ufunc.__name__ not in allowed:
+            raise NotImplementedError(
+                f"cupy.{ufunc.__name__}.{method} is not supported by CuPy (only for "
+                f"{', '.join(sorted(allowed))})"
+            )
         if _host_in(inputs) or _host_in(kwargs.get("out")):
             raise TypeError(f"Unsupported type {np.ndarray} in {ufunc.__name__}")
         if "out" in kwargs:
@@ -132,7 +148,7 @@ class ndarray:  # noqa: N801 - CuPy's name
     flags = property(lambda self: _Flags(self._a.flags))
     base = property(lambda self: None if self._a.base is None else ndarray(self._a.base))
     T = property(lambda self: ndarray(self._a.T))
-    mT = property(lambda self: ndarray(self._a.mT))
+    mT = property(lambda self: ndarray(self._a.mT))  # noqa: N815 - CuPy's name
     device = property(lambda self: cuda.Device(0))
 
     @shape.setter

@@ -402,3 +402,41 @@ def test_augmented_training_resumes_exactly(tmp_path: Path) -> None:
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_array_equal(a[k].data, b[k].data, err_msg=k)
+
+
+@pytest.mark.parametrize("name", ["charlm-gru", "charlm-transformer"])
+def test_language_models_train_and_sample_on_cuda(
+    name: str, tmp_path: Path, request: pytest.FixtureRequest, cuda: str
+) -> None:
+    import chainrule as cr
+    from chainrule.applications import sample_text
+
+    cfg = _tiny(name, tmp_path, request)
+    runs = {}
+    for dev in ("cpu", cuda):
+        runs[dev] = tmp_path / dev
+        runs[dev].mkdir()
+        cli.train_from_config({**cfg, "device": dev}, runs[dev], progress=False)
+    a, b = (json.loads((runs[d] / "summary.json").read_text())["final"] for d in ("cpu", cuda))
+    if name == "charlm-gru":  # no dropout: the same numbers on either device
+        assert b["val_loss"] == pytest.approx(a["val_loss"], rel=1e-5)
+    else:  # dropout masks come from the CUDA generator there
+        assert math.isfinite(b["val_loss"]) and 3 < b["val_bits_per_char"] < 8
+    assert (runs[cuda] / "samples.txt").read_text().startswith("--- sample after epoch 1")
+    model = presets.build_model(cfg["model"])
+    model.load_state_dict(cr.load(runs["cpu"] / "last.safetensors"))
+    vocab = text.Vocabulary.ascii()
+    want = sample_text(model, vocab, "def ", 20, temperature=0, seed=1)
+    model.to(cuda)
+    assert sample_text(model, vocab, "def ", 20, temperature=0, seed=1) == want
+    if name == "charlm-gru":  # chainrule generate --device cuda
+        (runs["cpu"] / "config.toml").write_text(config.to_toml(cfg))
+        capsys = request.getfixturevalue("capsys")
+        capsys.readouterr()
+        texts = []
+        for dev in ("cpu", "cuda"):
+            argv = ["generate", str(runs["cpu"]), "--weights", "last", "--prompt", "def ",
+                    "--length", "20", "--temperature", "0", "--device", dev]  # fmt: skip
+            assert cli.main(argv) == 0
+            texts.append(capsys.readouterr().out)
+        assert texts[0] == texts[1] == want + "\n"

@@ -160,6 +160,11 @@ loss = "MSELoss"
             '[data]\ndataset = "npz"\npath = "nothere.npz"\n[model]\nlayers=[{type="ReLU"}]\n',
             "data.path 'nothere.npz' does not exist",
         ),
+        (
+            ["train", "--config", "bad.toml"],
+            'device = "gpu"\n[data]\ndataset = "xor"\n[model]\nlayers=[{type="ReLU"}]\n',
+            "device = 'gpu' is not allowed; use 'cpu', 'cuda', 'cuda:N' or 'auto'",
+        ),
         (["eval", "nowhere"], None, "nowhere is not a run folder"),
     ],
 )
@@ -247,3 +252,100 @@ def test_run_folder_naming(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert cli._resolve_run_dir("x", None, None)[0] == Path("runs/x-2")
     with pytest.raises(cli.CLIError, match="no checkpoint.safetensors"):
         cli._resolve_run_dir("x", None, "runs/x")
+
+
+# ------------------------------------------------------------------------------ --device
+_TINY = """
+name = "tiny"
+seed = 3
+{device}
+[data]
+dataset = "parity"
+n = 3
+batch_size = 3
+val = "train"
+[model]
+layers = [ {{ type = "Linear", in_features = 3, out_features = 6 }}, {{ type = "Tanh" }},
+           {{ type = "Linear", in_features = 6, out_features = 1 }}, {{ type = "Sigmoid" }} ]
+[optimizer]
+name = "Adam"
+lr = 0.05
+[train]
+epochs = 6
+loss = "MSELoss"
+"""
+
+
+def _main(args: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    rc = cli.main(args)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _weights_of(d: Path) -> dict:
+    return {k: v.numpy() for k, v in cr.load(d / "last.safetensors").items()}
+
+
+def test_train_on_cuda_gives_the_cpu_weights_and_resumes_on_cpu(
+    tmp_path: Path, cuda: str, capsys: pytest.CaptureFixture
+) -> None:
+    (tmp_path / "cpu.toml").write_text(_TINY.format(device=""))
+    (tmp_path / "gpu.toml").write_text(_TINY.format(device='device = "cuda"'))
+    common = ["--no-progress", "--epochs"]
+    rc, _, err = _main(["train", "--config", str(tmp_path / "cpu.toml"), *common, "6",
+                        "--out", str(tmp_path / "cpu"), "--device", "cpu"], capsys)  # fmt: skip
+    assert rc == 0, err
+    rc, out, err = _main(["train", "--config", str(tmp_path / "cpu.toml"), *common, "6",
+                          "--out", str(tmp_path / "flag"), "--device", "cuda"], capsys)  # fmt: skip
+    assert rc == 0, err
+    assert " on cuda " in out
+    rc, out, err = _main(["train", "--config", str(tmp_path / "gpu.toml"), *common, "3",
+                          "--out", str(tmp_path / "toml")], capsys)  # fmt: skip
+    assert rc == 0, err
+    assert (
+        " on cuda " in out and 'device = "cuda"' in (tmp_path / "toml" / "config.toml").read_text()
+    )
+    want = _weights_of(tmp_path / "cpu")
+    got = _weights_of(tmp_path / "flag")
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=1e-6, err_msg=k)
+    # the checkpoint of the 3-epoch CUDA run resumes on the CPU and finishes as the CPU run did
+    rc, out, err = _main(["train", "--config", str(tmp_path / "gpu.toml"), *common, "6",
+                          "--resume", str(tmp_path / "toml"), "--device", "cpu"], capsys)  # fmt: skip
+    assert rc == 0, err
+    assert "resuming" in out and " on cuda " not in out
+    got = _weights_of(tmp_path / "toml")
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=1e-6, err_msg=k)
+    # eval on the device
+    rc, out, err = _main(["eval", str(tmp_path / "flag"), "--split", "train", "--device", "cuda"], capsys)  # fmt: skip
+    assert rc == 0 and "accuracy" in out, err
+
+
+def test_device_cuda_without_cuda_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from chainrule import backend
+
+    monkeypatch.setitem(sys.modules, "cupy", None)  # as on a machine without CuPy
+    monkeypatch.setattr(backend, "_cuda", None)
+    monkeypatch.setattr(backend, "_cuda_types", ())
+    monkeypatch.setattr(backend, "_cuda_error", None)
+    monkeypatch.chdir(tmp_path)
+    for args in (["train", "--preset", "xor", "--device", "cuda"], ["train", "--preset", "xor"]):
+        (tmp_path / "x.toml").write_text('device = "cuda"\n[data]\ndataset = "xor"\n'
+                                         '[model]\nlayers=[{type="Linear", in_features=2, out_features=1}]\n')  # fmt: skip
+        if "--device" not in args:
+            args = ["train", "--config", "x.toml"]
+        rc, out, err = _main(args, capsys)
+        assert rc == 2
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err, err
+        assert (
+            lines[0].startswith("chainrule: error: CUDA is not available")
+            and "pip install" in lines[0]
+        )
+        assert not (tmp_path / "runs").exists()  # refused before making a run folder
+    rc, out, err = _main(["train", "--preset", "xor", "--epochs", "1", "--no-progress",
+                          "--device", "auto"], capsys)  # fmt: skip
+    assert rc == 0 and " on cuda" not in out, err  # auto: the CPU here

@@ -4,6 +4,7 @@ resume), memory-mapped streaming under a memory limit, the 1986 datasets and the
 from __future__ import annotations
 
 import collections
+import contextlib
 import gc
 import gzip
 import json
@@ -143,10 +144,13 @@ def test_samplers_and_option_errors():
         DataLoader(ds, batch_sampler=[[0]], batch_size=2)
     with pytest.raises(ValueError, match="batch_size"):
         DataLoader(ds, batch_size=0)
-    # PyTorch's worker options are accepted and ignored
-    assert _ids(
-        DataLoader(ds, batch_size=4, num_workers=4, pin_memory=True, persistent_workers=True)
-    ) == [
+    # PyTorch's worker options are accepted and ignored; pin_memory without CUDA warns
+    no_cuda = not cr.cuda.is_available()
+    with pytest.warns(UserWarning, match="pin_memory") if no_cuda else contextlib.nullcontext():
+        ids = _ids(
+            DataLoader(ds, batch_size=4, num_workers=4, pin_memory=True, persistent_workers=True)
+        )
+    assert ids == [
         [0, 1, 2, 3],
         [4, 5, 6],
     ]
@@ -369,6 +373,112 @@ def test_resume_at_epoch_boundaries_and_without_shuffle():
     ]
     with pytest.raises(ValueError, match="does not shuffle"):
         DataLoader(_ds(10)).load_state_dict(loader.state_dict())
+
+
+# ------------------------------------------------------------------------------ onto a device
+
+
+def _dev_batches(loader):
+    """Each batch as ((x, ids) on the host, whether both were CUDA tensors)."""
+    out = []
+    for x, i in loader:
+        out.append(((x.cpu().tolist(), i.cpu().tolist()), x.is_cuda and i.is_cuda))
+    return out
+
+
+@pytest.mark.parametrize("prefetch", [True, False])
+def test_device_loader_yields_cuda_batches_in_order_and_resumes_exactly(cuda, prefetch):
+    def make(seed, **kw):
+        g = cr.Generator().manual_seed(seed)
+        return DataLoader(_ds(11), batch_size=3, shuffle=True, generator=g, prefetch=prefetch, **kw)
+
+    ref = make(0)
+    want = [[b for b, _ in _dev_batches(ref)] for _ in range(3)]
+    run = make(0, device=cuda, pin_memory=True)
+    first = _dev_batches(run)
+    assert [b for b, _ in first] == want[0] and all(on for _, on in first)
+    it = iter(run)
+    got = [next(it), next(it)]
+    assert all(x.is_cuda for x, _ in got)
+    sd = run.state_dict()  # the batch read ahead onto the GPU is not counted
+    assert sd["batches_done"] == 2
+    del it
+    new = make(5, device=cuda)
+    new.load_state_dict(sd)
+    rest = [b for b, _ in _dev_batches(new)]
+    assert [(x.cpu().tolist(), i.cpu().tolist()) for x, i in got] + rest == want[1]
+    assert new.state_dict()["batches_done"] == 0  # the epoch ran out: the next one's start
+    assert [b for b, _ in _dev_batches(new)] == want[2]
+    # at the very end of an epoch (last batch handed out, end not yet seen): still in it
+    it = iter(make(0, device=cuda))
+    for _ in range(4):
+        next(it)
+    assert it._loader.state_dict()["batches_done"] == 4
+    assert _no_prefetch_threads()
+
+
+def test_device_prefetcher_over_any_loader(cuda):
+    from chainrule.data import DevicePrefetcher
+
+    loader = DataLoader(
+        _ds(10), batch_size=4, shuffle=True, generator=cr.Generator().manual_seed(1)
+    )
+    want = [b for b, _ in _dev_batches(DataLoader(_ds(10), batch_size=4, shuffle=True,
+                                                  generator=cr.Generator().manual_seed(1)))]  # fmt: skip
+    pf = DevicePrefetcher(loader, cuda)
+    assert len(pf) == 3
+    got = _dev_batches(pf)
+    assert [b for b, _ in got] == want and all(on for _, on in got)
+
+    class Stateful:  # a loader of its own with a position
+        def __init__(self):
+            self.pos = 0
+
+        def __iter__(self):
+            while self.pos < 5:
+                self.pos += 1
+                yield (np.full(2, self.pos, np.float32), {"id": np.array(self.pos)})
+
+        def state_dict(self):
+            return {"pos": self.pos}
+
+        def load_state_dict(self, sd):
+            self.pos = sd["pos"]
+
+    src = Stateful()
+    pf = DevicePrefetcher(src, cuda)
+    it = iter(pf)
+    x, meta = next(it)
+    assert x.is_cuda and x.cpu().tolist() == [1.0, 1.0] and meta["id"].is_cuda
+    assert src.pos == 2 and pf.state_dict() == {"pos": 1}  # one read ahead, one handed out
+    next(it)
+    assert pf.state_dict() == {"pos": 2}
+    plain = [(cr.tensor([1.0]), cr.tensor([0])), (cr.tensor([2.0]), cr.tensor([1]))]
+    assert [x.item() for x, _ in DevicePrefetcher(plain, cuda)] == [1.0, 2.0]
+
+
+def test_device_loader_raises_a_read_error_at_its_batch(cuda):
+    got = []
+    with pytest.raises(ValueError, match="bad sample 5"):
+        for _, i in DataLoader(Counting(10, fail_at=5), batch_size=2, device=cuda):
+            got.append(i.cpu().tolist())
+    assert got == [[0, 1], [2, 3]]
+    assert _no_prefetch_threads()
+
+
+def test_pinned_batches_and_no_cuda(cuda, monkeypatch):
+    from chainrule import backend
+    from chainrule.data import pin_batch
+
+    b = pin_batch((cr.tensor([[1.0, 2.0]]), np.arange(3), "label"))
+    assert b[0].tolist() == [[1.0, 2.0]] and not b[0].is_cuda and b[1].tolist() == [0, 1, 2]
+    assert b[2] == "label"
+    monkeypatch.setitem(sys.modules, "cupy", None)  # no CuPy: a RuntimeError says what to install
+    monkeypatch.setattr(backend, "_cuda", None)
+    monkeypatch.setattr(backend, "_cuda_types", ())
+    monkeypatch.setattr(backend, "_cuda_error", None)
+    with pytest.raises(RuntimeError, match="pip install"):
+        iter(DataLoader(_ds(4), batch_size=2, device="cuda"))
 
 
 # ------------------------------------------------------------------------------ .npy on disk

@@ -14,9 +14,9 @@ ATOL = 1e-12
 
 
 def _np(x):
-    if isinstance(x, cr.Tensor):
-        return np.asarray(x.detach().data)
-    return x.detach().cpu().numpy()
+    if isinstance(x, np.ndarray):
+        return x
+    return x.detach().cpu().numpy()  # (chainrule's CUDA tensors too)
 
 
 def close(a, b, rtol=RTOL, atol=ATOL):
@@ -397,3 +397,33 @@ def test_vmap_free_hvp_via_vjp_of_grad():
     _, fn = crf.vjp(crf.grad(lambda a: f_logsumexp(cr, a)), x)
     _, tfn = torch.func.vjp(torch.func.grad(lambda a: f_logsumexp(torch, a)), tx)
     close(fn(v), tfn(tv))
+
+
+# ---------------------------------------------------------------------- on a device
+
+
+def test_transforms_on_device(device):
+    """grad / value_and_grad / vjp / jacobian / hessian of functions of tensors on ``device``:
+    results there, values as torch's (CPU)."""
+    a = np.random.default_rng(20).standard_normal(6) * 0.7
+    x, tx = cr.tensor(a, device=device), torch.tensor(a)
+    for f in SCALAR_FNS:
+        g = crf.grad(lambda x, f=f: f(cr, x))(x)
+        H = crf.hessian(lambda x, f=f: f(cr, x))(x)
+        assert g.device == x.device and H.device == x.device
+        close(g, torch.func.grad(lambda x, f=f: f(torch, x))(tx))
+        close(H, torch.func.hessian(lambda x, f=f: f(torch, x))(tx))
+    J = crf.jacobian(lambda x: cr.tanh(x) * x.sum())(x)
+    assert J.device == x.device
+    close(J, torch.func.jacrev(lambda x: torch.tanh(x) * x.sum())(tx))
+    out, vjp_fn = crf.vjp(lambda x: x.exp() * 2, x)
+    (gv,) = vjp_fn(cr.ones(6, dtype=cr.float64, device=device))
+    assert gv.device == x.device
+    close(gv, 2 * np.exp(a))
+    # gradients that are zero by construction (no path to the output) are made there too
+    v, g0 = crf.value_and_grad(lambda x, y: (y * y).sum(), argnums=0)(x, x.detach() + 1)
+    assert g0.device == x.device and not _np(g0).any()
+    (z,) = crf.vjp(lambda x: cr.ones(2, device=device), x)[1](cr.ones(2, device=device))
+    assert z.device == x.device and not _np(z).any()
+    Jc = crf.jacobian(lambda x: cr.ones(2, dtype=cr.float64, device=device))(x)
+    assert Jc.device == x.device and Jc.shape == (2, 6) and not _np(Jc).any()

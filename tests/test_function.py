@@ -11,9 +11,7 @@ from chainrule.autograd import Function, GradcheckError, gradcheck, gradgradchec
 
 
 def _np(x):
-    if isinstance(x, cr.Tensor):
-        return np.asarray(x.detach().data)
-    if isinstance(x, torch.Tensor):
+    if isinstance(x, (cr.Tensor, torch.Tensor)):  # (chainrule's CUDA tensors too)
         return x.detach().cpu().numpy()
     return np.asarray(x)
 
@@ -157,7 +155,7 @@ def test_multiple_outputs_double_backward():
     (g,) = cr.autograd.grad((s * c).sum(), x, create_graph=True)
     (tg,) = torch.autograd.grad((ts * tc).sum(), tx, create_graph=True)
     close(g, tg)
-    (gg,) = cr.autograd.grad(g.sum(), x)
+    (gg,) = cr.autograd.grad(g.sum(), x, retain_graph=True)
     (tgg,) = torch.autograd.grad(tg.sum(), tx)
     close(gg, tgg)
 
@@ -623,3 +621,37 @@ def test_gradcheck_warns_on_float32():
     x = cr.tensor([0.5, 1.0], dtype=cr.float32, requires_grad=True)
     with pytest.warns(UserWarning, match="float64"):
         assert gradcheck(lambda a: a * 2, (x,), eps=1e-2, atol=1e-2, rtol=1e-2)
+
+
+# ---------------------------------------------------------------------- on a device
+
+
+def test_function_on_device(device):
+    """A Function whose forward and backward use Tensor ops runs where its inputs live: outputs,
+    saved tensors, gradients (first and second order) and an unused output's zero gradient."""
+
+    class ExpAndDouble(Function):
+        @staticmethod
+        def forward(ctx, x):
+            y = x.exp()
+            ctx.save_for_backward(y)
+            return y, x * 2, 3
+
+        @staticmethod
+        def backward(ctx, g_exp, g_double, g_count):
+            (y,) = ctx.saved_tensors
+            return g_exp * y + g_double * 2
+
+    a = np.random.default_rng(30).standard_normal((2, 3))
+    x = cr.tensor(a, requires_grad=True, device=device)
+    y, d, n = ExpAndDouble.apply(x)
+    assert n == 3 and y.device == x.device and d.device == x.device
+    (g,) = cr.autograd.grad(y.sum(), x, create_graph=True)  # d unused: a zero gradient for it
+    assert g.device == x.device and g.requires_grad
+    close(g, np.exp(a))
+    (gg,) = cr.autograd.grad(g.sum(), x, retain_graph=True)
+    close(gg, np.exp(a))
+    (y * 0 + d).sum().backward()
+    assert x.grad.device == x.device
+    close(x.grad, np.full((2, 3), 2.0))
+    assert gradcheck(lambda t: ExpAndDouble.apply(t)[0], (x,))

@@ -428,3 +428,50 @@ def test_no_pickle_anywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     _same(state, load_checkpoint(tmp_path / "c.safetensors"))
     cr.save(state["model"], tmp_path / "m.safetensors")
     cr.load(tmp_path / "m.safetensors")
+
+
+# ------------------------------------------------------------------------------ devices
+def test_cuda_tensors_are_saved_from_host_copies_and_load_where_asked(
+    tmp_path: Path, cuda: str
+) -> None:
+    cr.manual_seed(0)
+    m = _cr_model().to(cuda)
+    sd = m.state_dict()
+    assert all(t.is_cuda for t in sd.values())
+    cr.save(sd, tmp_path / "w.safetensors")
+    with safetensors.safe_open(str(tmp_path / "w.safetensors"), "np") as f:  # a plain file
+        assert sorted(f.keys()) == sorted(sd)
+    host = cr.load(tmp_path / "w.safetensors")  # default: CPU tensors, as load_file gives
+    assert not any(t.is_cuda for t in host.values())
+    for k, t in sd.items():
+        np.testing.assert_array_equal(host[k].numpy(), t.detach().cpu().numpy())
+    on = cr.load(tmp_path / "w.safetensors", map_location=cuda)
+    assert all(t.is_cuda for t in on.values())
+    assert not any(t.is_cuda for t in cr.load(tmp_path / "w.safetensors", "cpu").values())
+    assert all(t.is_cuda for t in cr.load(tmp_path / "w.safetensors", cr.device(cuda)).values())
+    cpu_model = _cr_model()
+    cpu_model.load_state_dict(on)  # copied across devices into the CPU model
+    np.testing.assert_array_equal(
+        cpu_model[0].weight.detach().numpy(), sd["0.weight"].detach().cpu().numpy()
+    )
+    with pytest.raises(TypeError, match="map_location"):
+        cr.load(tmp_path / "w.safetensors", map_location={"cuda:0": "cpu"})
+    with pytest.raises(RuntimeError, match="unknown device type"):
+        cr.load(tmp_path / "w.safetensors", map_location="tpu")
+
+
+def test_checkpoint_of_cuda_state_round_trips_to_either_device(tmp_path: Path, cuda: str) -> None:
+    cp = cr.backend.cuda_module()
+    state = {
+        "model": {"w": cr.randn(3, 2, device=cuda), "b": cr.zeros(2, requires_grad=True).cuda()},
+        "raw": cp.arange(4),  # a bare CuPy array (an optimiser's buffer)
+        "step": 7,
+    }
+    save_checkpoint(tmp_path / "ck.safetensors", state)
+    back = load_checkpoint(tmp_path / "ck.safetensors")
+    assert not back["model"]["w"].is_cuda and type(back["raw"]) is np.ndarray
+    np.testing.assert_array_equal(back["model"]["w"].numpy(), state["model"]["w"].cpu().numpy())
+    assert back["model"]["b"].requires_grad and back["step"] == 7
+    on = load_checkpoint(tmp_path / "ck.safetensors", map_location=cuda)
+    assert on["model"]["w"].is_cuda and cr.backend.is_device_array(on["raw"])
+    assert on["raw"].tolist() == [0, 1, 2, 3]

@@ -36,6 +36,17 @@ def _rng(seed: int = 0) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def host(t: cr.Tensor) -> np.ndarray:
+    """A chainrule tensor's values as a NumPy array (copied off the device)."""
+    return t.detach().cpu().numpy()
+
+
+def make(m: Any, a: np.ndarray, device: str = "cpu") -> Any:
+    """``a`` as a constant tensor of the framework whose functional module is ``m`` (chainrule's
+    on ``device``)."""
+    return torch.tensor(a) if m is TF else cr.tensor(a, device=device)
+
+
 def compare(
     fn: Callable[..., Any],
     tfn: Callable[..., Any] | None,
@@ -43,27 +54,31 @@ def compare(
     grad: list[bool],
     dtype: Any,
     seed: int = 1,
+    device: str = "cpu",
 ) -> tuple[cr.Tensor, torch.Tensor]:
     """Run ``fn(*tensors)`` in chainrule and ``tfn`` (or ``fn`` with torch's F) in torch; compare
-    outputs and the gradients of the inputs flagged in ``grad``."""
+    outputs and the gradients of the inputs flagged in ``grad``. chainrule's inputs live on
+    ``device`` (torch's on the CPU); its output and gradients must too."""
     tol = TOL[dtype]
-    c_in = [cr.tensor(a, requires_grad=g) for a, g in zip(arrays, grad)]
+    c_in = [cr.tensor(a, requires_grad=g, device=device) for a, g in zip(arrays, grad)]
     t_in = [torch.tensor(a, requires_grad=g) for a, g in zip(arrays, grad)]
     c_out = fn(F, *c_in)
     t_out = (tfn or fn)(TF, *t_in)
+    assert c_out.device.type == device, f"the loss is on {c_out.device}, not {device}"
     assert tuple(c_out.shape) == tuple(t_out.shape)
     assert c_out.data.dtype == t_out.detach().numpy().dtype
-    np.testing.assert_allclose(c_out.data, t_out.detach().numpy(), **tol)
-    assert np.isfinite(c_out.data).all() == torch.isfinite(t_out).all().item()
+    np.testing.assert_allclose(host(c_out), t_out.detach().numpy(), **tol)
+    assert np.isfinite(host(c_out)).all() == torch.isfinite(t_out).all().item()
     up = _rng(seed).standard_normal(tuple(t_out.shape)).astype(arrays[0].dtype)
-    c_out.backward(cr.tensor(up))
+    c_out.backward(cr.tensor(up, device=device))
     t_out.backward(torch.tensor(up))
     for i, g in enumerate(grad):
         if not g:
             continue
         assert c_in[i].grad is not None, f"input {i} got no gradient"
+        assert c_in[i].grad.device == c_in[i].device, f"gradient of input {i} changed device"
         np.testing.assert_allclose(
-            c_in[i].grad.data, t_in[i].grad.numpy(), err_msg=f"gradient of input {i}", **tol
+            host(c_in[i].grad), t_in[i].grad.numpy(), err_msg=f"gradient of input {i}", **tol
         )
     return c_out, t_out
 
@@ -85,7 +100,7 @@ def compare(
         ("huber_loss", {"delta": 2.0}),
     ],
 )
-def test_regression_losses(name: str, kw: dict, reduction: str, dtype: Any) -> None:
+def test_regression_losses(name: str, kw: dict, reduction: str, dtype: Any, device: str) -> None:
     r = _rng(3)
     x = r.uniform(-3, 3, (4, 5)).astype(dtype)
     y = r.uniform(-3, 3, (4, 5)).astype(dtype)
@@ -100,6 +115,7 @@ def test_regression_losses(name: str, kw: dict, reduction: str, dtype: Any) -> N
         [x, y],
         [True, True],
         dtype,
+        device=device,
     )
 
 
@@ -145,7 +161,7 @@ def test_regression_errors() -> None:
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("weighted", [False, True])
-def test_binary_cross_entropy(weighted: bool, reduction: str, dtype: Any) -> None:
+def test_binary_cross_entropy(weighted: bool, reduction: str, dtype: Any, device: str) -> None:
     r = _rng(5)
     p = r.uniform(0.02, 0.98, (4, 3)).astype(dtype)
     y = r.uniform(0, 1, (4, 3)).astype(dtype)
@@ -158,11 +174,11 @@ def test_binary_cross_entropy(weighted: bool, reduction: str, dtype: Any) -> Non
     def fn(m: Any, a: Any, t: Any, *w: Any) -> Any:
         return m.binary_cross_entropy(a, t, *w, reduction=reduction)
 
-    compare(fn, None, arrays, grad, dtype)
+    compare(fn, None, arrays, grad, dtype, device=device)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_binary_cross_entropy_at_0_and_1(dtype: Any) -> None:
+def test_binary_cross_entropy_at_0_and_1(dtype: Any, device: str) -> None:
     """Probabilities of exactly 0 and 1: the logs are clamped at -100 and the gradient is
     (p - y) / max(p (1 - p), 1e-12), both as PyTorch (finite, no NaN)."""
     p = np.array([0.0, 1.0, 0.0, 1.0, 1e-300 if dtype is np.float64 else 1e-30], dtype)
@@ -174,8 +190,9 @@ def test_binary_cross_entropy_at_0_and_1(dtype: Any) -> None:
             [p, y],
             [True, False],
             dtype,
+            device=device,
         )
-        assert np.isfinite(c.data).all()
+        assert np.isfinite(host(c)).all()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -183,7 +200,7 @@ def test_binary_cross_entropy_at_0_and_1(dtype: Any) -> None:
 @pytest.mark.parametrize("weighted", [False, True])
 @pytest.mark.parametrize("pos_weighted", [False, True])
 def test_binary_cross_entropy_with_logits(
-    pos_weighted: bool, weighted: bool, reduction: str, dtype: Any
+    pos_weighted: bool, weighted: bool, reduction: str, dtype: Any, device: str
 ) -> None:
     r = _rng(6)
     x = r.uniform(-4, 4, (4, 3)).astype(dtype)
@@ -194,16 +211,15 @@ def test_binary_cross_entropy_with_logits(
     pw = r.uniform(0.5, 3, (3,)).astype(dtype) if pos_weighted else None
 
     def fn(m: Any, a: Any, t: Any) -> Any:
-        lib = cr if m is F else torch
         kw = {}
         if w is not None:
-            kw["weight"] = lib.tensor(w)
+            kw["weight"] = make(m, w, device)
         if pw is not None:
-            kw["pos_weight"] = lib.tensor(pw)
+            kw["pos_weight"] = make(m, pw, device)
         return m.binary_cross_entropy_with_logits(a, t, reduction=reduction, **kw)
 
-    c, _ = compare(fn, None, [x, y], [True, True], dtype)
-    assert np.isfinite(c.data).all()
+    c, _ = compare(fn, None, [x, y], [True, True], dtype, device=device)
+    assert np.isfinite(host(c)).all()
 
 
 def test_binary_errors() -> None:
@@ -244,7 +260,7 @@ def test_binary_modules() -> None:
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", REDUCTIONS + ["batchmean"])
 @pytest.mark.parametrize("log_target", [False, True])
-def test_kl_div(log_target: bool, reduction: str, dtype: Any) -> None:
+def test_kl_div(log_target: bool, reduction: str, dtype: Any, device: str) -> None:
     r = _rng(8)
     logits = r.standard_normal((4, 5))
     x = (logits - np.log(np.exp(logits).sum(1, keepdims=True))).astype(dtype)
@@ -263,20 +279,22 @@ def test_kl_div(log_target: bool, reduction: str, dtype: Any) -> None:
             [x, y],
             [True, log_target],
             dtype,
+            device=device,
         )
         if log_target:
             return
         # the target's gradient: torch's xlogy(t, t) gives NaN at t == 0 (d/dt t log t -> -inf);
         # chainrule deliberately gives 0 there (a zero-probability target contributes nothing)
         # and matches torch everywhere else
-        c_x, c_y = cr.tensor(x), cr.tensor(y, requires_grad=True)
+        c_x, c_y = cr.tensor(x, device=device), cr.tensor(y, requires_grad=True, device=device)
         t_x, t_y = torch.tensor(x), torch.tensor(y, requires_grad=True)
         F.kl_div(c_x, c_y, reduction="sum").backward()
         TF.kl_div(t_x, t_y, reduction="sum").backward()
         pos = y > 0
-        np.testing.assert_allclose(c_y.grad.data[pos], t_y.grad.numpy()[pos], **TOL[dtype])
+        c_gy = host(c_y.grad)
+        np.testing.assert_allclose(c_gy[pos], t_y.grad.numpy()[pos], **TOL[dtype])
         assert np.isnan(t_y.grad.numpy()[~pos]).all()
-        assert (c_y.grad.data[~pos] == 0).all()
+        assert (c_gy[~pos] == 0).all()
 
 
 def test_kl_div_module() -> None:
@@ -324,7 +342,9 @@ def _ce_inputs(shape_key: str, dtype: Any, seed: int = 10, scale: float = 2.0) -
     ],
     ids=lambda o: "-".join(o) or "plain",
 )
-def test_cross_entropy_class_indices(opts: dict, shape: str, reduction: str, dtype: Any) -> None:
+def test_cross_entropy_class_indices(
+    opts: dict, shape: str, reduction: str, dtype: Any, device: str
+) -> None:
     x, t = _ce_inputs(shape, dtype)
     if shape != "1d":
         t.flat[:3] = [0, 1, 2]  # make sure ignore_index values occur (not all of them)
@@ -332,21 +352,19 @@ def test_cross_entropy_class_indices(opts: dict, shape: str, reduction: str, dty
     kw = {k: v for k, v in opts.items() if k != "weight"}
 
     def fn(m: Any, a: Any) -> Any:
-        lib = cr if m is F else torch
-        tt = lib.tensor(t)
-        ww = None if w is None else lib.tensor(w)
-        return m.cross_entropy(a, tt, weight=ww, reduction=reduction, **kw)
+        ww = None if w is None else make(m, w, device)
+        return m.cross_entropy(a, make(m, t, device), weight=ww, reduction=reduction, **kw)
 
-    compare(fn, None, [x], [True], dtype)
+    compare(fn, None, [x], [True], dtype, device=device)
     # the module gives the same
     c_mod = nn.CrossEntropyLoss(
         weight=None if w is None else cr.tensor(w), reduction=reduction, **kw
-    )
+    ).to(device)
     t_mod = torch.nn.CrossEntropyLoss(
         weight=None if w is None else torch.tensor(w), reduction=reduction, **kw
     )
     np.testing.assert_allclose(
-        c_mod(cr.tensor(x), cr.tensor(t)).data,
+        host(c_mod(cr.tensor(x, device=device), cr.tensor(t, device=device))),
         t_mod(torch.tensor(x), torch.tensor(t)).numpy(),
         **TOL[dtype],
     )
@@ -360,7 +378,9 @@ def test_cross_entropy_class_indices(opts: dict, shape: str, reduction: str, dty
     [{}, {"weight": True}, {"label_smoothing": 0.25}, {"weight": True, "label_smoothing": 0.1}],
     ids=lambda o: "-".join(o) or "plain",
 )
-def test_cross_entropy_probabilities(opts: dict, shape: str, reduction: str, dtype: Any) -> None:
+def test_cross_entropy_probabilities(
+    opts: dict, shape: str, reduction: str, dtype: Any, device: str
+) -> None:
     xs, _ = SHAPES[shape]
     r = _rng(12)
     x = (r.standard_normal(xs) * 2).astype(dtype)
@@ -371,11 +391,10 @@ def test_cross_entropy_probabilities(opts: dict, shape: str, reduction: str, dty
     kw = {k: v for k, v in opts.items() if k != "weight"}
 
     def fn(m: Any, a: Any, y: Any) -> Any:
-        lib = cr if m is F else torch
-        ww = None if w is None else lib.tensor(w)
+        ww = None if w is None else make(m, w, device)
         return m.cross_entropy(a, y, weight=ww, reduction=reduction, **kw)
 
-    compare(fn, None, [x, p], [True, True], dtype)
+    compare(fn, None, [x, p], [True, True], dtype, device=device)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -386,7 +405,7 @@ def test_cross_entropy_probabilities(opts: dict, shape: str, reduction: str, dty
     [{}, {"weight": True}, {"ignore_index": 1}, {"weight": True, "ignore_index": 4}],
     ids=lambda o: "-".join(o) or "plain",
 )
-def test_nll_loss(opts: dict, shape: str, reduction: str, dtype: Any) -> None:
+def test_nll_loss(opts: dict, shape: str, reduction: str, dtype: Any, device: str) -> None:
     x, t = _ce_inputs(shape, dtype, seed=13)
     if shape != "1d":
         t.flat[:3] = [0, 1, 4]
@@ -394,23 +413,24 @@ def test_nll_loss(opts: dict, shape: str, reduction: str, dtype: Any) -> None:
     kw = {k: v for k, v in opts.items() if k != "weight"}
 
     def fn(m: Any, a: Any) -> Any:
-        lib = cr if m is F else torch
-        ww = None if w is None else lib.tensor(w)
+        ww = None if w is None else make(m, w, device)
         return m.nll_loss(
             m.log_softmax(a, 0 if a.ndim == 1 else 1),
-            lib.tensor(t),
+            make(m, t, device),
             weight=ww,
             reduction=reduction,
             **kw,
         )
 
-    compare(fn, None, [x], [True], dtype)
-    c_mod = nn.NLLLoss(weight=None if w is None else cr.tensor(w), reduction=reduction, **kw)
+    compare(fn, None, [x], [True], dtype, device=device)
+    c_mod = nn.NLLLoss(weight=None if w is None else cr.tensor(w), reduction=reduction, **kw).to(
+        device
+    )
     t_mod = torch.nn.NLLLoss(
         weight=None if w is None else torch.tensor(w), reduction=reduction, **kw
     )
     np.testing.assert_allclose(
-        c_mod(cr.tensor(x), cr.tensor(t)).data,
+        host(c_mod(cr.tensor(x, device=device), cr.tensor(t, device=device))),
         t_mod(torch.tensor(x), torch.tensor(t)).numpy(),
         **TOL[dtype],
     )
@@ -418,24 +438,27 @@ def test_nll_loss(opts: dict, shape: str, reduction: str, dtype: Any) -> None:
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
-def test_cross_entropy_all_ignored(label_smoothing: float, reduction: str) -> None:
+def test_cross_entropy_all_ignored(label_smoothing: float, reduction: str, device: str) -> None:
     """Every target ignored: 'mean' is 0/0 = NaN as in PyTorch, 'sum' is 0."""
     x = _rng(15).standard_normal((3, 4))
     t = np.full(3, -100)
     c = F.cross_entropy(
-        cr.tensor(x), cr.tensor(t), reduction=reduction, label_smoothing=label_smoothing
+        cr.tensor(x, device=device),
+        cr.tensor(t, device=device),
+        reduction=reduction,
+        label_smoothing=label_smoothing,
     )
     tt = TF.cross_entropy(
         torch.tensor(x), torch.tensor(t), reduction=reduction, label_smoothing=label_smoothing
     )
-    np.testing.assert_equal(c.data, tt.numpy())
+    np.testing.assert_equal(host(c), tt.numpy())
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 def test_cross_entropy_stable_at_huge_logits(
-    label_smoothing: float, reduction: str, dtype: Any
+    label_smoothing: float, reduction: str, dtype: Any, device: str
 ) -> None:
     x = np.array(
         [[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 999.0], [-1000.0, -1000.0, -1000.0]], dtype
@@ -444,7 +467,7 @@ def test_cross_entropy_stable_at_huge_logits(
     c, _ = compare(
         lambda m, a: m.cross_entropy(
             a,
-            (cr if m is F else torch).tensor(t),
+            make(m, t, device),
             reduction=reduction,
             label_smoothing=label_smoothing,
         ),
@@ -452,14 +475,18 @@ def test_cross_entropy_stable_at_huge_logits(
         [x],
         [True],
         dtype,
+        device=device,
     )
-    assert np.isfinite(c.data).all()
+    assert np.isfinite(host(c)).all()
     # row 0: log-sum-exp is 1000, the target logit -1000: a loss of 2000 (1900 when smoothed)
     per_row = F.cross_entropy(
-        cr.tensor(x), cr.tensor(t), reduction="none", label_smoothing=label_smoothing
+        cr.tensor(x, device=device),
+        cr.tensor(t, device=device),
+        reduction="none",
+        label_smoothing=label_smoothing,
     )
     expect0 = 2000 * (1 - label_smoothing) + label_smoothing / 3 * (2000 + 0 + 1000)
-    np.testing.assert_allclose(per_row.data[0], expect0, rtol=1e-6)
+    np.testing.assert_allclose(host(per_row)[0], expect0, rtol=1e-6)
     # probabilities, and the logits versions of nll / bce
     p = np.array([[0.0, 1.0, 0.0], [0.5, 0.0, 0.5], [0.2, 0.3, 0.5]], dtype)
     c, _ = compare(
@@ -468,8 +495,9 @@ def test_cross_entropy_stable_at_huge_logits(
         [x, p],
         [True, True],
         dtype,
+        device=device,
     )
-    assert np.isfinite(c.data).all()
+    assert np.isfinite(host(c)).all()
 
 
 def test_cross_entropy_errors() -> None:
@@ -592,7 +620,7 @@ def test_constant_weights_are_not_differentiated() -> None:
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("name", ["mse_loss", "l1_loss", "huber_loss"])
-def test_elementwise_weight(name: str, reduction: str) -> None:
+def test_elementwise_weight(name: str, reduction: str, device: str) -> None:
     """torch 2.13's ``weight`` of mse/l1/huber: 'mean' divides by the weights' sum for mse and
     l1 but by the element count for huber; the weight is differentiated too."""
     r = _rng(18)
@@ -603,6 +631,7 @@ def test_elementwise_weight(name: str, reduction: str) -> None:
         [x, y, w],
         [True, True, True],
         np.float64,
+        device=device,
     )
     with pytest.raises(ValueError, match="Weights and input must have the same size"):
         getattr(F, name)(cr.tensor(x), cr.tensor(y), weight=cr.ones(4))
@@ -651,3 +680,26 @@ def test_legacy_size_average_reduce(size_average: Any, reduce: Any) -> None:
         np.testing.assert_allclose(c.data, t_.numpy(), rtol=1e-12)
     with pytest.warns(UserWarning, match="size_average and reduce args will be deprecated"):
         F.mse_loss(cr.tensor(x), cr.tensor(y), **kw)
+
+
+def test_losses_refuse_operands_on_another_device(cuda: str) -> None:
+    """A CPU target / weight next to a CUDA input: PyTorch's mixed-devices error, naming the
+    loss (the target and weights reach the op as arrays, not as tensors the engine could move)."""
+    x = cr.zeros(2, 3, device=cuda, requires_grad=True)
+    p, y = x.sigmoid(), cr.zeros(2, 3, device=cuda)
+    t, w = cr.tensor([0, 2]), cr.ones(3)
+    cases = {
+        "cross_entropy": lambda: F.cross_entropy(x, t),
+        "nll_loss": lambda: F.nll_loss(x, cr.tensor([0, 2], device=cuda), weight=w),
+        "binary_cross_entropy": lambda: F.binary_cross_entropy(p, y, weight=w),
+        "binary_cross_entropy_with_logits": lambda: F.binary_cross_entropy_with_logits(
+            x, y, pos_weight=w
+        ),
+    }
+    for name, f in cases.items():
+        with pytest.raises(RuntimeError, match=f"{name}: expected all tensors to be on the same"):
+            f()
+    # on one device they run
+    loss = F.cross_entropy(x, t.to(cuda), weight=w.to(cuda))
+    loss.backward()
+    assert loss.device == x.device and x.grad.device == x.device

@@ -6,6 +6,10 @@ gradients of the input, weight and bias: float64 to 1e-10 relative, float32 to 1
 to the largest reference value, so that a near-zero entry from cancellation does not count as a
 large relative error). Then: gradcheck / gradgradcheck in float64 on tiny shapes, a
 create_graph (double backward) comparison, the layers (state_dict, repr, init, shape errors).
+
+The comparisons with torch run on each ``device`` (conftest: the CPU, then CUDA, a GPU or the
+fake CuPy): chainrule's inputs, weights and layers live there, torch's on the CPU. The numerical
+gradchecks stay on the CPU.
 """
 
 from __future__ import annotations
@@ -40,6 +44,16 @@ def _close(a: np.ndarray, b: np.ndarray, dtype: str, what: str) -> None:
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * scale, err_msg=what)
 
 
+def host(t: cr.Tensor) -> np.ndarray:
+    """A chainrule tensor's values as a NumPy array (from any device)."""
+    return t.detach().cpu().numpy()
+
+
+def on(a: np.ndarray, device: str, requires_grad: bool = False) -> cr.Tensor:
+    """A leaf tensor on ``device`` holding ``a``."""
+    return cr.tensor(a).to(device).requires_grad_(requires_grad)
+
+
 def check(
     f_cr: Callable,
     f_t: Callable,
@@ -47,9 +61,11 @@ def check(
     dtype: str,
     grad: tuple | None = None,
     seed: int = 1,
+    device: str = "cpu",
 ) -> None:
-    """Run ``f(*tensors)`` on both; compare output and the gradients of the inputs in ``grad``
-    (indices; all by default). ``None`` entries of ``arrays`` are passed as None."""
+    """Run ``f(*tensors)`` on both (chainrule's on ``device``); compare output and the gradients
+    of the inputs in ``grad`` (indices; all by default). ``None`` entries of ``arrays`` are
+    passed as None."""
     grad = tuple(range(len(arrays))) if grad is None else grad
     xs, ts = [], []
     for i, a in enumerate(arrays):
@@ -58,16 +74,18 @@ def check(
             ts.append(None)
             continue
         a = np.asarray(a, dtype)
-        xs.append(cr.tensor(a, requires_grad=i in grad))
+        xs.append(on(a, device, i in grad))
         ts.append(torch.tensor(a, requires_grad=i in grad))
     y, yt = f_cr(*xs), f_t(*ts)
-    _close(y.data, yt.detach().numpy(), dtype, "output")
+    assert y.device.type == device, f"output on {y.device}, expected {device}"
+    _close(host(y), yt.detach().numpy(), dtype, "output")
     g = np.random.default_rng(seed).standard_normal(y.shape).astype(dtype)
-    y.backward(cr.tensor(g))
+    y.backward(on(g, device))
     yt.backward(torch.tensor(g))
     for i in grad:
         if xs[i] is not None:
-            _close(xs[i].grad.data, ts[i].grad.numpy(), dtype, f"gradient of input {i}")
+            assert xs[i].grad.device.type == device
+            _close(host(xs[i].grad), ts[i].grad.numpy(), dtype, f"gradient of input {i}")
 
 
 def rnd(*shape: int, seed: int = 0) -> np.ndarray:
@@ -94,7 +112,7 @@ CONV2D = [
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kw", CONV2D, ids=[str(c) for c in CONV2D])
-def test_conv2d(kw: dict, dtype: str) -> None:
+def test_conv2d(kw: dict, dtype: str, device: str) -> None:
     kw = dict(kw)
     n, cout, k, bias = kw.pop("n", 2), kw.pop("cout", 6), kw.pop("k", (3, 3)), kw.pop("bias", True)
     cin, groups = 4, kw.get("groups", 1)
@@ -106,6 +124,7 @@ def test_conv2d(kw: dict, dtype: str) -> None:
         lambda x, w, b: TF.conv2d(x, w, b, **kw),
         [x, w, b],
         dtype,
+        device=device,
     )
 
 
@@ -124,7 +143,7 @@ CONV1D = [
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kw", CONV1D, ids=[str(c) for c in CONV1D])
-def test_conv1d(kw: dict, dtype: str) -> None:
+def test_conv1d(kw: dict, dtype: str, device: str) -> None:
     kw = dict(kw)
     n, k, bias = kw.pop("n", 3), kw.pop("k", 3), kw.pop("bias", True)
     groups = kw.get("groups", 1)
@@ -136,6 +155,7 @@ def test_conv1d(kw: dict, dtype: str) -> None:
         lambda x, w, b: TF.conv1d(x, w, b, **kw),
         [x, w, b],
         dtype,
+        device=device,
     )
 
 
@@ -154,7 +174,7 @@ CONVT2D = [
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kw", CONVT2D, ids=[str(c) for c in CONVT2D])
-def test_conv_transpose2d(kw: dict, dtype: str) -> None:
+def test_conv_transpose2d(kw: dict, dtype: str, device: str) -> None:
     kw = dict(kw)
     n, k, bias = kw.pop("n", 2), kw.pop("k", (3, 2)), kw.pop("bias", True)
     groups = kw.get("groups", 1)
@@ -166,11 +186,12 @@ def test_conv_transpose2d(kw: dict, dtype: str) -> None:
         lambda x, w, b: TF.conv_transpose2d(x, w, b, **kw),
         [x, w, b],
         dtype,
+        device=device,
     )
 
 
 @pytest.mark.parametrize("kw", [dict(), dict(stride=2, padding=1, output_padding=1, groups=2)])
-def test_conv_transpose1d(kw: dict) -> None:
+def test_conv_transpose1d(kw: dict, device: str) -> None:
     x, w = rnd(2, 4, 7), rnd(4, 3, 3, seed=1)
     b = rnd(3 * kw.get("groups", 1), seed=2)  # out channels = weight.shape[1] * groups
     check(
@@ -178,11 +199,14 @@ def test_conv_transpose1d(kw: dict) -> None:
         lambda x, w, b: TF.conv_transpose1d(x, w, b, **kw),
         [x, w, b],
         "float64",
+        device=device,
     )
 
 
 @pytest.mark.parametrize("batch_last", [True, False])
-def test_conv_both_column_layouts(batch_last: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_conv_both_column_layouts(
+    batch_last: bool, monkeypatch: pytest.MonkeyPatch, device: str
+) -> None:
     """The kernels pick a column layout by output width; both give torch's results."""
     from chainrule.ops import conv as conv_ops
 
@@ -194,6 +218,7 @@ def test_conv_both_column_layouts(batch_last: bool, monkeypatch: pytest.MonkeyPa
             lambda x, w, b, kw=kw: TF.conv2d(x, w, b, **kw),
             [x, w, b],
             "float64",
+            device=device,
         )
     x, w, b = rnd(2, 4, 5, 6), rnd(4, 3, 3, 2, seed=1), rnd(6, seed=2)
     kw = dict(stride=2, padding=1, output_padding=1, groups=2, dilation=2)
@@ -202,18 +227,22 @@ def test_conv_both_column_layouts(batch_last: bool, monkeypatch: pytest.MonkeyPa
         lambda x, w, b: TF.conv_transpose2d(x, w, b, **kw),
         [x, w, b],
         "float64",
+        device=device,
     )
     check(
         lambda x, w: F.conv1d(x, w, stride=2, padding=1),
         lambda x, w: TF.conv1d(x, w, stride=2, padding=1),
         [rnd(3, 2, 20), rnd(5, 2, 4, seed=1)],
         "float32",
+        device=device,
     )
+    if device != "cpu":
+        return  # numerical gradchecks run on the CPU only
     args = [_leaf(2, 2, 5, 4), _leaf(2, 1, 2, 3, seed=1)]
     assert gradgradcheck(lambda x, w: F.conv2d(x, w, stride=(1, 2), padding=1, groups=2), args)
 
 
-def test_conv_noncontiguous_input() -> None:
+def test_conv_noncontiguous_input(device: str) -> None:
     """A transposed (non-contiguous) input view gives the same result."""
     x, w = rnd(2, 3, 9, 8), rnd(5, 3, 3, 3, seed=1)
     check(
@@ -221,15 +250,17 @@ def test_conv_noncontiguous_input() -> None:
         lambda x, w: TF.conv2d(x.transpose(2, 3), w, padding=1),
         [x, w],
         "float64",
+        device=device,
     )
 
 
-def test_conv_float32_stays_float32() -> None:
-    x = cr.tensor(rnd(2, 3, 8, 8).astype(np.float32), requires_grad=True)
-    w = cr.tensor(rnd(4, 3, 3, 3, seed=1).astype(np.float32), requires_grad=True)
+def test_conv_float32_stays_float32(device: str) -> None:
+    x = on(rnd(2, 3, 8, 8).astype(np.float32), device, True)
+    w = on(rnd(4, 3, 3, 3, seed=1).astype(np.float32), device, True)
     y = F.conv2d(x, w, stride=2, padding=1)
     y.sum().backward()
     assert y.dtype == cr.float32 and x.grad.dtype == cr.float32 and w.grad.dtype == cr.float32
+    assert x.grad.device.type == w.grad.device.type == device
 
 
 # ----------------------------------------------------------------------------- pooling
@@ -247,27 +278,34 @@ MAXPOOL2D = [
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kw", MAXPOOL2D, ids=[str(c) for c in MAXPOOL2D])
-def test_max_pool2d(kw: dict, dtype: str) -> None:
+def test_max_pool2d(kw: dict, dtype: str, device: str) -> None:
     check(
         lambda x: F.max_pool2d(x, **kw), lambda x: TF.max_pool2d(x, **kw), [rnd(2, 3, 9, 10)], dtype
     )
 
 
-def test_max_pool2d_unbatched_and_indices() -> None:
+def test_max_pool2d_unbatched_and_indices(device: str) -> None:
     x = rnd(3, 7, 8)
-    check(lambda x: F.max_pool2d(x, 3, 2, 1), lambda x: TF.max_pool2d(x, 3, 2, 1), [x], "float64")
-    y, i = F.max_pool2d(cr.tensor(x), 3, 2, 1, ceil_mode=True, return_indices=True)
+    check(
+        lambda x: F.max_pool2d(x, 3, 2, 1),
+        lambda x: TF.max_pool2d(x, 3, 2, 1),
+        [x],
+        "float64",
+        device=device,
+    )
+    y, i = F.max_pool2d(on(x, device), 3, 2, 1, ceil_mode=True, return_indices=True)
     yt, it = TF.max_pool2d(torch.tensor(x), 3, 2, 1, ceil_mode=True, return_indices=True)
-    np.testing.assert_array_equal(i.data, it.numpy())
-    np.testing.assert_array_equal(y.data, yt.numpy())
+    assert i.device.type == device and i.dtype == cr.int64
+    np.testing.assert_array_equal(host(i), it.numpy())
+    np.testing.assert_array_equal(host(y), yt.numpy())
     layer = nn.MaxPool1d(2, return_indices=True)
-    y1, i1 = layer(cr.tensor(rnd(2, 3, 9)))
+    y1, i1 = layer(on(rnd(2, 3, 9), device))
     _, it1 = TF.max_pool1d(torch.tensor(rnd(2, 3, 9)), 2, return_indices=True)
-    np.testing.assert_array_equal(i1.data, it1.numpy())
+    np.testing.assert_array_equal(host(i1), it1.numpy())
 
 
 @pytest.mark.parametrize("pool", ["max_pool2d", "max_pool1d"])
-def test_max_pool_ties_inf_nan(pool: str) -> None:
+def test_max_pool_ties_inf_nan(pool: str, device: str) -> None:
     """The gradient goes to the same element as PyTorch's on ties (first in scan order), with
     -inf everywhere in a window, and with NaNs (the output is NaN, the gradient the last NaN)."""
     rng = np.random.default_rng(0)
@@ -282,15 +320,15 @@ def test_max_pool_ties_inf_nan(pool: str) -> None:
         dict(kernel_size=2),
         dict(kernel_size=3, stride=2, ceil_mode=True),
     ):
-        xc = cr.tensor(x, requires_grad=True)
+        xc = on(x, device, True)
         xt = torch.tensor(x, requires_grad=True)
         y, yt = fc(xc, **kw), ft(xt, **kw)
-        np.testing.assert_array_equal(y.data, yt.detach().numpy())
+        np.testing.assert_array_equal(host(y), yt.detach().numpy())
         g = rng.standard_normal(y.shape)
-        y.backward(cr.tensor(g))
+        y.backward(on(g, device))
         yt.backward(torch.tensor(g))
         # overlapping windows sum in another order: allow rounding, not a misplaced gradient
-        np.testing.assert_allclose(xc.grad.data, xt.grad.numpy(), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(host(xc.grad), xt.grad.numpy(), rtol=1e-12, atol=1e-15)
 
 
 MAXPOOL1D = [
@@ -302,9 +340,21 @@ MAXPOOL1D = [
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kw", MAXPOOL1D, ids=[str(c) for c in MAXPOOL1D])
-def test_max_pool1d(kw: dict, dtype: str) -> None:
-    check(lambda x: F.max_pool1d(x, **kw), lambda x: TF.max_pool1d(x, **kw), [rnd(2, 3, 11)], dtype)
-    check(lambda x: F.max_pool1d(x, **kw), lambda x: TF.max_pool1d(x, **kw), [rnd(3, 10)], dtype)
+def test_max_pool1d(kw: dict, dtype: str, device: str) -> None:
+    check(
+        lambda x: F.max_pool1d(x, **kw),
+        lambda x: TF.max_pool1d(x, **kw),
+        [rnd(2, 3, 11)],
+        dtype,
+        device=device,
+    )
+    check(
+        lambda x: F.max_pool1d(x, **kw),
+        lambda x: TF.max_pool1d(x, **kw),
+        [rnd(3, 10)],
+        dtype,
+        device=device,
+    )
 
 
 AVGPOOL2D = [
@@ -321,7 +371,7 @@ AVGPOOL2D = [
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kw", AVGPOOL2D, ids=[str(c) for c in AVGPOOL2D])
-def test_avg_pool2d(kw: dict, dtype: str) -> None:
+def test_avg_pool2d(kw: dict, dtype: str, device: str) -> None:
     check(
         lambda x: F.avg_pool2d(x, **kw), lambda x: TF.avg_pool2d(x, **kw), [rnd(2, 3, 9, 10)], dtype
     )
@@ -337,9 +387,21 @@ AVGPOOL1D = [
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("kw", AVGPOOL1D, ids=[str(c) for c in AVGPOOL1D])
-def test_avg_pool1d(kw: dict, dtype: str) -> None:
-    check(lambda x: F.avg_pool1d(x, **kw), lambda x: TF.avg_pool1d(x, **kw), [rnd(2, 3, 11)], dtype)
-    check(lambda x: F.avg_pool1d(x, **kw), lambda x: TF.avg_pool1d(x, **kw), [rnd(3, 10)], dtype)
+def test_avg_pool1d(kw: dict, dtype: str, device: str) -> None:
+    check(
+        lambda x: F.avg_pool1d(x, **kw),
+        lambda x: TF.avg_pool1d(x, **kw),
+        [rnd(2, 3, 11)],
+        dtype,
+        device=device,
+    )
+    check(
+        lambda x: F.avg_pool1d(x, **kw),
+        lambda x: TF.avg_pool1d(x, **kw),
+        [rnd(3, 10)],
+        dtype,
+        device=device,
+    )
 
 
 ADAPTIVE2D = [(3, 4), (4, 3), 1, (2, 3), (None, 3), (10, 11), (1, 5)]
@@ -347,18 +409,18 @@ ADAPTIVE2D = [(3, 4), (4, 3), 1, (2, 3), (None, 3), (10, 11), (1, 5)]
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size", ADAPTIVE2D, ids=[str(s) for s in ADAPTIVE2D])
-def test_adaptive_avg_pool2d(size: Any, dtype: str) -> None:
+def test_adaptive_avg_pool2d(size: Any, dtype: str, device: str) -> None:
     f = (lambda x: F.adaptive_avg_pool2d(x, size), lambda x: TF.adaptive_avg_pool2d(x, size))
-    check(*f, [rnd(2, 3, 8, 9)], dtype)
-    check(*f, [rnd(3, 7, 6)], dtype)
+    check(*f, [rnd(2, 3, 8, 9)], dtype, device=device)
+    check(*f, [rnd(3, 7, 6)], dtype, device=device)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size", [1, 3, 4, 5, 12])
-def test_adaptive_avg_pool1d(size: int, dtype: str) -> None:
+def test_adaptive_avg_pool1d(size: int, dtype: str, device: str) -> None:
     f = (lambda x: F.adaptive_avg_pool1d(x, size), lambda x: TF.adaptive_avg_pool1d(x, size))
-    check(*f, [rnd(2, 3, 10)], dtype)
-    check(*f, [rnd(3, 7)], dtype)
+    check(*f, [rnd(2, 3, 10)], dtype, device=device)
+    check(*f, [rnd(3, 7)], dtype, device=device)
 
 
 # ----------------------------------------------------------------------------- gradcheck
@@ -421,7 +483,7 @@ def test_gradgradcheck(name: str, fn: Callable, shapes: tuple) -> None:
 @pytest.mark.parametrize(
     "which", ["conv2d", "conv_transpose2d", "conv1d", "max_pool2d", "avg_pool2d"]
 )
-def test_double_backward_vs_torch(which: str) -> None:
+def test_double_backward_vs_torch(which: str, device: str) -> None:
     """A gradient penalty: d/d(params) of |d loss / d x|^2, through create_graph=True."""
     if which == "conv2d":
         shapes = [(2, 4, 6, 5), (6, 2, 3, 3), (6,)]
@@ -446,15 +508,16 @@ def test_double_backward_vs_torch(which: str) -> None:
             return getattr(m, pool)(m.conv2d(x, w, b, padding=1).tanh(), 3, 2, 1)
 
     arrays = [rnd(*s, seed=i) for i, s in enumerate(shapes)]
-    xs = [cr.tensor(a, requires_grad=True) for a in arrays]
+    xs = [on(a, device, True) for a in arrays]
     ts = [torch.tensor(a, requires_grad=True) for a in arrays]
     (gx,) = cr.autograd.grad((fn(F, *xs) ** 2).sum(), [xs[0]], create_graph=True)
     (gxt,) = torch.autograd.grad((fn(TF, *ts) ** 2).sum(), [ts[0]], create_graph=True)
-    _close(gx.data, gxt.detach().numpy(), "float64", "first gradient")
+    _close(host(gx), gxt.detach().numpy(), "float64", "first gradient")
     (gx**2).sum().backward()
     (gxt**2).sum().backward()
     for i, (x, t) in enumerate(zip(xs, ts)):
-        _close(x.grad.data, t.grad.numpy(), "float64", f"second-order gradient of input {i}")
+        assert x.grad.device.type == device
+        _close(host(x.grad), t.grad.numpy(), "float64", f"second-order gradient of input {i}")
 
 
 # ----------------------------------------------------------------------------- layers
@@ -493,7 +556,9 @@ LAYERS = [
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name,args,kw,shape", LAYERS, ids=[f"{c[0]}{c[1]}{c[2]}" for c in LAYERS])
-def test_conv_layers(name: str, args: tuple, kw: dict, shape: tuple, dtype: str) -> None:
+def test_conv_layers(
+    name: str, args: tuple, kw: dict, shape: tuple, dtype: str, device: str
+) -> None:
     cr.manual_seed(0)
     layer = getattr(nn, name)(*args, **kw, dtype=getattr(cr, dtype))
     tl = getattr(torch.nn, name)(*args, **kw, dtype=getattr(torch, dtype))
@@ -502,31 +567,35 @@ def test_conv_layers(name: str, args: tuple, kw: dict, shape: tuple, dtype: str)
     assert list(sd) == list(tsd)
     assert all(tuple(sd[k].shape) == tuple(tsd[k].shape) for k in sd)
     _copy_params(layer, tl)
+    layer.to(device)
     params = [p for _, p in layer.named_parameters()]
     tparams = [p for _, p in tl.named_parameters()]
     x = rnd(*shape).astype(dtype)
-    xc, xt = cr.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    xc, xt = on(x, device, True), torch.tensor(x, requires_grad=True)
     y, yt = layer(xc), tl(xt)
-    _close(y.data, yt.detach().numpy(), dtype, "output")
+    assert y.device.type == device
+    _close(host(y), yt.detach().numpy(), dtype, "output")
     g = np.random.default_rng(1).standard_normal(y.shape).astype(dtype)
-    y.backward(cr.tensor(g))
+    y.backward(on(g, device))
     yt.backward(torch.tensor(g))
-    _close(xc.grad.data, xt.grad.numpy(), dtype, "input gradient")
+    _close(host(xc.grad), xt.grad.numpy(), dtype, "input gradient")
     for p, tp in zip(params, tparams):
-        _close(p.grad.data, tp.grad.numpy(), dtype, "parameter gradient")
+        assert p.grad.device.type == device
+        _close(host(p.grad), tp.grad.numpy(), dtype, "parameter gradient")
 
 
-def test_conv_transpose_output_size() -> None:
+def test_conv_transpose_output_size(device: str) -> None:
     layer = nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1)
     tl = torch.nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1)
     _copy_params(layer, tl)
+    layer.to(device)
     x = rnd(1, 3, 4, 5).astype(np.float32)
-    y = layer(cr.tensor(x), output_size=[8, 10])
+    y = layer(on(x, device), output_size=[8, 10])
     yt = tl(torch.tensor(x), output_size=[8, 10])
     assert y.shape == (1, 2, 8, 10)
-    _close(y.data, yt.detach().numpy(), "float32", "output")
+    _close(host(y), yt.detach().numpy(), "float32", "output")
     with pytest.raises(ValueError, match="valid sizes range from"):
-        layer(cr.tensor(x), output_size=[9, 10])
+        layer(on(x, device), output_size=[9, 10])
 
 
 POOL_LAYERS = [
@@ -545,10 +614,10 @@ POOL_LAYERS = [
 @pytest.mark.parametrize(
     "name,args,kw,shape", POOL_LAYERS, ids=[f"{c[0]}{c[1]}{c[2]}" for c in POOL_LAYERS]
 )
-def test_pool_layers(name: str, args: tuple, kw: dict, shape: tuple) -> None:
+def test_pool_layers(name: str, args: tuple, kw: dict, shape: tuple, device: str) -> None:
     layer, tl = getattr(nn, name)(*args, **kw), getattr(torch.nn, name)(*args, **kw)
     assert repr(layer) == repr(tl)
-    check(layer, tl, [rnd(*shape)], "float64")
+    check(layer.to(device), tl, [rnd(*shape)], "float64", device=device)
 
 
 def test_layer_shape_errors() -> None:
@@ -634,7 +703,7 @@ def test_default_init(name: str, args: tuple) -> None:
     assert abs(w.std() - tl.weight.detach().numpy().std()) < 0.05 * bound
 
 
-def test_conv_layers_in_a_network() -> None:
+def test_conv_layers_in_a_network(device: str) -> None:
     """A small CNN (conv, relu, pool, flatten, linear) trained one step gives torch's update."""
     cr.manual_seed(0)
     net = nn.Sequential(
@@ -658,12 +727,14 @@ def test_conv_layers_in_a_network() -> None:
         torch.nn.Linear(6, 3),
     )
     tnet.load_state_dict({k: torch.tensor(v.data) for k, v in net.state_dict().items()})
+    net.to(device)
     x = rnd(5, 1, 10, 10).astype(np.float32)
     y = np.array([0, 1, 2, 1, 0])
-    loss = F.cross_entropy(net(cr.tensor(x)), cr.tensor(y))
+    loss = F.cross_entropy(net(on(x, device)), on(y, device))
     tloss = TF.cross_entropy(tnet(torch.tensor(x)), torch.tensor(y))
-    _close(loss.data, tloss.detach().numpy(), "float32", "loss")
+    _close(host(loss), tloss.detach().numpy(), "float32", "loss")
     loss.backward()
     tloss.backward()
     for (k, p), (_, tp) in zip(net.named_parameters(), tnet.named_parameters()):
-        _close(p.grad.data, tp.grad.numpy(), "float32", k)
+        assert p.grad.device.type == device
+        _close(host(p.grad), tp.grad.numpy(), "float32", k)

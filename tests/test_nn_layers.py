@@ -4,7 +4,9 @@ Each layer or function runs on both frameworks with the same weights (copied acr
 state_dict, which also checks that the names and shapes match) and the same inputs; outputs and
 the gradients of the input and of every parameter are compared (float64 to 1e-10 relative,
 float32 to 1e-5), in training and eval mode, and batch norm's running statistics after several
-steps. Smooth functions also pass gradcheck and gradgradcheck in float64. Then: erf against
+steps. The parity tests run on the CPU and on the CUDA device (the ``device`` fixture: a GPU, or
+the fake CuPy), loading torch's weights from CPU arrays into the device module. Smooth functions
+also pass gradcheck and gradgradcheck in float64. Then: erf against
 math.erf, the surrogate gradients of Step/Sign value by value, and a tiny network of Step units
 that learns.
 """
@@ -35,7 +37,7 @@ DTYPES = ("float64", "float32")
 def close(a, ref, dtype: str, what: str = "") -> None:
     """``a`` (chainrule Tensor or array) equals ``ref`` (torch Tensor or array) to the dtype's
     relative tolerance; the absolute floor scales with the largest magnitude involved."""
-    a = a.data if isinstance(a, cr.Tensor) else np.asarray(a)
+    a = a.detach().cpu().numpy() if isinstance(a, cr.Tensor) else np.asarray(a)
     ref = ref.detach().numpy() if isinstance(ref, torch.Tensor) else np.asarray(ref)
     assert a.shape == ref.shape, f"{what}: shape {a.shape} != {ref.shape}"
     assert a.dtype == ref.dtype, f"{what}: dtype {a.dtype} != {ref.dtype}"
@@ -44,8 +46,12 @@ def close(a, ref, dtype: str, what: str = "") -> None:
     np.testing.assert_allclose(a, ref, rtol=rtol, atol=ATOL[dtype] * scale, err_msg=what)
 
 
-def leaf(a: np.ndarray, grad: bool = True) -> tuple[cr.Tensor, torch.Tensor]:
-    return cr.tensor(a, requires_grad=grad), torch.tensor(a, requires_grad=grad)
+def leaf(a: np.ndarray, grad: bool = True, device: str = "cpu") -> tuple[cr.Tensor, torch.Tensor]:
+    return cr.tensor(a, requires_grad=grad, device=device), torch.tensor(a, requires_grad=grad)
+
+
+def on(t: cr.Tensor, device: str) -> bool:
+    return t.device.type == device
 
 
 def sync(mod: nn.Module, tmod: torch.nn.Module, rng: np.random.Generator) -> None:
@@ -54,30 +60,34 @@ def sync(mod: nn.Module, tmod: torch.nn.Module, rng: np.random.Generator) -> Non
         for p in tmod.parameters():
             p.copy_(torch.tensor(rng.uniform(0.5, 1.5, p.shape)))
     assert list(mod.state_dict()) == list(tmod.state_dict())
+    devs = {t.device for t in mod.state_dict().values()}
+    # CPU arrays into the module: they are copied to wherever its tensors live
     mod.load_state_dict({k: v.numpy() for k, v in tmod.state_dict().items()})
+    assert {t.device for t in mod.state_dict().values()} == devs
 
 
 def same_state(mod: nn.Module, tmod: torch.nn.Module, dtype: str, grads: bool = True) -> None:
     sd, tsd = mod.state_dict(), tmod.state_dict()
     assert list(sd) == list(tsd)
     for k in sd:
-        close(sd[k], tsd[k], dtype, k) if sd[
-            k
-        ].data.dtype.kind == "f" else np.testing.assert_array_equal(
-            sd[k].data, tsd[k].numpy(), err_msg=k
-        )
+        if sd[k].data.dtype.kind == "f":
+            close(sd[k], tsd[k], dtype, k)
+        else:
+            np.testing.assert_array_equal(sd[k].cpu().numpy(), tsd[k].numpy(), err_msg=k)
     if grads:
         for (k, p), (_, tp) in zip(mod.named_parameters(), tmod.named_parameters()):
+            assert p.grad.device == p.device, k
             close(p.grad, tp.grad, dtype, f"grad of {k}")
 
 
-def step_both(mod, tmod, x: np.ndarray, dtype: str, rng) -> None:
+def step_both(mod, tmod, x: np.ndarray, dtype: str, rng, device: str = "cpu") -> None:
     """One forward/backward on both; compare output and input gradient, then every grad/state."""
-    cx, tx = leaf(x)
+    cx, tx = leaf(x, device=device)
     y, ty = mod(cx), tmod(tx)
+    assert on(y, device)
     close(y, ty, dtype, "output")
     g = rng.standard_normal(y.shape).astype(dtype)
-    y.backward(cr.tensor(g))
+    y.backward(cr.tensor(g, device=device))
     ty.backward(torch.tensor(g))
     close(cx.grad, tx.grad, dtype, "input grad")
     same_state(mod, tmod, dtype)
@@ -149,15 +159,15 @@ SPECIAL = np.array(
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name,fn,tfn,kw", ACTIVATIONS, ids=[f"{a[0]}-{a[3]}" for a in ACTIVATIONS])
-def test_activation_values_and_grads(name, fn, tfn, kw, dtype):
+def test_activation_values_and_grads(name, fn, tfn, kw, dtype, device):
     rng = np.random.default_rng(0)
     x = np.concatenate([SPECIAL, rng.uniform(-4, 4, 41)]).astype(dtype).reshape(8, 7)
-    cx, tx = leaf(x)
+    cx, tx = leaf(x, device=device)
     y, ty = fn(cx, **kw), tfn(tx, **kw)
-    assert np.isfinite(y.data).all()
+    assert on(y, device) and np.isfinite(y.detach().cpu().numpy()).all()
     close(y, ty, dtype, name)
     g = rng.standard_normal(x.shape).astype(dtype)
-    y.backward(cr.tensor(g))
+    y.backward(cr.tensor(g, device=device))
     ty.backward(torch.tensor(g))
     close(cx.grad, tx.grad, dtype, f"{name} grad")
 
@@ -178,7 +188,7 @@ def test_activation_gradcheck_and_gradgradcheck(fn, kw):
     assert gradgradcheck(lambda t: fn(t, **kw), (cx,))
 
 
-def test_activation_modules_match_torch():
+def test_activation_modules_match_torch(device):
     pairs = [
         (nn.LeakyReLU(0.1), torch.nn.LeakyReLU(0.1)),
         (nn.ELU(alpha=0.5), torch.nn.ELU(alpha=0.5)),
@@ -191,7 +201,7 @@ def test_activation_modules_match_torch():
     x = np.random.default_rng(1).uniform(-5, 5, (4, 5))
     for m, tm in pairs:
         assert repr(m) == repr(tm)
-        close(m(cr.tensor(x)), tm(torch.tensor(x)), "float64", repr(m))
+        close(m(cr.tensor(x, device=device)), tm(torch.tensor(x)), "float64", repr(m))
     with pytest.raises(AssertionError, match="must be greater"):
         nn.Hardtanh(1.0, 1.0)
     with pytest.raises(ValueError, match="approximate"):
@@ -328,22 +338,24 @@ BN_OPTIONS = [
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("opts", BN_OPTIONS, ids=[str(o) for o in BN_OPTIONS])
 @pytest.mark.parametrize("name,make,shape", BN_CASES, ids=[c[0] for c in BN_CASES])
-def test_batchnorm_train_steps_then_eval(name, make, shape, opts, dtype):
+def test_batchnorm_train_steps_then_eval(name, make, shape, opts, dtype, device):
     rng = np.random.default_rng(2)
     cdt, tdtype = tdt(dtype)
     m, tm = make(**opts)
-    m.to(cdt)
+    m.to(device, cdt)
     tm.to(tdtype)
+    assert all(on(t, device) for t in m.state_dict().values())  # buffers too
     sync(m, tm, rng)
     for _ in range(3):  # the running statistics move each step
         x = rng.normal(1.5, 2.0, shape).astype(dtype)
-        step_both(m, tm, x, dtype, rng)
+        step_both(m, tm, x, dtype, rng, device)
     if m.track_running_stats:
-        assert m.num_batches_tracked.dtype == cr.int64 and int(m.num_batches_tracked.data) == 3
+        assert m.num_batches_tracked.dtype == cr.int64 and int(m.num_batches_tracked.item()) == 3
+        assert on(m.running_mean, device) and on(m.num_batches_tracked, device)
     m.eval()
     tm.eval()
     for _ in range(2):  # eval: running statistics, unchanged
-        step_both(m, tm, rng.normal(0, 1, shape).astype(dtype), dtype, rng)
+        step_both(m, tm, rng.normal(0, 1, shape).astype(dtype), dtype, rng, device)
 
 
 def test_batchnorm_state_dict_and_repr():
@@ -444,15 +456,16 @@ LN_CASES = [
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape,ns,kw", LN_CASES, ids=[str(c) for c in LN_CASES])
-def test_layernorm_matches_torch(shape, ns, kw, dtype):
+def test_layernorm_matches_torch(shape, ns, kw, dtype, device):
     rng = np.random.default_rng(5)
     cdt, tdtype = tdt(dtype)
-    m, tm = nn.LayerNorm(ns, dtype=cdt, **kw), torch.nn.LayerNorm(ns, dtype=tdtype, **kw)
+    m = nn.LayerNorm(ns, dtype=cdt, device=device, **kw)
+    tm = torch.nn.LayerNorm(ns, dtype=tdtype, **kw)
     assert repr(m) == repr(tm)
     sync(m, tm, rng)
     for mode in ("train", "eval"):  # the same in both
         getattr(m, mode)() if mode == "eval" else m.train()
-        step_both(m, tm, rng.normal(1, 2, shape).astype(dtype), dtype, rng)
+        step_both(m, tm, rng.normal(1, 2, shape).astype(dtype), dtype, rng, device)
 
 
 def test_layer_norm_gradcheck_and_errors():
@@ -488,20 +501,20 @@ GN_CASES = [
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape,groups,kw", GN_CASES, ids=[str(c) for c in GN_CASES])
-def test_groupnorm_matches_torch(shape, groups, kw, dtype):
+def test_groupnorm_matches_torch(shape, groups, kw, dtype, device):
     rng = np.random.default_rng(7)
     cdt, tdtype = tdt(dtype)
     C = shape[1]
     m, tm = (
-        nn.GroupNorm(groups, C, dtype=cdt, **kw),
+        nn.GroupNorm(groups, C, dtype=cdt, device=device, **kw),
         torch.nn.GroupNorm(groups, C, dtype=tdtype, **kw),
     )
     assert repr(m) == repr(tm)
     sync(m, tm, rng)
-    step_both(m, tm, rng.normal(-1, 3, shape).astype(dtype), dtype, rng)
+    step_both(m, tm, rng.normal(-1, 3, shape).astype(dtype), dtype, rng, device)
     m.eval()
     tm.eval()
-    step_both(m, tm, rng.normal(-1, 3, shape).astype(dtype), dtype, rng)
+    step_both(m, tm, rng.normal(-1, 3, shape).astype(dtype), dtype, rng, device)
 
 
 def test_group_norm_gradcheck_and_errors():
@@ -544,21 +557,23 @@ def test_embedding_init_and_state_dict():
     "kw",
     [{}, {"padding_idx": 2}, {"padding_idx": -1, "scale_grad_by_freq": True}, {"max_norm": 1.5}],
 )
-def test_embedding_matches_torch(kw, dtype):
+def test_embedding_matches_torch(kw, dtype, device):
     rng = np.random.default_rng(9)
     cdt, tdtype = tdt(dtype)
-    m, tm = nn.Embedding(7, 4, dtype=cdt, **kw), torch.nn.Embedding(7, 4, dtype=tdtype, **kw)
+    m = nn.Embedding(7, 4, dtype=cdt, device=device, **kw)
+    tm = torch.nn.Embedding(7, 4, dtype=tdtype, **kw)
     sync(m, tm, rng)
     idx = np.array([[1, 2, 2, 6], [0, 2, 6, 6], [3, 3, 3, 2]])  # repeats, and the padding rows
     for index in (idx, idx[0, 1]):  # 2-D and 0-d indices
-        y, ty = m(cr.tensor(index)), tm(torch.tensor(index))
+        y, ty = m(cr.tensor(index, device=device)), tm(torch.tensor(index))
+        assert on(y, device)
         close(y, ty, dtype, "output")
         g = rng.standard_normal(y.shape).astype(dtype)
-        y.backward(cr.tensor(g))
+        y.backward(cr.tensor(g, device=device))
         ty.backward(torch.tensor(g))
         same_state(m, tm, dtype)  # weights (renormalised by max_norm) and their gradients
         if m.padding_idx is not None:
-            assert (m.weight.grad.data[m.padding_idx] == 0).all()
+            assert (m.weight.grad.cpu().numpy()[m.padding_idx] == 0).all()
         m.zero_grad()
         tm.zero_grad()
 
@@ -600,3 +615,110 @@ def test_embedding_backward_is_fast_for_many_repeats():
     assert time.perf_counter() - t0 < 2.0
     counts = np.bincount(idx.data.ravel(), minlength=1000)
     np.testing.assert_allclose(m.weight.grad.data, np.repeat(counts[:, None], 64, 1).astype(float))
+
+
+# ----------------------------------------------------------------------------- devices
+
+BUILDERS = [
+    ("Linear", lambda **d: nn.Linear(4, 3, **d)),
+    ("Bilinear", lambda **d: nn.Bilinear(3, 2, 4, **d)),
+    ("Conv1d", lambda **d: nn.Conv1d(2, 3, 3, **d)),
+    ("Conv2d", lambda **d: nn.Conv2d(2, 4, 3, groups=2, **d)),
+    ("ConvTranspose2d", lambda **d: nn.ConvTranspose2d(2, 3, 2, **d)),
+    ("BatchNorm1d", lambda **d: nn.BatchNorm1d(3, **d)),
+    ("LayerNorm", lambda **d: nn.LayerNorm((2, 3), **d)),
+    ("GroupNorm", lambda **d: nn.GroupNorm(2, 4, **d)),
+    ("Embedding", lambda **d: nn.Embedding(6, 3, padding_idx=1, **d)),
+    ("LSTMCell", lambda **d: nn.LSTMCell(3, 4, **d)),
+    ("GRU", lambda **d: nn.GRU(3, 4, num_layers=2, bidirectional=True, **d)),
+    ("MultiheadAttention", lambda **d: nn.MultiheadAttention(4, 2, kdim=3, add_bias_kv=True, **d)),
+    ("TransformerEncoderLayer", lambda **d: nn.TransformerEncoderLayer(4, 2, 8, **d)),
+]
+
+
+@pytest.mark.parametrize("name,build", BUILDERS, ids=[b[0] for b in BUILDERS])
+def test_layer_built_on_device_has_the_cpu_weights(name, build, cuda):
+    """``device='cuda'`` draws the initial weights on the CPU and moves them: the same seed gives
+    the same layer on every device; buffers move too."""
+    cr.manual_seed(3)
+    ref = build()
+    cr.manual_seed(3)
+    m = build(device=cuda)
+    sd, rsd = m.state_dict(), ref.state_dict()
+    assert list(sd) == list(rsd)
+    for k, v in sd.items():
+        assert on(v, "cuda"), k
+        assert v.dtype == rsd[k].dtype, k
+        np.testing.assert_array_equal(v.cpu().numpy(), rsd[k].numpy(), err_msg=k)
+    # and the CPU generator advanced as much as for the CPU layer
+    cr.manual_seed(3)
+    build()
+    a = cr.rand(3).numpy()
+    cr.manual_seed(3)
+    build(device=cuda)
+    np.testing.assert_array_equal(cr.rand(3).numpy(), a)
+
+
+def test_reset_parameters_on_device_draws_there(cuda):
+    m = nn.Linear(5, 4, device=cuda)
+    state = cr.get_rng_state()
+    m.reset_parameters()
+    assert on(m.weight, "cuda") and on(m.bias, "cuda")
+    assert cr.get_rng_state() == state  # the CUDA generator drew, as in torch
+    w = m.weight.detach().cpu().numpy()
+    assert np.abs(w).max() <= 1 / math.sqrt(5) and len(np.unique(w)) == w.size
+
+
+def test_dropout_draws_its_mask_on_the_input_device(cuda):
+    cr.manual_seed(0)
+    x = cr.ones(200, 50, dtype=cr.float64, device=cuda, requires_grad=True)
+    state = cr.get_rng_state()
+    y = F.dropout(x, 0.3)
+    assert cr.get_rng_state() == state  # the CPU generator was not used
+    assert on(y, "cuda")
+    h = y.detach().cpu().numpy()
+    assert set(np.unique(h)) <= {0.0, 1 / 0.7}
+    assert abs((h == 0).mean() - 0.3) < 0.02
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.cpu().numpy(), h)  # the mask (times 1/(1-p))
+    d = nn.Dropout(0.5)
+    assert on(d(x), "cuda")
+    d.eval()
+    assert d(x) is x
+    cr.manual_seed(0)  # reseeding repeats the mask
+    np.testing.assert_array_equal(F.dropout(x, 0.3).detach().cpu().numpy(), h)
+
+
+def test_functional_array_arguments_follow_the_input_device(device):
+    """Targets, weights and masks given as lists or host arrays are placed on the input's
+    device; the values equal torch's."""
+    rng = np.random.default_rng(11)
+    logits = rng.normal(size=(6, 4))
+    target = [0, 3, 1, 1, 2, 0]
+    weight = [0.5, 1.0, 2.0, 1.5]
+    x, tx = leaf(logits, device=device)
+    for kw in ({}, {"weight": weight}, {"weight": weight, "label_smoothing": 0.2}):
+        tkw = {k: torch.tensor(v).double() if k == "weight" else v for k, v in kw.items()}
+        y = F.cross_entropy(x, target, **kw)
+        ty = torch.nn.functional.cross_entropy(tx, torch.tensor(target), **tkw)
+        assert on(y, device)
+        close(y, ty, "float64", str(kw))
+    lsm = F.log_softmax(x, 1)
+    close(F.nll_loss(lsm, np.array(target), weight=np.array(weight)),
+          torch.nn.functional.nll_loss(torch.log_softmax(tx, 1), torch.tensor(target),
+                                       weight=torch.tensor(weight).double()), "float64")  # fmt: skip
+    p = F.sigmoid(x)
+    t01 = (rng.random((6, 4)) > 0.5).astype(np.float64)
+    w = rng.uniform(0.5, 2, (6, 4))
+    close(F.binary_cross_entropy(p, t01, weight=w),
+          torch.nn.functional.binary_cross_entropy(torch.sigmoid(tx), torch.tensor(t01),
+                                                   weight=torch.tensor(w)), "float64")  # fmt: skip
+    close(F.binary_cross_entropy_with_logits(x, t01, pos_weight=np.full(4, 2.0)),
+          torch.nn.functional.binary_cross_entropy_with_logits(
+              tx, torch.tensor(t01), pos_weight=torch.full((4,), 2.0, dtype=torch.float64)),
+          "float64")  # fmt: skip
+    close(F.mse_loss(x, logits.tolist()), torch.nn.functional.mse_loss(tx, torch.tensor(logits)),
+          "float64")  # fmt: skip
+    oh = F.one_hot(cr.tensor(target, device=device), 5)
+    assert on(oh, device)
+    np.testing.assert_array_equal(oh.cpu().numpy(), np.eye(5, dtype=np.int64)[target])

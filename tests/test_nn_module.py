@@ -1,6 +1,8 @@
 """``chainrule.nn.Module`` and its containers against ``torch.nn.Module``: discovery by attribute
 assignment, names and order of parameters/buffers/modules, state_dict round trips with torch,
-modes, hooks, repr, ``Linear``'s errors and initialisation, dtype conversion."""
+modes, hooks, repr, ``Linear``'s errors and initialisation, dtype conversion; and the same on the
+CUDA device (the ``device`` fixture: a GPU, or the fake CuPy): state_dicts stay on the device,
+CPU state loads onto it, and a model trained there equals the one trained on the CPU."""
 
 from __future__ import annotations
 
@@ -61,12 +63,16 @@ def torch_state_as_numpy(m: torch.nn.Module) -> OrderedDict:
     return OrderedDict((k, v.detach().numpy().copy()) for k, v in m.state_dict().items())
 
 
-def synced() -> tuple[Any, torch.nn.Module]:
+def synced(device: str = "cpu") -> tuple[Any, torch.nn.Module]:
     torch.manual_seed(0)
     tm = build(torch).double()
-    cm = build(cr).double()
-    cm.load_state_dict(torch_state_as_numpy(tm))
+    cm = build(cr).double().to(device)
+    cm.load_state_dict(torch_state_as_numpy(tm))  # host arrays, copied onto the device
     return cm, tm
+
+
+def host(t: Any) -> np.ndarray:
+    return t.detach().cpu().numpy()
 
 
 # ----------------------------------------------------------------------------- discovery
@@ -137,25 +143,27 @@ def test_names_and_order_equal_torch() -> None:
     assert cm.get_submodule("heads.a") is cm.heads["a"]
 
 
-def test_load_torch_state_dict_gives_identical_outputs() -> None:
-    cm, tm = synced()
+def test_load_torch_state_dict_gives_identical_outputs(device: str) -> None:
+    cm, tm = synced(device)
     x = np.random.default_rng(0).standard_normal((5, 3))
-    out_c = cm(cr.tensor(x))
+    out_c = cm(cr.tensor(x, device=device))
     out_t = tm(torch.tensor(x))
-    np.testing.assert_allclose(out_c.data, out_t.detach().numpy(), rtol=1e-12, atol=1e-14)
+    assert out_c.device.type == device
+    np.testing.assert_allclose(host(out_c), out_t.detach().numpy(), rtol=1e-12, atol=1e-14)
     # gradients of every parameter too
     out_c.sum().backward()
     out_t.sum().backward()
     tg = dict(tm.named_parameters())
     for k, p in cm.named_parameters():
+        assert p.grad.device.type == device, k
         np.testing.assert_allclose(
-            p.grad.data, tg[k].grad.numpy(), rtol=1e-12, atol=1e-14, err_msg=k
+            host(p.grad), tg[k].grad.numpy(), rtol=1e-12, atol=1e-14, err_msg=k
         )
     # and back: chainrule's state_dict loads into torch
     torch.manual_seed(1)
     tm2 = build(torch).double()
-    tm2.load_state_dict({k: torch.tensor(v.data) for k, v in cm.state_dict().items()})
-    np.testing.assert_allclose(tm2(torch.tensor(x)).detach().numpy(), out_c.data, rtol=1e-12)
+    tm2.load_state_dict({k: torch.tensor(host(v)) for k, v in cm.state_dict().items()})
+    np.testing.assert_allclose(tm2(torch.tensor(x)).detach().numpy(), host(out_c), rtol=1e-12)
 
 
 def test_state_dict_is_detached_and_keep_vars() -> None:
@@ -215,16 +223,20 @@ def test_load_state_dict_non_strict_returns_lists() -> None:
         cm.load_state_dict(sd, strict=False)
 
 
-def test_load_state_dict_keeps_parameter_objects_and_dtype() -> None:
-    m = nn.Linear(3, 2)
+def test_load_state_dict_keeps_parameter_objects_and_dtype(device: str) -> None:
+    m = nn.Linear(3, 2, device=device)
     w = m.weight
     m.load_state_dict({"weight": np.ones((2, 3), np.float64), "bias": np.zeros(2)})
-    assert m.weight is w and m.weight.dtype == cr.float32
-    assert m.weight.data.tolist() == [[1.0] * 3] * 2
+    assert m.weight is w and m.weight.dtype == cr.float32 and m.weight.device.type == device
+    assert host(m.weight).tolist() == [[1.0] * 3] * 2
     m.load_state_dict(
-        {"weight": cr.full((2, 3), 2.0, dtype=cr.float64), "bias": cr.zeros(2)}, assign=True
+        {
+            "weight": cr.full((2, 3), 2.0, dtype=cr.float64, device=device),
+            "bias": cr.zeros(2, device=device),
+        },
+        assign=True,
     )
-    assert m.weight is w and m.weight.data[0, 0] == 2.0
+    assert m.weight is w and host(m.weight)[0, 0] == 2.0 and m.weight.device.type == device
 
 
 # ----------------------------------------------------------------------------- modes, grads, apply
@@ -499,3 +511,106 @@ def test_unexpected_keys_order_and_rule_equal_torch() -> None:
     tres = tm.load_state_dict({k: torch.tensor(v) for k, v in sd.items()}, strict=False)
     assert res.unexpected_keys == tres.unexpected_keys
     assert sorted(res.unexpected_keys) == sorted(extra)
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+def test_cuda_model_state_dict_round_trip(cuda: str) -> None:
+    cm, tm = synced()
+    params, bufs = list(cm.parameters()), list(cm.buffers())
+    cm(cr.ones(2, 3, dtype=cr.float64)).sum().backward()
+    assert cm.to(cuda) is cm
+    # the same objects, now on the device, gradients too
+    assert all(a is b for a, b in zip(params, cm.parameters()))
+    assert all(a is b for a, b in zip(bufs, cm.buffers()))
+    assert all(p.device.type == "cuda" and p.grad.device.type == "cuda" for p in params)
+    assert all(b.device.type == "cuda" for b in bufs)
+    sd = cm.state_dict()
+    assert all(v.device.type == "cuda" and not v.requires_grad for v in sd.values())
+    ref = torch_state_as_numpy(tm)
+    for k, v in sd.items():
+        np.testing.assert_array_equal(host(v), ref[k], err_msg=k)
+    # a CUDA state_dict into a CPU model: copied to the host
+    cpu = build(cr).double()
+    cpu.load_state_dict(sd)
+    assert all(p.device.type == "cpu" for p in cpu.parameters())
+    for k, v in cpu.state_dict().items():
+        np.testing.assert_array_equal(v.numpy(), ref[k], err_msg=k)
+    # CPU tensors into a CUDA model: copied onto the device, the Parameter objects kept
+    other = build(cr).double().cuda()
+    before = list(other.parameters())
+    other.load_state_dict(cpu.state_dict())
+    assert all(a is b for a, b in zip(before, other.parameters()))
+    assert all(v.device.type == "cuda" for v in other.state_dict().values())
+    x = np.random.default_rng(3).standard_normal((4, 3))
+    np.testing.assert_array_equal(
+        host(other(cr.tensor(x, device=cuda))), host(cm(cr.tensor(x, device=cuda)))
+    )
+    np.testing.assert_allclose(
+        host(cm(cr.tensor(x, device=cuda))), tm(torch.tensor(x)).detach().numpy(), rtol=1e-12
+    )
+    # and back to the CPU
+    cm.cpu()
+    assert all(v.device.type == "cpu" for v in cm.state_dict().values())
+    np.testing.assert_array_equal(
+        cm(cr.tensor(x)).detach().numpy(), host(other(cr.tensor(x, device=cuda)))
+    )
+
+
+class _Mixed(nn.Module):
+    """A little of everything: embedding, conv + batch norm, GRU, layer norm, dropout 0, heads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(10, 6, padding_idx=0)
+        self.conv = nn.Conv1d(6, 6, 3, padding=1)
+        self.bn = nn.BatchNorm1d(6)
+        self.gru = nn.GRU(6, 8, batch_first=True, bidirectional=True)
+        self.norm = nn.LayerNorm(16)
+        self.drop = nn.Dropout(0.0)
+        self.head = nn.Linear(16, 3)
+
+    def forward(self, idx: cr.Tensor) -> cr.Tensor:
+        h = self.embed(idx).transpose(1, 2)  # (N, 6, L)
+        h = self.bn(self.conv(h).relu()).transpose(1, 2)
+        out, _ = self.gru(h)
+        return self.head(self.drop(self.norm(out.mean(1))))
+
+
+@pytest.mark.parametrize("opt_name", ["SGD", "Adam"])
+def test_cuda_training_equals_cpu_training(cuda: str, opt_name: str) -> None:
+    """The same model trained on the CPU and on the device for a few steps on the same batches,
+    in float64: parameters, buffers and losses agree to 1e-10 (device arrays never reach the
+    host on the way: the fake CuPy would refuse)."""
+    cr.manual_seed(0)
+    cpu_model = _Mixed().double()
+    cr.manual_seed(0)
+    dev_model = _Mixed().double().to(cuda)
+    rng = np.random.default_rng(0)
+    batches = [(rng.integers(0, 10, (5, 7)), rng.integers(0, 3, 5)) for _ in range(6)]
+    losses = {}
+    for model, dev in ((cpu_model, "cpu"), (dev_model, cuda)):
+        kw = {"lr": 0.05, "momentum": 0.9, "nesterov": True} if opt_name == "SGD" else {"lr": 0.01}
+        opt = getattr(cr.optim, opt_name)(model.parameters(), weight_decay=1e-3, **kw)
+        sched = cr.optim.lr_scheduler.StepLR(opt, 2, gamma=0.5)
+        losses[dev] = []
+        for idx, y in batches:
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(
+                model(cr.tensor(idx, device=dev)), cr.tensor(y, device=dev)
+            )
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            losses[dev].append(loss.item())
+        states = [v for st in opt.state.values() for v in st.values() if cr.backend.is_array(v)]
+        assert states and all(cr.backend.device_of(v).type == dev for v in states)
+    np.testing.assert_allclose(losses[cuda], losses["cpu"], rtol=1e-10)
+    assert losses["cpu"][-1] != losses["cpu"][0]
+    csd, dsd = cpu_model.state_dict(), dev_model.state_dict()
+    assert list(csd) == list(dsd)
+    for k in csd:
+        assert dsd[k].device.type == "cuda", k
+        np.testing.assert_allclose(host(dsd[k]), csd[k].numpy(), rtol=1e-10, atol=1e-12, err_msg=k)

@@ -1,6 +1,8 @@
 """Recurrent layers and attention against PyTorch: weights copied through state_dict, then the
 outputs and every gradient compared (float64 to 1e-10, float32 to 1e-5); gradcheck on the fused
-cells; and two small models trained side by side with Adam, following torch's loss curve."""
+cells; and two small models trained side by side with Adam, following torch's loss curve. The
+parity tests run on the CPU and on the CUDA device (the ``device`` fixture: a GPU, or the fake
+CuPy)."""
 
 from __future__ import annotations
 
@@ -29,13 +31,15 @@ def _copy(tm, cm) -> None:
     cm.load_state_dict(sd)
 
 
-def _pair(a: np.ndarray, grad: bool = True):
-    return torch.tensor(a, requires_grad=grad), cr.tensor(a, requires_grad=grad)
+def _pair(a: np.ndarray, grad: bool = True, device: str = "cpu"):
+    return torch.tensor(a, requires_grad=grad), cr.tensor(a, requires_grad=grad, device=device)
 
 
-def _close(t, c, dtype: str, what: str = "") -> None:
+def _close(t, c, dtype: str, what: str = "", device: str | None = None) -> None:
     tv = t.detach().numpy() if isinstance(t, torch.Tensor) else t
-    cv = c.data if isinstance(c, cr.Tensor) else c
+    if device is not None:
+        assert c.device.type == device, what
+    cv = c.detach().cpu().numpy() if isinstance(c, cr.Tensor) else c
     assert tv.shape == cv.shape, what
     np.testing.assert_allclose(cv, tv, err_msg=what, **TOL[dtype])
 
@@ -54,7 +58,11 @@ def _loss(outs, rng):
     def f(xs, lib):
         total = 0
         for x, w in zip(xs, ws):
-            wt = torch.tensor(w, dtype=x.dtype) if lib == "t" else cr.tensor(w).to(x.dtype)
+            wt = (
+                torch.tensor(w, dtype=x.dtype)
+                if lib == "t"
+                else cr.tensor(w, device=x.device).to(x.dtype)
+            )
             total = total + (x * wt).sum()
         return total
 
@@ -75,22 +83,22 @@ CONFIGS = [
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: "-".join(f"{k}{v}" for k, v in c.items()))
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m[0] + m[1].get("nonlinearity", ""))
-def test_sequence_layer_matches_torch(mode, cfg, dtype):
+def test_sequence_layer_matches_torch(mode, cfg, dtype, device):
     name, extra = mode
     cfg = dict(cfg)
     use_h0 = cfg.pop("h0")
     rng = np.random.default_rng(0)
     n_in, H, L, N = 3, 5, 4, 2
     tm = getattr(torch.nn, name)(n_in, H, **cfg, **extra).to(getattr(torch, dtype))
-    cm = getattr(nn, name)(n_in, H, **cfg, **extra).to(getattr(cr, dtype))
+    cm = getattr(nn, name)(n_in, H, **cfg, **extra, device=device).to(getattr(cr, dtype))
     _copy(tm, cm)
     x = rng.standard_normal((N, L, n_in) if cfg["batch_first"] else (L, N, n_in)).astype(dtype)
-    pairs = [_pair(x)]
+    pairs = [_pair(x, device=device)]
     D = 2 if cfg["bidirectional"] else 1
     hx_t = hx_c = None
     if use_h0:
         states = [
-            _pair(rng.standard_normal((cfg["num_layers"] * D, N, H)).astype(dtype))
+            _pair(rng.standard_normal((cfg["num_layers"] * D, N, H)).astype(dtype), device=device)
             for _ in range(2 if name == "LSTM" else 1)
         ]
         pairs += states
@@ -101,7 +109,7 @@ def test_sequence_layer_matches_torch(mode, cfg, dtype):
     t_outs = [to, *th] if name == "LSTM" else [to, th]
     c_outs = [co, *ch] if name == "LSTM" else [co, ch]
     for t, c in zip(t_outs, c_outs):
-        _close(t, c, dtype, "forward")
+        _close(t, c, dtype, "forward", device)
     f = _loss(t_outs, rng)
     f(t_outs, "t").backward()
     f(c_outs, "c").backward()
@@ -110,16 +118,19 @@ def test_sequence_layer_matches_torch(mode, cfg, dtype):
 
 @pytest.mark.parametrize("mode", MODES, ids=lambda m: m[0] + m[1].get("nonlinearity", ""))
 @pytest.mark.parametrize("use_h0", [False, True])
-def test_unbatched_sequence(mode, use_h0):
+def test_unbatched_sequence(mode, use_h0, device):
     name, extra = mode
     rng = np.random.default_rng(1)
     tm = getattr(torch.nn, name)(3, 4, num_layers=2, bidirectional=True, **extra).double()
-    cm = getattr(nn, name)(3, 4, num_layers=2, bidirectional=True, **extra).double()
+    cm = getattr(nn, name)(3, 4, num_layers=2, bidirectional=True, **extra).double().to(device)
     _copy(tm, cm)
-    pairs = [_pair(rng.standard_normal((5, 3)))]
+    pairs = [_pair(rng.standard_normal((5, 3)), device=device)]
     hx_t = hx_c = None
     if use_h0:
-        states = [_pair(rng.standard_normal((4, 4))) for _ in range(2 if name == "LSTM" else 1)]
+        states = [
+            _pair(rng.standard_normal((4, 4)), device=device)
+            for _ in range(2 if name == "LSTM" else 1)
+        ]
         pairs += states
         hx_t = tuple(s[0] for s in states) if name == "LSTM" else states[0][0]
         hx_c = tuple(s[1] for s in states) if name == "LSTM" else states[0][1]
@@ -128,7 +139,7 @@ def test_unbatched_sequence(mode, use_h0):
     t_outs = [to, *th] if name == "LSTM" else [to, th]
     c_outs = [co, *ch] if name == "LSTM" else [co, ch]
     for t, c in zip(t_outs, c_outs):
-        _close(t, c, "float64")
+        _close(t, c, "float64", "forward", device)
     f = _loss(t_outs, rng)
     f(t_outs, "t").backward()
     f(c_outs, "c").backward()
@@ -211,19 +222,19 @@ def test_recurrent_input_errors():
 @pytest.mark.parametrize("name", ["RNNCell", "RNNCell-relu", "GRUCell", "LSTMCell"])
 @pytest.mark.parametrize("batched", [True, False])
 @pytest.mark.parametrize("use_h", [False, True])
-def test_cell_matches_torch(name, batched, use_h, dtype):
+def test_cell_matches_torch(name, batched, use_h, dtype, device):
     rng = np.random.default_rng(4)
     cls, _, nl = name.partition("-")
     kw = {"nonlinearity": nl} if nl else {}
     tm = getattr(torch.nn, cls)(3, 4, **kw).to(getattr(torch, dtype))
-    cm = getattr(nn, cls)(3, 4, **kw).to(getattr(cr, dtype))
+    cm = getattr(nn, cls)(3, 4, **kw, device=device, dtype=getattr(cr, dtype))
     _copy(tm, cm)
     lead = (2,) if batched else ()
-    pairs = [_pair(rng.standard_normal(lead + (3,)).astype(dtype))]
+    pairs = [_pair(rng.standard_normal(lead + (3,)).astype(dtype), device=device)]
     hx_t = hx_c = None
     if use_h:
         states = [
-            _pair(rng.standard_normal(lead + (4,)).astype(dtype))
+            _pair(rng.standard_normal(lead + (4,)).astype(dtype), device=device)
             for _ in range(2 if cls == "LSTMCell" else 1)
         ]
         pairs += states
@@ -233,7 +244,7 @@ def test_cell_matches_torch(name, batched, use_h, dtype):
     t_outs = list(to) if cls == "LSTMCell" else [to]
     c_outs = list(co) if cls == "LSTMCell" else [co]
     for t, c in zip(t_outs, c_outs):
-        _close(t, c, dtype)
+        _close(t, c, dtype, "forward", device)
     f = _loss(t_outs, rng)
     f(t_outs, "t").backward()
     f(c_outs, "c").backward()
@@ -327,25 +338,25 @@ def _sdpa_case(kind: str, rng):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("kind", ["none", "bool", "float", "causal", "scale"])
-def test_sdpa_matches_torch(kind, dtype):
+def test_sdpa_matches_torch(kind, dtype, device):
     rng = np.random.default_rng(8)
     arrays = [
         rng.standard_normal(s).astype(dtype) for s in ((2, 3, 4, 5), (2, 3, 6, 5), (2, 3, 6, 7))
     ]
-    pairs = [_pair(a) for a in arrays]
+    pairs = [_pair(a, device=device) for a in arrays]
     kw = _sdpa_case(kind, rng)
     if kw.get("attn_mask") is not None and kw["attn_mask"].dtype.kind == "f":
         kw["attn_mask"] = kw["attn_mask"].astype(dtype)
     tkw = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
     to = TF.scaled_dot_product_attention(*(p[0] for p in pairs), **tkw)
-    co = F.scaled_dot_product_attention(*(p[1] for p in pairs), **kw)
-    _close(to, co, dtype)
+    co = F.scaled_dot_product_attention(*(p[1] for p in pairs), **kw)  # host masks: moved
+    _close(to, co, dtype, "output", device)
     f = _loss([to], rng)
     f([to], "t").backward()
     f([co], "c").backward()
     for t, c in pairs:
-        _close(t.grad, c.grad, dtype)
-        assert np.isfinite(c.grad.data).all()
+        _close(t.grad, c.grad, dtype, "grad", device)
+        assert np.isfinite(c.grad.detach().cpu().numpy()).all()
 
 
 def test_sdpa_errors_and_dropout():
@@ -405,11 +416,11 @@ MHA_CASES = [
 ]
 
 
-def _mha_run(mk, fk, opts, dtype, train=False):
+def _mha_run(mk, fk, opts, dtype, train=False, device="cpu"):
     rng = np.random.default_rng(14)
     bf, batched = mk.get("batch_first", False), opts.get("batched", True)
     tm = torch.nn.MultiheadAttention(E, NH, **mk).to(getattr(torch, dtype))
-    cm = nn.MultiheadAttention(E, NH, **mk).to(getattr(cr, dtype))
+    cm = nn.MultiheadAttention(E, NH, **mk, device=device).to(getattr(cr, dtype))
     _copy(tm, cm)
     tm.train(train)
     cm.train(train)
@@ -419,13 +430,13 @@ def _mha_run(mk, fk, opts, dtype, train=False):
 
     L = LQ
     S = LQ if opts.get("self_attn") else SK
-    pairs = [_pair(rng.standard_normal(shp(L, E)).astype(dtype))]
+    pairs = [_pair(rng.standard_normal(shp(L, E)).astype(dtype), device=device)]
     if opts.get("self_attn"):
         pairs = pairs * 3
     else:
         pairs += [
-            _pair(rng.standard_normal(shp(S, mk.get("kdim", E))).astype(dtype)),
-            _pair(rng.standard_normal(shp(S, mk.get("vdim", E))).astype(dtype)),
+            _pair(rng.standard_normal(shp(S, mk.get("kdim", E))).astype(dtype), device=device),
+            _pair(rng.standard_normal(shp(S, mk.get("vdim", E))).astype(dtype), device=device),
         ]
     fk = {
         k: (v.astype(dtype) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v)
@@ -442,16 +453,16 @@ def _mha_run(mk, fk, opts, dtype, train=False):
 
 
 @pytest.mark.parametrize("case", MHA_CASES, ids=[c[0] for c in MHA_CASES])
-def test_multihead_attention_matches_torch(case):
+def test_multihead_attention_matches_torch(case, device):
     _, mk, fk, opts = case
     dtype = "float64"
-    tm, cm, pairs, (to, tw), (co, cw), rng = _mha_run(mk, fk, opts, dtype)
-    _close(to, co, dtype, "attn_output")
+    tm, cm, pairs, (to, tw), (co, cw), rng = _mha_run(mk, fk, opts, dtype, device=device)
+    _close(to, co, dtype, "attn_output", device)
     t_outs, c_outs = [to], [co]
     if tw is None:
         assert cw is None
     else:
-        _close(tw, cw, dtype, "attn_weights")
+        _close(tw, cw, dtype, "attn_weights", device)
         t_outs.append(tw)
         c_outs.append(cw)
     f = _loss(t_outs, rng)
@@ -462,10 +473,10 @@ def test_multihead_attention_matches_torch(case):
 
 
 @pytest.mark.parametrize("case", [MHA_CASES[0], MHA_CASES[7], MHA_CASES[13]], ids=lambda c: c[0])
-def test_multihead_attention_float32(case):
+def test_multihead_attention_float32(case, device):
     _, mk, fk, opts = case
-    tm, cm, pairs, (to, tw), (co, cw), rng = _mha_run(mk, fk, opts, "float32")
-    _close(to, co, "float32")
+    tm, cm, pairs, (to, tw), (co, cw), rng = _mha_run(mk, fk, opts, "float32", device=device)
+    _close(to, co, "float32", "attn_output", device)
     f = _loss([to], rng)
     f([to], "t").backward()
     f([co], "c").backward()
@@ -523,7 +534,7 @@ TEL_CASES = [
 
 @pytest.mark.parametrize("case", TEL_CASES, ids=[c[0] for c in TEL_CASES])
 @pytest.mark.parametrize("train", [False, True])
-def test_transformer_encoder_matches_torch(case, train):
+def test_transformer_encoder_matches_torch(case, train, device):
     _, lk, fk, enc = case
     rng = np.random.default_rng(16)
     L, N = 5, 3
@@ -546,16 +557,17 @@ def test_transformer_encoder_matches_torch(case, train):
         cm = nn.TransformerEncoder(cl, 2, norm=nn.LayerNorm(E).double())
     else:
         tm, cm = tl, cl
+    cm.to(device)
     _copy(tm, cm)
     tm.train(train)
     cm.train(train)
-    pairs = [_pair(rng.standard_normal((N, L, E) if bf else (L, N, E)))]
+    pairs = [_pair(rng.standard_normal((N, L, E) if bf else (L, N, E)), device=device)]
     tfk = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in fk.items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         to = tm(pairs[0][0], **tfk)
-    co = cm(pairs[0][1], **fk)
-    _close(to, co, "float64")
+    co = cm(pairs[0][1], **fk)  # the host masks go to the input's device
+    _close(to, co, "float64", "output", device)
     f = _loss([to], rng)
     f([to], "t").backward()
     f([co], "c").backward()
@@ -574,7 +586,8 @@ def test_transformer_encoder_layers_are_independent_copies():
 # ----------------------------------------------------------------------------- training
 
 
-def _train_side_by_side(t_model, c_model, t_step, c_step, batches, lr=1e-2):
+def _train_side_by_side(t_model, c_model, t_step, c_step, batches, lr=1e-2, device="cpu"):
+    c_model.to(device)
     _copy(t_model, c_model)
     t_opt = torch.optim.Adam(t_model.parameters(), lr=lr)
     c_opt = cr.optim.Adam(c_model.parameters(), lr=lr)
@@ -586,14 +599,14 @@ def _train_side_by_side(t_model, c_model, t_step, c_step, batches, lr=1e-2):
         t_opt.step()
         t_losses.append(loss.item())
         c_opt.zero_grad()
-        loss = c_step(cr.tensor(xb), cr.tensor(yb))
+        loss = c_step(cr.tensor(xb, device=device), cr.tensor(yb, device=device))
         loss.backward()
         c_opt.step()
         c_losses.append(loss.item())
     return np.array(t_losses), np.array(c_losses)
 
 
-def test_gru_classifier_trains_like_torch():
+def test_gru_classifier_trains_like_torch(device):
     rng = np.random.default_rng(17)
 
     class TNet(torch.nn.Module):
@@ -624,16 +637,19 @@ def test_gru_classifier_trains_like_torch():
         lambda x, y: TF.cross_entropy(tnet(x), y),
         lambda x, y: F.cross_entropy(cnet(x), y),
         batches,
+        device=device,
     )
     np.testing.assert_allclose(cl, tl, rtol=1e-11)
     assert tl[-5:].mean() < tl[:5].mean()  # it learned something
     for name, p in tnet.named_parameters():
+        c = cnet.get_parameter(name)
+        assert c.device.type == device
         np.testing.assert_allclose(
-            cnet.get_parameter(name).data, p.detach().numpy(), rtol=1e-8, atol=1e-10
+            c.detach().cpu().numpy(), p.detach().numpy(), rtol=1e-8, atol=1e-10
         )
 
 
-def test_transformer_encoder_trains_like_torch():
+def test_transformer_encoder_trains_like_torch(device):
     rng = np.random.default_rng(18)
 
     def build(lib):
@@ -656,9 +672,11 @@ def test_transformer_encoder_trains_like_torch():
 
         return f
 
-    tl, cl = _train_side_by_side(tnet, cnet, step(tnet, TF), step(cnet, F), batches)
+    tl, cl = _train_side_by_side(tnet, cnet, step(tnet, TF), step(cnet, F), batches, device=device)
     np.testing.assert_allclose(cl, tl, rtol=1e-11)
     for name, p in tnet.named_parameters():
+        c = cnet.get_parameter(name)
+        assert c.device.type == device
         np.testing.assert_allclose(
-            cnet.get_parameter(name).data, p.detach().numpy(), rtol=1e-8, atol=1e-10
+            c.detach().cpu().numpy(), p.detach().numpy(), rtol=1e-8, atol=1e-10
         )

@@ -50,7 +50,7 @@ class U:
 
 def pad(m: Any, x: Any, p: Any, mode: str = "constant", value: float | None = None) -> Any:
     """``chainrule.pad`` is ``torch.nn.functional.pad``."""
-    if m is cr:
+    if m is not torch:
         return cr.pad(x, p, mode=mode, value=value)
     return F.pad(x, p, mode=mode, value=value)
 
@@ -81,14 +81,41 @@ def make_inputs(shapes: Any, dtype: str, low: float, high: float, seed: int = 0)
     return arrays, rng
 
 
-def _cr_leaves(arrays: list, f_order: bool, nograd: tuple) -> list:
+def _cr_leaves(arrays: list, f_order: bool, nograd: tuple, device: str = "cpu") -> list:
     xs = []
     for i, a in enumerate(arrays):
-        x = cr.tensor(np.asfortranarray(a) if f_order else a, requires_grad=i not in nograd)
+        x = cr.tensor(
+            np.asfortranarray(a) if f_order else a, requires_grad=i not in nograd, device=device
+        )
+        assert x.device.type == device, f"input {i} is on {x.device}, not {device}"
         if f_order and a.ndim > 1 and a.size > 1:
             assert not x.data.flags.c_contiguous
         xs.append(x)
     return xs
+
+
+class OnDevice:
+    """chainrule whose creation functions default to ``device``: what a case's ``m.tensor(...)``
+    (an index, a mask, a target) gives on the CUDA run, so that every operand of an op lives where
+    the leaves do (PyTorch refuses CPU operands to CUDA ops too, except 0-d ones and indices)."""
+
+    MAKERS = frozenset({"tensor", "zeros", "ones", "full", "empty", "arange", "eye"})
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+
+    def __getattr__(self, name: str) -> Any:
+        f = getattr(cr, name)
+        if name not in self.MAKERS:
+            return f
+        return lambda *a, device=self.device, **k: f(*a, device=device, **k)
+
+
+def host(t: Any) -> np.ndarray:
+    """A chainrule or torch tensor's values as a NumPy array (copied off the device)."""
+    if isinstance(t, torch.Tensor):
+        return t.detach().numpy()
+    return t.detach().cpu().numpy()
 
 
 def _close(a: np.ndarray, b: np.ndarray, tol: dict, what: str) -> None:
@@ -109,32 +136,41 @@ def check(
     nograd: tuple = (),
     f_order: bool = False,
     tol: float = 1.0,
+    device: str = "cpu",
+    out_device: str | None = None,
 ) -> None:
-    """Compare ``fn(chainrule, *xs)`` with ``tfn(torch, *xs)`` (``tfn`` defaults to ``fn``)."""
+    """Compare ``fn(chainrule, *xs)`` with ``tfn(torch, *xs)`` (``tfn`` defaults to ``fn``).
+
+    chainrule's leaves live on ``device`` (torch's on the CPU); the outputs must too, unless the
+    case says ``out_device``. gradcheck / gradgradcheck check maths, not devices: CPU only."""
     tfn = tfn or fn
+    m = cr if device == "cpu" else OnDevice(device)
+    out_device = out_device or device
     for dtype in dtypes:
         t = {k: v * tol for k, v in TOL[dtype].items()}
         arrays, rng = make_inputs(shapes, dtype, low, high)
-        xs = _cr_leaves(arrays, f_order, nograd)
+        xs = _cr_leaves(arrays, f_order, nograd, device)
         txs = [torch.tensor(a, requires_grad=i not in nograd) for i, a in enumerate(arrays)]
-        outs = _flat(fn(cr, *xs))
+        outs = _flat(fn(m, *xs))
         touts = _flat(tfn(torch, *txs))
         assert len(outs) == len(touts), f"{len(outs)} outputs, torch has {len(touts)}"
         for k, (o, to) in enumerate(zip(outs, touts)):
             assert isinstance(o, cr.Tensor), f"output {k} is a {type(o).__name__}"
             assert _np_dtype(o) == _np_dtype(to), f"output {k}: {o.dtype} != torch's {to.dtype}"
             assert o.requires_grad == to.requires_grad, f"output {k}: requires_grad differs"
-            _close(o.data, to.detach().numpy(), t, f"{dtype} output {k}")
+            assert o.device.type == out_device, f"output {k} is on {o.device}, not {out_device}"
+            _close(host(o), host(to), t, f"{dtype} output {k}")
         if not grad:
             continue
         pairs = [(o, to) for o, to in zip(outs, touts) if to.requires_grad]
         assert pairs, "no output requires grad"
         gs = [rng.standard_normal(to.shape).astype(_np_dtype(to)) for _, to in pairs]
+        cgs = [cr.tensor(g, device=o.device) for g, (o, _) in zip(gs, pairs)]
         if len(pairs) == 1:
-            pairs[0][0].backward(cr.tensor(gs[0]))
+            pairs[0][0].backward(cgs[0])
             pairs[0][1].backward(torch.tensor(gs[0]))
         else:
-            cr.autograd.backward([o for o, _ in pairs], [cr.tensor(g) for g in gs])
+            cr.autograd.backward([o for o, _ in pairs], cgs)
             torch.autograd.backward([to for _, to in pairs], [torch.tensor(g) for g in gs])
         for i, (x, tx) in enumerate(zip(xs, txs)):
             if i in nograd:
@@ -143,10 +179,14 @@ def check(
             ref = np.zeros(tx.shape, dtype) if tx.grad is None else tx.grad.numpy()
             # (torch gives an empty .grad to an empty input that cat skipped; None is as good)
             assert x.grad is not None or tx.grad is None or x.numel() == 0, f"input {i}: no grad"
-            got = np.zeros(x.shape, dtype) if x.grad is None else x.grad.data
+            if x.grad is None:
+                got = np.zeros(x.shape, dtype)
+            else:
+                assert x.grad.device == x.device, f"grad {i} is on {x.grad.device}, not {x.device}"
+                got = host(x.grad)
             assert got.dtype == x.data.dtype, f"grad {i}: dtype {got.dtype} != {x.data.dtype}"
             _close(got, ref, t, f"{dtype} grad of input {i}")
-    if grad and "float64" in dtypes and (gradcheck or gradgrad):
+    if device == "cpu" and grad and "float64" in dtypes and (gradcheck or gradgrad):
         arrays, _ = make_inputs(shapes, "float64", low, high)
         xs = _cr_leaves(arrays, f_order, nograd)
 
@@ -167,11 +207,11 @@ def check(
 
 
 def nnf(m: Any) -> Any:
-    return cr.nn.functional if m is cr else F
+    return F if m is torch else cr.nn.functional
 
 
 def cell(m: Any, kind: str, xg: Any, h: Any, *rest: Any) -> Any:
-    if m is cr:
+    if m is not torch:
         from chainrule.ops import rnn  # noqa: PLC0415
 
         if kind == "rnn_relu":
@@ -190,7 +230,7 @@ def cell(m: Any, kind: str, xg: Any, h: Any, *rest: Any) -> Any:
 
 
 def act(m: Any, name: str, x: Any, *a: Any, **k: Any) -> Any:
-    if m is cr:
+    if m is not torch:
         from chainrule.ops import activation  # noqa: PLC0415
 
         return getattr(activation, name)(x, *a, **k)
@@ -200,7 +240,7 @@ def act(m: Any, name: str, x: Any, *a: Any, **k: Any) -> Any:
 def surrogate(m: Any, name: str, x: Any, kind: str = "ste", k: float | None = None) -> Any:
     """step / sign_ste: the unit's value with the surrogate derivative d; torch computes d by the
     documented formula and attaches it with the detach trick (value unit(x), gradient d)."""
-    if m is cr:
+    if m is not torch:
         return act(m, name, x, surrogate=kind, k=k)
     jump = 1 if name == "step" else 2
     unit = (x > 0).to(x.dtype) if name == "step" else x.sign()
@@ -217,7 +257,7 @@ def surrogate(m: Any, name: str, x: Any, kind: str = "ste", k: float | None = No
 
 
 def normf(m: Any, name: str, *a: Any, **k: Any) -> Any:
-    if m is cr:
+    if m is not torch:
         from chainrule.ops import norm  # noqa: PLC0415
 
         return getattr(norm, name)(*a, **k)
@@ -231,7 +271,7 @@ def bn_running(m: Any, x: Any, w: Any, b: Any) -> tuple:
 
 
 def conv(m: Any, name: str, *a: Any, **k: Any) -> Any:
-    if m is cr:
+    if m is not torch:
         from chainrule.ops import conv as cv  # noqa: PLC0415
         from chainrule.ops import pooling as pl  # noqa: PLC0415
 
@@ -765,7 +805,8 @@ C("nll_loss_3d_sum", lambda m, x: nnf(m).nll_loss(x, m.tensor(TGT3), reduction="
 C("clone", lambda m, x: x.clone())
 C(
     "to_device_copy",
-    lambda m, x: (cr.ops.device.to_device(x, "cpu", copy=True) if m is cr else x.to("cpu", copy=True)),
+    lambda m, x: (x.to("cpu", copy=True) if m is torch else cr.ops.device.to_device(x, "cpu", copy=True)),
+    out_device="cpu",
 )
 C("clone_fn_noncontig", lambda m, x: m.clone(x.mT), shapes=[x234])
 C("contiguous", lambda m, x: x.mT.contiguous() * 2, shapes=[x234])
@@ -876,8 +917,8 @@ C("bce_with_logits_large", lambda m, x, y: nnf(m).binary_cross_entropy_with_logi
 
 
 @pytest.mark.parametrize("fn, tfn, kw", CASES)
-def test_op(fn: Callable, tfn: Callable | None, kw: dict) -> None:
-    check(fn, tfn, **kw)
+def test_op(fn: Callable, tfn: Callable | None, kw: dict, device: str) -> None:
+    check(fn, tfn, device=device, **kw)
 
 
 def test_case_ids_unique() -> None:
@@ -885,15 +926,15 @@ def test_case_ids_unique() -> None:
     assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
 
 
-def test_cast_dtype_round_trip() -> None:
+def test_cast_dtype_round_trip(device: str) -> None:
     """A float64 leaf seen through a float32 cast gets a float64 gradient (and vice versa)."""
     for src, dst in (("float64", "float32"), ("float32", "float64")):
-        x = cr.tensor(np.arange(6.0).reshape(2, 3), dtype=src, requires_grad=True)
+        x = cr.tensor(np.arange(6.0).reshape(2, 3), dtype=src, requires_grad=True, device=device)
         y = x.to(getattr(cr, dst))
-        assert y.dtype == getattr(cr, dst)
+        assert y.dtype == getattr(cr, dst) and y.device == x.device
         (y * y).sum().backward()
-        assert x.grad.dtype == getattr(cr, src)
-        np.testing.assert_allclose(x.grad.data, 2 * x.data)
+        assert x.grad.dtype == getattr(cr, src) and x.grad.device == x.device
+        np.testing.assert_allclose(host(x.grad), 2 * host(x))
 
 
 # ----------------------------------------------------------------------------- non-differentiable ops
@@ -982,23 +1023,25 @@ N("round_int", lambda m, x: x.round(), INTS)
 
 
 @pytest.mark.parametrize("fn, tfn, inputs", ND)
-def test_nondifferentiable(fn: Callable, tfn: Callable | None, inputs: tuple) -> None:
+def test_nondifferentiable(fn: Callable, tfn: Callable | None, inputs: tuple, device: str) -> None:
     """Values and dtypes match torch; a float input that requires grad gives an output that doesn't
     (for the ops whose result is bool/int)."""
-    xs = [cr.tensor(a, requires_grad=a.dtype.kind == "f") for a in inputs]
+    m = cr if device == "cpu" else OnDevice(device)
+    xs = [cr.tensor(a, requires_grad=a.dtype.kind == "f", device=device) for a in inputs]
     txs = [torch.tensor(a, requires_grad=a.dtype.kind == "f") for a in inputs]
-    outs = _flat(fn(cr, *xs))
+    outs = _flat(fn(m, *xs))
     touts = _flat((tfn or fn)(torch, *txs))
     assert len(outs) == len(touts)
     for o, to in zip(outs, touts):
         assert _np_dtype(o) == _np_dtype(to), f"{o.dtype} != torch's {to.dtype}"
         assert o.shape == tuple(to.shape)
         assert o.requires_grad == to.requires_grad
+        assert o.device.type == device, f"output on {o.device}, not {device}"
         if _np_dtype(o).kind == "f":
             tol = TOL[str(_np_dtype(o))]
-            np.testing.assert_allclose(o.data, to.detach().numpy(), equal_nan=True, **tol)
+            np.testing.assert_allclose(host(o), host(to), equal_nan=True, **tol)
         else:
-            np.testing.assert_array_equal(o.data, to.detach().numpy())
+            np.testing.assert_array_equal(host(o), host(to))
 
 
 # ----------------------------------------------------------------------------- coverage of the ops
@@ -1172,3 +1215,187 @@ def test_op_cases_record_the_op(op_name: str) -> None:
         assert cid in by_id, f"{op_name}: no case {cid!r}"
         fn, _, kw = by_id[cid]
         assert op_name in _recorded_ops(fn, kw), f"case {cid!r} does not record {op_name}"
+
+
+# ----------------------------------------------------------------------------- double backward on a device
+
+
+def _second_order(fn: Callable, kw: dict, device: str) -> list:
+    """d/dx <grad(fn)(x), v> for the float64 inputs of a case, by a create_graph backward (the
+    backward rules on Tensors, each recorded op on ``device``)."""
+    m = cr if device == "cpu" else OnDevice(device)
+    arrays, rng = make_inputs(
+        kw.get("shapes", ((3, 4),)), "float64", kw.get("low", -2.0), kw.get("high", 2.0)
+    )
+    xs = _cr_leaves(arrays, kw.get("f_order", False), kw.get("nograd", ()), device)
+    outs = [o for o in _flat(fn(m, *xs)) if o.requires_grad]
+    diff = [x for x in xs if x.requires_grad]
+    ups = [cr.tensor(rng.standard_normal(o.shape), device=o.device) for o in outs]
+    gs = cr.autograd.grad(outs, diff, ups, create_graph=True, allow_unused=True)
+    pairs = [(g, x) for g, x in zip(gs, diff) if g is not None and g.requires_grad]
+    if not pairs:
+        return []
+    vs = [cr.tensor(rng.standard_normal(g.shape), device=g.device) for g, _ in pairs]
+    total = sum(((g * v).sum() for (g, _), v in zip(pairs, vs)), cr.tensor(0.0, device=device))
+    hs = cr.autograd.grad([total], diff, allow_unused=True)
+    return [None if h is None else host(h) for h in hs]
+
+
+GRADGRAD = [
+    p
+    for p in CASES
+    if p.values[2].get("gradgrad", True)
+    and p.values[2].get("grad", True)
+    and "float64" in p.values[2].get("dtypes", ("float64",))
+]
+
+
+@pytest.mark.parametrize("fn, tfn, kw", GRADGRAD)
+def test_double_backward_on_device(fn: Callable, tfn: Callable | None, kw: dict, cuda: str) -> None:
+    """The create_graph backward (the rules run as recorded ops) gives on the CUDA device what it
+    gives on the CPU."""
+    ref = _second_order(fn, kw, "cpu")
+    got = _second_order(fn, kw, cuda)
+    assert len(ref) == len(got)
+    for i, (r, g) in enumerate(zip(ref, got)):
+        assert (r is None) == (g is None), f"input {i}: second-order gradient only on one device"
+        if r is not None:
+            np.testing.assert_allclose(g, r, rtol=1e-10, atol=1e-12, err_msg=f"input {i}")
+
+
+# ----------------------------------------------------------------------------- device-specific behaviour
+
+
+def test_index_cuda_tensor_with_host_indices(cuda: str) -> None:
+    """A CUDA tensor takes CPU index tensors, lists and NumPy arrays (as PyTorch); the result and
+    the gradient stay on the device and equal the CPU ones."""
+    a = np.arange(12.0).reshape(3, 4)
+    indices = [
+        cr.tensor([2, 0, 2]),
+        [2, 0, 2],
+        np.array([2, 0, 2]),
+        cr.tensor([True, False, True]),
+        (slice(None), cr.tensor([1, 1, 3])),
+        (cr.tensor(1), [0, 3]),
+    ]
+    for idx in indices:
+        ref = cr.tensor(a, requires_grad=True)
+        ref[idx].sum().backward()
+        x = cr.tensor(a, requires_grad=True, device=cuda)
+        y = x[idx]
+        assert y.device.type == "cuda", idx
+        y.sum().backward()
+        assert x.grad.device.type == "cuda"
+        np.testing.assert_array_equal(host(y), ref[idx].detach().numpy())
+        np.testing.assert_array_equal(host(x.grad), ref.grad.numpy())
+    x = cr.tensor(a, device=cuda)
+    np.testing.assert_array_equal(host(x.index_select(1, cr.tensor([3, 0]))), a[:, [3, 0]])
+    np.testing.assert_array_equal(host(x.masked_select(cr.tensor(a > 5))), a[a > 5])
+
+
+def test_index_cpu_tensor_with_cuda_index_raises(cuda: str) -> None:
+    x = cr.tensor(np.arange(4.0))
+    with pytest.raises(RuntimeError, match="indices should be either on cpu or on the same device"):
+        x[cr.tensor([0, 1], device=cuda)]
+
+
+def test_gather_scatter_index_must_share_the_device(cuda: str) -> None:
+    """As PyTorch: gather/scatter's index tensor lives where the input does."""
+    x = cr.ones(2, 3, device=cuda)
+    for f in (
+        lambda i: x.gather(1, i),
+        lambda i: x.scatter(1, i, 0.0),
+        lambda i: x.scatter_add(1, i, cr.ones(2, 1, device=cuda)),
+    ):
+        with pytest.raises(RuntimeError, match="same device.*cuda:0 and cpu"):
+            f(cr.tensor([[0], [2]]))
+        assert f(cr.tensor([[0], [2]], device=cuda)).device.type == "cuda"
+
+
+def test_where_on_cuda(cuda: str) -> None:
+    c = cr.tensor([True, False, True], device=cuda)
+    x = cr.tensor([1.0, 2.0, 3.0], device=cuda, requires_grad=True)
+    both = cr.where(c, 1.5, -1.0)  # Python scalars both: the condition says where
+    assert both.device.type == "cuda"
+    np.testing.assert_array_equal(host(both), [1.5, -1.0, 1.5])
+    y = cr.where(c, 0.0, x)
+    y.sum().backward()
+    assert y.device.type == "cuda" and x.grad.device.type == "cuda"
+    np.testing.assert_array_equal(host(x.grad), [0.0, 1.0, 0.0])
+    # a 0-d CPU condition joins the CUDA operands; a CPU mask does not (PyTorch's rule)
+    np.testing.assert_array_equal(host(cr.where(cr.tensor(False), x, 0.0)), [0.0, 0.0, 0.0])
+    with pytest.raises(RuntimeError, match="same device"):
+        cr.where(cr.tensor([True, False, True]), x, 0.0)
+    # arrays and lists are data, not tensors: they go to the device
+    np.testing.assert_array_equal(host(cr.where([True, False, False], x, 0.0)), [1.0, 0.0, 0.0])
+
+
+def test_python_scalars_from_cuda_tensors(cuda: str) -> None:
+    """item() / float() / int() / bool() / tolist() copy to the host and give Python types."""
+    x = cr.tensor([[1.5, -2.0]], device=cuda)
+    s = x.sum()
+    assert s.device.type == "cuda" and s.ndim == 0
+    assert type(s.item()) is float and s.item() == -0.5
+    assert type(float(x[0, 0])) is float and float(x[0, 0]) == 1.5
+    assert int(cr.tensor(7, device=cuda)) == 7
+    assert bool((x > 1).any()) is True
+    assert x.tolist() == [[1.5, -2.0]]
+    assert x.argmax().item() == 0
+
+
+def test_inplace_ops_on_cuda(cuda: str) -> None:
+    x = cr.zeros(2, 3, device=cuda)
+    x.add_(1).mul_(cr.full((3,), 2.0, device=cuda)).clamp_(0, 1.5)
+    assert x.device.type == "cuda"
+    np.testing.assert_array_equal(host(x), np.full((2, 3), 1.5))
+    x[cr.tensor([1], device=cuda)] = 4.0
+    x[0, 1:] = 0.0
+    np.testing.assert_array_equal(host(x), [[1.5, 0.0, 0.0], [4.0, 4.0, 4.0]])
+    x.zero_()
+    assert not bool(x.any())
+
+
+def test_integer_ops_on_cuda(cuda: str) -> None:
+    i = cr.tensor([[3, -7], [0, 5]], device=cuda)
+    assert (i // 2).dtype == cr.int64 and (i // 2).device.type == "cuda"
+    np.testing.assert_array_equal(host(i // 2), [[1, -4], [0, 2]])
+    np.testing.assert_array_equal(host(i % 3), [[0, 2], [0, 2]])
+    np.testing.assert_array_equal(host(i / 2), [[1.5, -3.5], [0.0, 2.5]])
+    assert (i / 2).dtype == cr.float32
+    np.testing.assert_array_equal(host(i.sum(0)), [3, -2])
+    np.testing.assert_array_equal(host((i > 0) & (i < 4)), [[True, False], [False, False]])
+    np.testing.assert_array_equal(host(i.nonzero()), [[0, 0], [0, 1], [1, 1]])
+
+
+def test_cross_entropy_target_out_of_range_on_cuda(cuda: str) -> None:
+    x = cr.zeros(2, 3, device=cuda)
+    with pytest.raises(IndexError, match="target 3 is out of bounds"):
+        cr.nn.functional.cross_entropy(x, cr.tensor([0, 3], device=cuda))
+
+
+def test_erf_on_device_is_the_cpu_erf(cuda: str) -> None:
+    """The branch-free device erf computes the same formulas per element: bit-identical."""
+    from chainrule.ops.activation import erf_array  # noqa: PLC0415
+
+    a = np.concatenate(
+        [np.linspace(-7, 7, 2001), [0.0, -0.0, 0.5, -0.5, 6.0, -6.0, np.inf, -np.inf, np.nan]]
+    )
+    for dt in (np.float64, np.float32):
+        d = cr.tensor(a.astype(dt), device=cuda).data
+        got = erf_array(d)
+        assert got.dtype == dt
+        np.testing.assert_array_equal(cr.backend.to_host(got), erf_array(a.astype(dt)))
+
+
+def test_gradcheck_on_cuda(cuda: str) -> None:
+    """gradcheck / gradgradcheck take CUDA inputs (the Jacobians are compared on the host)."""
+    x = cr.tensor(np.linspace(-1, 1, 6).reshape(2, 3), requires_grad=True, device=cuda)
+    w = cr.tensor(np.linspace(0.5, 2, 3), requires_grad=True, device=cuda)
+
+    def f(a: Any, b: Any) -> Any:
+        return ((a * b).tanh() ** 2).sum(1)
+
+    assert cr.autograd.gradcheck(f, (x, w))
+    assert cr.autograd.gradgradcheck(f, (x, w))
+    # a wrong gradient (the detached factor) is caught there too
+    assert not cr.autograd.gradcheck(lambda a: a.detach() * a, (x,), raise_exception=False)

@@ -2,8 +2,9 @@
 against PyTorch 2.13.
 
 Optimisers: the same float64 weights and the same fixed random gradients, 30 steps, every option;
-the parameters must agree with torch's to 1e-10. Schedulers: the learning-rate (and momentum)
-sequences must agree step for step.
+the parameters must agree with torch's to 1e-10, on the CPU and on the CUDA device (the ``device``
+fixture: a GPU, or the fake CuPy). Schedulers: the learning-rate (and momentum) sequences must
+agree step for step.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ TS = torch.optim.lr_scheduler
 SHAPES = [(3, 4), (4,), (2, 2, 3)]
 STEPS = 30
 TOL = {"rtol": 1e-10, "atol": 1e-12}
+
+
+def host(t: Any) -> np.ndarray:
+    """A chainrule tensor's values as a NumPy array, wherever they live."""
+    return t.detach().cpu().numpy()
 
 
 def _data(steps: int = STEPS, seed: int = 0) -> tuple[list, list]:
@@ -55,11 +61,12 @@ def run_both(
     groups: list[dict] | None = None,
     steps: int = STEPS,
     skip: Callable[[int, int], bool] = lambda step, i: False,
+    device: str = "cpu",
 ) -> tuple[list, list, Any, Any]:
-    """``steps`` updates of chainrule and torch on the same weights and gradients; parameter i
-    gets no gradient at a step where ``skip(step, i)``."""
+    """``steps`` updates of chainrule (on ``device``) and torch on the same weights and
+    gradients; parameter i gets no gradient at a step where ``skip(step, i)``."""
     w0, grads = _data(steps)
-    cps = [nn.Parameter(cr.tensor(w)) for w in w0]
+    cps = [nn.Parameter(cr.tensor(w, device=device)) for w in w0]
     tps = [torch.nn.Parameter(torch.tensor(w)) for w in w0]
     copt = c_cls(_groups(cps, groups), **kw)
     topt = t_cls(_groups(tps, groups), **kw)
@@ -68,15 +75,21 @@ def run_both(
             if skip(k, i):
                 cp.grad, tp.grad = None, None
             else:
-                cp.grad, tp.grad = cr.tensor(g), torch.tensor(g)
+                cp.grad, tp.grad = cr.tensor(g, device=device), torch.tensor(g)
         copt.step()
         topt.step()
+    for st in copt.state.values():  # the state lives with the parameters
+        for v in st.values():
+            assert not cr.backend.is_array(v) or cr.backend.device_of(v).type == device
     return cps, tps, copt, topt
 
 
 def assert_params_equal(cps: list, tps: list, **tol: Any) -> None:
     for i, (c, t) in enumerate(zip(cps, tps)):
-        np.testing.assert_allclose(c.data, t.detach().numpy(), err_msg=f"param {i}", **(tol or TOL))
+        assert c.device == cps[0].device
+        np.testing.assert_allclose(
+            host(c), t.detach().numpy(), err_msg=f"param {i}", **(tol or TOL)
+        )
 
 
 OPTIMISERS = [
@@ -131,15 +144,18 @@ IDS = [f"{n}-" + "-".join(f"{k}={v}" for k, v in kw.items()) for n, kw in OPTIMI
 
 
 @pytest.mark.parametrize("name,kw", OPTIMISERS, ids=IDS)
-def test_optimiser_matches_torch(name: str, kw: dict) -> None:
-    cps, tps, _, _ = run_both(getattr(cr.optim, name), getattr(torch.optim, name), kw)
+def test_optimiser_matches_torch(name: str, kw: dict, device: str) -> None:
+    cps, tps, _, _ = run_both(
+        getattr(cr.optim, name), getattr(torch.optim, name), kw, device=device
+    )
     assert_params_equal(cps, tps)
+    assert cps[0].device.type == device
     w0, _ = _data()
-    assert not np.allclose(cps[0].data, w0[0])  # it did move
+    assert not np.allclose(host(cps[0]), w0[0])  # it did move
 
 
 @pytest.mark.parametrize("name,kw", OPTIMISERS[::3], ids=IDS[::3])
-def test_param_groups_and_missing_grads(name: str, kw: dict) -> None:
+def test_param_groups_and_missing_grads(name: str, kw: dict, device: str) -> None:
     """Two groups with their own lr (and a per-group override); a parameter without a gradient at
     some steps is skipped (its state does not advance), as in torch."""
     kw = dict(kw)
@@ -153,6 +169,7 @@ def test_param_groups_and_missing_grads(name: str, kw: dict) -> None:
         {"lr": base_lr, **kw},
         groups=groups,
         skip=lambda step, i: i == 1 and 5 <= step < 12 or i == 2 and step % 4 == 0,
+        device=device,
     )
     assert_params_equal(cps, tps)
     assert [g["lr"] for g in copt.param_groups] == [g["lr"] for g in topt.param_groups]
@@ -164,39 +181,60 @@ def _state_keys(opt: Any) -> list:
 
 
 @pytest.mark.parametrize("name,kw", OPTIMISERS, ids=IDS)
-def test_state_dict_round_trip_continues_identically(name: str, kw: dict) -> None:
+def test_state_dict_round_trip_continues_identically(name: str, kw: dict, device: str) -> None:
     c_cls, t_cls = getattr(cr.optim, name), getattr(torch.optim, name)
     w0, grads = _data()
-    cps = [nn.Parameter(cr.tensor(w)) for w in w0]
+    cps = [nn.Parameter(cr.tensor(w, device=device)) for w in w0]
     copt = c_cls(_groups(cps, [{"n": 1, "lr": kw["lr"] * 2}, {"n": 2}]), **kw)
 
     def step(opt: Any, ps: list, k: int) -> None:
         for p, g in zip(ps, grads[k]):
-            p.grad = cr.tensor(g)
+            p.grad = cr.tensor(g, device=device)
         opt.step()
+
+    def val(v: Any) -> Any:
+        return host(v) if isinstance(v, cr.Tensor) else v
 
     for k in range(10):
         step(copt, cps, k)
     sd = copt.state_dict()
-    frozen = copy.deepcopy(sd)
+    for st in sd["state"].values():  # state tensors stay on the parameters' device
+        assert all(v.device.type == device for v in st.values() if isinstance(v, cr.Tensor))
+    frozen = {i: {k: val(v) for k, v in st.items()} for i, st in sd["state"].items()}
     # the state dict is a snapshot: stepping on does not change it
-    clone = [nn.Parameter(cr.tensor(p.data.copy())) for p in cps]
+    clone = [nn.Parameter(p.detach().clone()) for p in cps]
     step(copt, cps, 10)
     for i in sd["state"]:
         for k, v in sd["state"][i].items():
-            a = v.data if isinstance(v, cr.Tensor) else v
-            b = frozen["state"][i][k]
-            np.testing.assert_array_equal(a, b.data if isinstance(b, cr.Tensor) else b)
-    # a fresh optimiser loading it continues exactly as the original did
+            np.testing.assert_array_equal(val(v), frozen[i][k])
+    # a fresh optimiser loading it continues exactly as the original did; so does one loading
+    # the state saved to the CPU (torch moves loaded state to each parameter's device)
     copt2 = c_cls(_groups(clone, [{"n": 1, "lr": 123.0}, {"n": 2}]), **kw)
     copt2.load_state_dict(sd)
+    on_cpu = {
+        "state": {
+            i: {k: v.cpu() if isinstance(v, cr.Tensor) else v for k, v in st.items()}
+            for i, st in sd["state"].items()
+        },
+        "param_groups": copy.deepcopy(sd["param_groups"]),
+    }
+    clone3 = [nn.Parameter(p.detach().clone()) for p in clone]
+    copt3 = c_cls(_groups(clone3, [{"n": 1}, {"n": 2}]), **kw)
+    copt3.load_state_dict(on_cpu)
+    for st in copt3.state.values():
+        assert all(
+            cr.backend.device_of(v).type == device for v in st.values() if cr.backend.is_array(v)
+        )
     assert copt2.param_groups[0]["lr"] == kw["lr"] * 2
     step(copt2, clone, 10)
+    step(copt3, clone3, 10)
     for k in range(11, STEPS):
         step(copt, cps, k)
         step(copt2, clone, k)
-    for a, b in zip(cps, clone):
-        np.testing.assert_array_equal(a.data, b.data)
+        step(copt3, clone3, k)
+    for a, b, c in zip(cps, clone, clone3):
+        np.testing.assert_array_equal(host(a), host(b))
+        np.testing.assert_array_equal(host(a), host(c))
     # ... and as torch did without interruption; the state has torch's names
     tps = [torch.nn.Parameter(torch.tensor(w)) for w in w0]
     topt = t_cls(_groups(tps, [{"n": 1, "lr": kw["lr"] * 2}, {"n": 2}]), **kw)
@@ -527,20 +565,21 @@ def test_scheduler_errors() -> None:
 # ----------------------------------------------------------------------------- nn.utils
 
 
-def _grads_pair(dtype: Any, seed: int = 0, scale: float = 1.0) -> tuple[list, list]:
+def _grads_pair(
+    dtype: Any, seed: int = 0, scale: float = 1.0, device: str = "cpu"
+) -> tuple[list, list]:
     r = np.random.default_rng(seed)
     arrays = [(r.standard_normal(s) * scale).astype(dtype) for s in SHAPES]
     cps, tps = [], []
+    cdt = cr.float64 if dtype == np.float64 else cr.float32
     for a in arrays:
         cp, tp = (
-            nn.Parameter(
-                cr.zeros(*a.shape, dtype=cr.float64 if dtype == np.float64 else cr.float32)
-            ),
+            nn.Parameter(cr.zeros(*a.shape, dtype=cdt, device=device)),
             torch.nn.Parameter(
                 torch.zeros(a.shape, dtype=torch.float64 if dtype == np.float64 else torch.float32)
             ),
         )
-        cp.grad, tp.grad = cr.tensor(a.copy()), torch.tensor(a.copy())
+        cp.grad, tp.grad = cr.tensor(a.copy(), device=device), torch.tensor(a.copy())
         cps.append(cp)
         tps.append(tp)
     return cps, tps
@@ -549,26 +588,30 @@ def _grads_pair(dtype: Any, seed: int = 0, scale: float = 1.0) -> tuple[list, li
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("norm_type", [2.0, 1, 3.5, math.inf, -math.inf, 0])
 @pytest.mark.parametrize("max_norm", [0.5, 1e3])
-def test_clip_grad_norm_matches_torch(max_norm: float, norm_type: float, dtype: Any) -> None:
+def test_clip_grad_norm_matches_torch(
+    max_norm: float, norm_type: float, dtype: Any, device: str
+) -> None:
     tol = {"rtol": 1e-12, "atol": 1e-14} if dtype == np.float64 else {"rtol": 2e-6, "atol": 1e-7}
-    cps, tps = _grads_pair(dtype)
+    cps, tps = _grads_pair(dtype, device=device)
     cn = nn.utils.clip_grad_norm_(cps, max_norm, norm_type=norm_type)
     tn = torch.nn.utils.clip_grad_norm_(tps, max_norm, norm_type=norm_type)
-    np.testing.assert_allclose(cn.data, tn.numpy(), **tol)
+    assert cn.device.type == device
+    np.testing.assert_allclose(host(cn), tn.numpy(), **tol)
     assert cn.data.dtype == tn.numpy().dtype
     for c, t in zip(cps, tps):
-        np.testing.assert_allclose(c.grad.data, t.grad.numpy(), **tol)
+        assert c.grad.device.type == device
+        np.testing.assert_allclose(host(c.grad), t.grad.numpy(), **tol)
 
 
-def test_clip_grad_norm_edge_cases() -> None:
+def test_clip_grad_norm_edge_cases(device: str) -> None:
     # a single tensor, no gradients, non-finite norms
-    p = nn.Parameter(cr.zeros(3, dtype=cr.float64))
-    p.grad = cr.tensor([3.0, 4.0, 0.0])
+    p = nn.Parameter(cr.zeros(3, dtype=cr.float64, device=device))
+    p.grad = cr.tensor([3.0, 4.0, 0.0], device=device)
     assert nn.utils.clip_grad_norm_(p, 1.0).item() == pytest.approx(5.0)
-    np.testing.assert_allclose(p.grad.data, np.array([3.0, 4.0, 0.0]) / (5.0 + 1e-6))
+    np.testing.assert_allclose(host(p.grad), np.array([3.0, 4.0, 0.0]) / (5.0 + 1e-6))
     assert nn.utils.clip_grad_norm_([nn.Parameter(cr.zeros(2))], 1.0).item() == 0.0
     for bad in (np.nan, np.inf):
-        cps, tps = _grads_pair(np.float64)
+        cps, tps = _grads_pair(np.float64, device=device)
         cps[0].grad.data[0, 0] = bad
         tps[0].grad[0, 0] = bad
         with pytest.raises(RuntimeError, match="non-finite"):
@@ -577,41 +620,63 @@ def test_clip_grad_norm_edge_cases() -> None:
             torch.nn.utils.clip_grad_norm_(tps, 1.0, error_if_nonfinite=True)
         cn = nn.utils.clip_grad_norm_(cps, 1.0)
         tn = torch.nn.utils.clip_grad_norm_(tps, 1.0)
-        np.testing.assert_equal(cn.data, tn.numpy())
+        np.testing.assert_equal(host(cn), tn.numpy())
         for c, t in zip(cps, tps):  # torch scales by max_norm / norm even so (NaN or 0)
-            np.testing.assert_equal(c.grad.data, t.grad.numpy())
+            np.testing.assert_equal(host(c.grad), t.grad.numpy())
+
+
+def test_clip_grad_norm_on_cuda_needs_no_host_sync(cuda: str, monkeypatch) -> None:
+    """Without error_if_nonfinite, clipping device gradients never turns a device value into a
+    Python number (each would be a GPU sync)."""
+    cps, tps = _grads_pair(np.float64, device=cuda)
+    mod = cr.backend.cuda_module()
+
+    def refuse(self: Any) -> None:
+        raise AssertionError("a device value was read on the host")
+
+    if hasattr(mod.ndarray, "_a"):  # the fake: its scalar conversions are where syncs happen
+        for name in ("__float__", "__bool__", "item", "__int__"):
+            monkeypatch.setattr(mod.ndarray, name, refuse)
+    cn = nn.utils.clip_grad_norm_(cps, 0.5)
+    monkeypatch.undo()
+    tn = torch.nn.utils.clip_grad_norm_(tps, 0.5)
+    np.testing.assert_allclose(host(cn), tn.numpy(), rtol=1e-12)
+    for c, t in zip(cps, tps):
+        np.testing.assert_allclose(host(c.grad), t.grad.numpy(), rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("clip", [0.1, 0.7, 5.0])
-def test_clip_grad_value_matches_torch(clip: float) -> None:
-    cps, tps = _grads_pair(np.float64, scale=2)
+def test_clip_grad_value_matches_torch(clip: float, device: str) -> None:
+    cps, tps = _grads_pair(np.float64, scale=2, device=device)
     cps[1].grad.data[0] = np.nan
     tps[1].grad[0] = np.nan
     assert nn.utils.clip_grad_value_(cps, clip) is None
     torch.nn.utils.clip_grad_value_(tps, clip)
     for c, t in zip(cps, tps):
-        np.testing.assert_equal(c.grad.data, t.grad.numpy())
-        assert np.nanmax(np.abs(c.grad.data)) <= clip
+        assert c.grad.device.type == device
+        np.testing.assert_equal(host(c.grad), t.grad.numpy())
+        assert np.nanmax(np.abs(host(c.grad))) <= clip
 
 
-def test_parameters_to_vector_and_back() -> None:
+def test_parameters_to_vector_and_back(device: str) -> None:
     w0, _ = _data(1)
-    cps = [nn.Parameter(cr.tensor(w)) for w in w0]
+    cps = [nn.Parameter(cr.tensor(w, device=device)) for w in w0]
     tps = [torch.nn.Parameter(torch.tensor(w)) for w in w0]
     cv = nn.utils.parameters_to_vector(cps)
     tv = torch.nn.utils.parameters_to_vector(tps)
-    np.testing.assert_array_equal(cv.data, tv.detach().numpy())
+    assert cv.device.type == device
+    np.testing.assert_array_equal(host(cv), tv.detach().numpy())
     assert cv.shape == (sum(int(np.prod(s)) for s in SHAPES),)
     # differentiable
     (cv * cv).sum().backward()
-    np.testing.assert_allclose(cps[0].grad.data, 2 * w0[0])
+    np.testing.assert_allclose(host(cps[0].grad), 2 * w0[0])
     new = np.arange(cv.numel(), dtype=np.float64)
-    nn.utils.vector_to_parameters(cr.tensor(new), cps)
+    nn.utils.vector_to_parameters(cr.tensor(new, device=device), cps)
     torch.nn.utils.vector_to_parameters(torch.tensor(new), tps)
     for c, t in zip(cps, tps):
-        np.testing.assert_array_equal(c.data, t.detach().numpy())
+        np.testing.assert_array_equal(host(c), t.detach().numpy())
     with pytest.raises(RuntimeError, match="vector has 3 elements"):
-        nn.utils.vector_to_parameters(cr.zeros(3), cps)
+        nn.utils.vector_to_parameters(cr.zeros(3, device=device), cps)
 
 
 # ----------------------------------------------------------------------------- nn.init
@@ -642,15 +707,15 @@ def test_calculate_gain_and_fans_match_torch() -> None:
 
 
 def _stats(t: Any) -> tuple[float, float, float]:
-    a = t.data.astype(np.float64)
+    a = host(t).astype(np.float64)
     return float(a.mean()), float(a.std()), float(np.abs(a).max())
 
 
 @pytest.mark.parametrize("shape", [(300, 200), (64, 32, 3, 3)])
-def test_init_distributions(shape: tuple) -> None:
+def test_init_distributions(shape: tuple, device: str) -> None:
     cr.manual_seed(0)
     fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(cr.zeros(*shape))
-    t = cr.empty(*shape)
+    t = cr.empty(*shape, device=device)
 
     # xavier uniform: U(-a, a), a = gain sqrt(6 / (fan_in + fan_out))
     a = 1.5 * math.sqrt(6 / (fan_in + fan_out))
@@ -675,6 +740,7 @@ def test_init_distributions(shape: tuple) -> None:
     torch.nn.init.kaiming_uniform_(tt, a=math.sqrt(5))
     _, std, _ = _stats(nn.init.kaiming_uniform_(t, a=math.sqrt(5)))
     assert std == pytest.approx(float(tt.std()), rel=0.03)
+    assert t.device.type == device
     with pytest.raises(ValueError, match="Mode fan_avg not supported"):
         nn.init.kaiming_uniform_(t, mode="fan_avg")
 
@@ -682,19 +748,20 @@ def test_init_distributions(shape: tuple) -> None:
 @pytest.mark.parametrize(
     "shape,gain", [((6, 10), 1.0), ((10, 6), 2.0), ((8, 2, 3, 3), 0.5), ((5, 5), 1.0)]
 )
-def test_orthogonal(shape: tuple, gain: float) -> None:
+def test_orthogonal(shape: tuple, gain: float, device: str) -> None:
     cr.manual_seed(1)
-    t = nn.init.orthogonal_(cr.empty(*shape, dtype=cr.float64), gain=gain)
-    w = t.data.reshape(shape[0], -1)
+    t = nn.init.orthogonal_(cr.empty(*shape, dtype=cr.float64, device=device), gain=gain)
+    assert t.device.type == device
+    w = host(t).reshape(shape[0], -1)
     rows, cols = w.shape
     gram = w @ w.T if rows <= cols else w.T @ w
     np.testing.assert_allclose(gram, gain**2 * np.eye(min(rows, cols)), atol=1e-12)
     # and a second draw differs
-    t2 = nn.init.orthogonal_(cr.empty(*shape, dtype=cr.float64), gain=gain)
-    assert not np.allclose(t.data, t2.data)
+    t2 = nn.init.orthogonal_(cr.empty(*shape, dtype=cr.float64, device=device), gain=gain)
+    assert not np.allclose(host(t), host(t2))
 
 
-def test_deterministic_inits_equal_torch() -> None:
+def test_deterministic_inits_equal_torch(device: str) -> None:
     for fn, args, shape in [
         ("eye_", (), (3, 5)),
         ("eye_", (), (4, 2)),
@@ -704,27 +771,31 @@ def test_deterministic_inits_equal_torch() -> None:
         ("ones_", (), (2, 2)),
         ("zeros_", (), (3,)),
     ]:
-        c = getattr(nn.init, fn)(cr.empty(*shape, dtype=cr.float64), *args)
+        c = getattr(nn.init, fn)(cr.empty(*shape, dtype=cr.float64, device=device), *args)
         t = getattr(torch.nn.init, fn)(torch.empty(shape, dtype=torch.float64), *args)
-        np.testing.assert_array_equal(c.data, t.numpy(), err_msg=f"{fn}{shape}")
+        assert c.device.type == device
+        np.testing.assert_array_equal(host(c), t.numpy(), err_msg=f"{fn}{shape}")
 
 
-def test_init_in_place_no_grad_and_generator() -> None:
-    p = nn.Parameter(cr.zeros(50, 40))
+def test_init_in_place_no_grad_and_generator(device: str) -> None:
+    p = nn.Parameter(cr.zeros(50, 40, device=device))
     v = p._version
     out = nn.init.normal_(p, 1.0, 0.1)
     assert out is p and p.requires_grad and p.is_leaf and p.grad_fn is None and p._version > v
-    assert abs(p.data.mean() - 1.0) < 0.01
+    assert p.device.type == device
+    assert abs(host(p).mean() - 1.0) < 0.01
     g1, g2 = cr.Generator().manual_seed(5), cr.Generator().manual_seed(5)
-    a = nn.init.uniform_(cr.empty(10), -2, 3, generator=g1)
-    b = nn.init.uniform_(cr.empty(10), -2, 3, generator=g2)
-    np.testing.assert_array_equal(a.data, b.data)
-    assert a.data.min() >= -2 and a.data.max() < 3
-    tn = nn.init.trunc_normal_(cr.empty(20000), mean=0.5, std=1.0, a=-0.5, b=1.0)
-    assert tn.data.min() >= -0.5 and tn.data.max() <= 1.0
+    a = nn.init.uniform_(cr.empty(10, device=device), -2, 3, generator=g1)
+    b = nn.init.uniform_(cr.empty(10, device=device), -2, 3, generator=g2)
+    np.testing.assert_array_equal(host(a), host(b))
+    assert host(a).min() >= -2 and host(a).max() < 3
+    tn = nn.init.trunc_normal_(cr.empty(20000, device=device), mean=0.5, std=1.0, a=-0.5, b=1.0)
+    assert tn.device.type == device
+    tnh = host(tn)
+    assert tnh.min() >= -0.5 and tnh.max() <= 1.0
     ref = torch.nn.init.trunc_normal_(torch.empty(20000), mean=0.5, std=1.0, a=-0.5, b=1.0)
-    assert float(tn.data.mean()) == pytest.approx(float(ref.mean()), abs=0.02)
-    assert float(tn.data.std()) == pytest.approx(float(ref.std()), abs=0.02)
+    assert float(tnh.mean()) == pytest.approx(float(ref.mean()), abs=0.02)
+    assert float(tnh.std()) == pytest.approx(float(ref.std()), abs=0.02)
 
 
 RESUMED = {
@@ -889,3 +960,33 @@ def test_sgd_chunked_threads_match_serial_and_torch(monkeypatch, kw) -> None:
         tp.grad = torch.tensor(g.copy())
         topt.step()
     np.testing.assert_allclose(chunked, tp.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_sgd_never_chunks_device_arrays(cuda: str, monkeypatch) -> None:
+    """The threaded chunked update is for host arrays only: on the device one call does it."""
+    import chainrule.optim.optimizer as O
+
+    monkeypatch.setattr(O, "CHUNK_MIN", 8)
+    real = O.in_chunks
+
+    def host_only(fn, *arrays, **kw):  # noqa: ANN001, ANN002, ANN003, ANN202
+        assert all(a is None or type(a) is np.ndarray for a in arrays), "device arrays chunked"
+        return real(fn, *arrays, **kw)
+
+    monkeypatch.setattr(O, "in_chunks", host_only)
+    import chainrule.optim.sgd as S
+
+    monkeypatch.setattr(S, "in_chunks", host_only)
+    rng = np.random.default_rng(1)
+    w0 = rng.standard_normal((37, 29))
+    grads = [rng.standard_normal((37, 29)) for _ in range(4)]
+    out = {}
+    for dev in ("cpu", cuda):
+        p = cr.tensor(w0.copy(), device=dev, requires_grad=True)
+        opt = cr.optim.SGD([p], lr=0.1, momentum=0.9, weight_decay=0.01)
+        for g in grads:
+            p.grad = cr.tensor(g, device=dev)
+            opt.step()
+        assert p.device.type == dev
+        out[dev] = host(p)
+    np.testing.assert_array_equal(out["cpu"], out[cuda])

@@ -15,20 +15,24 @@ import chainrule as cr
 SETTINGS = settings(
     max_examples=60,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    # the ``device`` fixture is set once per test (it installs the CUDA module), not per example
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,
+    ],
 )
 RTOL, ATOL = 1e-10, 1e-12
 
 
 def _np(x):
-    if isinstance(x, cr.Tensor):
-        return np.asarray(x.detach().data)
-    return x.detach().cpu().numpy()
+    return x.detach().cpu().numpy()  # (chainrule's CUDA tensors too)
 
 
-def leaf_pair(a):
+def leaf_pair(a, device="cpu"):
+    """The same float64 leaf in chainrule (on ``device``) and in torch (on the CPU)."""
     return (
-        cr.tensor(a, dtype=cr.float64, requires_grad=True),
+        cr.tensor(a, dtype=cr.float64, requires_grad=True, device=device),
         torch.tensor(a, dtype=torch.float64, requires_grad=True),
     )
 
@@ -66,24 +70,25 @@ BINARY = {
     ),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_broadcast_binary_forward_and_grads(name, shapes, seed):
+def test_broadcast_binary_forward_and_grads(name, shapes, seed, device):
     f_cr, f_t, f_np, (_, make_a), (_, make_b) = BINARY[name]
     (sa, sb), out_shape = shapes.input_shapes, shapes.result_shape
     rng = np.random.default_rng(seed)
     a, b = make_a(rng, sa), make_b(rng, sb)
     w = rng.standard_normal(out_shape)
-    xa, ta = leaf_pair(a)
-    xb, tb = leaf_pair(b)
+    xa, ta = leaf_pair(a, device)
+    xb, tb = leaf_pair(b, device)
 
     out = f_cr(xa, xb)
     expected = f_np(a, b)
     assert tuple(out.shape) == tuple(out_shape) == expected.shape
+    assert out.device == xa.device
     np.testing.assert_allclose(_np(out), expected, rtol=RTOL, atol=ATOL)
 
-    (out * cr.tensor(w)).sum().backward()
+    (out * cr.tensor(w, device=device)).sum().backward()
     (f_t(ta, tb) * torch.tensor(w)).sum().backward()
     for x, t, s in ((xa, ta, sa), (xb, tb, sb)):
-        assert x.grad is not None
+        assert x.grad is not None and x.grad.device == x.device
         assert tuple(x.grad.shape) == tuple(s), f"grad shape {x.grad.shape} != input shape {s}"
         np.testing.assert_allclose(_np(x.grad), _np(t.grad), rtol=RTOL, atol=ATOL)
 
@@ -95,12 +100,12 @@ def test_broadcast_binary_forward_and_grads(name, shapes, seed):
     ),
     seed=st.integers(0, 2**31 - 1),
 )
-def test_broadcast_chain_with_reused_input(shapes, seed):
+def test_broadcast_chain_with_reused_input(shapes, seed, device):
     """x used twice with different broadcasts: both contributions summed back to x's shape."""
     sa, sb, sc = shapes.input_shapes
     rng = np.random.default_rng(seed)
     arrs = [rng.standard_normal(s) for s in (sa, sb, sc)]
-    (xa, ta), (xb, tb), (xc, tc) = (leaf_pair(a) for a in arrs)
+    (xa, ta), (xb, tb), (xc, tc) = (leaf_pair(a, device) for a in arrs)
     out = cr.tanh(xa * xb + xc) * xa - xb / (1.0 + xc * xc)
     tout = torch.tanh(ta * tb + tc) * ta - tb / (1.0 + tc * tc)
     np.testing.assert_allclose(_np(out), _np(tout), rtol=RTOL, atol=ATOL)
@@ -147,18 +152,19 @@ def reduction_case(draw, min_side=1):
     return shape, dim, keepdim, seed
 
 
-def _check_reduction(f_cr, f_t, shape, dim, keepdim, seed, rtol=RTOL):
+def _check_reduction(f_cr, f_t, shape, dim, keepdim, seed, rtol=RTOL, device="cpu"):
     rng = np.random.default_rng(seed)
     a = rng.standard_normal(shape)
-    x, t = leaf_pair(a)
+    x, t = leaf_pair(a, device)
     out = f_cr(x, dim, keepdim)
     tout = f_t(t, dim, keepdim)
     assert tuple(out.shape) == tuple(tout.shape), f"{out.shape} vs {tuple(tout.shape)}"
+    assert out.device == x.device
     np.testing.assert_allclose(_np(out), _np(tout), rtol=rtol, atol=ATOL)
     w = rng.standard_normal(tuple(tout.shape))
-    (out * cr.tensor(w)).sum().backward()
+    (out * cr.tensor(w, device=device)).sum().backward()
     (tout * torch.tensor(w)).sum().backward()
-    assert x.grad.shape == x.shape
+    assert x.grad.shape == x.shape and x.grad.device == x.device
     np.testing.assert_allclose(_np(x.grad), _np(t.grad), rtol=rtol, atol=ATOL)
 
 
@@ -195,7 +201,7 @@ REDUCTIONS = {
 
 @SETTINGS
 @given(name=st.sampled_from(sorted(REDUCTIONS)), case=reduction_case())
-def test_reductions_vs_torch(name, case):
+def test_reductions_vs_torch(name, case, device):
     shape, dim, keepdim, seed = case
     dims = (dim,) if isinstance(dim, int) else dim
     if name == "logsumexp" and dims == ():
@@ -204,7 +210,7 @@ def test_reductions_vs_torch(name, case):
     if name == "var_unbiased" and n < 2:
         return  # 0/0: NaN in both, compared by test_var_single_element below
     f_cr, f_t = REDUCTIONS[name]
-    _check_reduction(f_cr, f_t, *case, rtol=1e-9 if name == "std" else RTOL)
+    _check_reduction(f_cr, f_t, *case, rtol=1e-9 if name == "std" else RTOL, device=device)
 
 
 @SETTINGS
@@ -216,13 +222,13 @@ def test_sum_with_empty_dims(case):
 
 @SETTINGS
 @given(case=reduction_case())
-def test_reduction_composition_second_order(case):
+def test_reduction_composition_second_order(case, device):
     """Gradients of a gradient through logsumexp and mean: autograd.grad(create_graph=True)."""
     shape, dim, keepdim, seed = case
     if dim == ():
         dim = tuple(range(len(shape)))  # torch.logsumexp rejects dim=()
     a = np.random.default_rng(seed).standard_normal(shape)
-    x, t = leaf_pair(a)
+    x, t = leaf_pair(a, device)
     y = cr.logsumexp(x * x, dim, keepdim).mean()
     ty = torch.logsumexp(t * t, dim, keepdim).mean()
     (g,) = cr.autograd.grad(y, x, create_graph=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins  # noqa: F401  (for annotations below, where bool/int are shadowed)
 
 from . import (  # noqa: E402
+    amp,
     autograd,  # noqa: E402  (after Tensor: the engine imports it)
     cuda,
     data,
@@ -23,6 +24,7 @@ from . import (  # noqa: E402
     train,
     viz,
 )
+from .amp import autocast
 from .autograd import (
     enable_grad,
     inference_mode,

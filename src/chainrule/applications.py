@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import nn
+from . import backend, nn
 from .train.callbacks import Callback
 
 __all__ = [
@@ -222,12 +222,13 @@ class CharTransformer(nn.Module):
         self.out = nn.Linear(d_model, vocab)
         self._masks: dict[int, Any] = {}
 
-    def _mask(self, t: int) -> Any:
+    def _mask(self, t: int, device: Any) -> Any:
         from .creation import tensor  # noqa: PLC0415
 
-        if t not in self._masks:
-            self._masks[t] = tensor(np.triu(np.ones((t, t), dtype=bool), 1))  # True: may not attend
-        return self._masks[t]
+        key = (t, str(device))
+        if key not in self._masks:  # True: may not attend
+            self._masks[key] = tensor(np.triu(np.ones((t, t), dtype=bool), 1), device=device)
+        return self._masks[key]
 
     def forward(self, x: Any) -> Any:
         from .creation import arange  # noqa: PLC0415
@@ -237,8 +238,8 @@ class CharTransformer(nn.Module):
             raise ValueError(
                 f"CharTransformer: a context of {t} characters is longer than its {self.max_len} positions"
             )
-        h = self.embed(x) + self.pos(arange(t))
-        h = self.encoder(h, mask=self._mask(t), is_causal=True)
+        h = self.embed(x) + self.pos(arange(t, device=x.device))
+        h = self.encoder(h, mask=self._mask(t, x.device), is_causal=True)
         return self.out(self.norm(h)).permute(0, 2, 1)
 
 
@@ -261,7 +262,7 @@ def sample_text(
     character language model: (1, T) ids -> (1, V, T) logits) with probabilities
     ``softmax(logits / temperature)`` (``temperature=0``: always the likeliest), looking at the
     last ``context`` characters. Uses its own generator (``seed``), never the global one, and the
-    model in eval mode without gradients (its mode is restored)."""
+    model in eval mode without gradients (its mode is restored), on the model's device."""
     from .autograd.grad_mode import no_grad  # noqa: PLC0415
     from .creation import tensor  # noqa: PLC0415
 
@@ -272,12 +273,14 @@ def sample_text(
     ids = [int(i) for i in vocab.encode(prompt or "\n")]
     start = len(ids) if prompt else 1
     was = getattr(model, "training", False)
+    dev = next((p.device for p in model.parameters()), None)
     model.eval()
     try:
         with no_grad():
             for _ in range(length):
-                x = tensor(np.asarray(ids[-context:], dtype=np.int64)[None])
-                logits = np.asarray(model(x).data[0, :, -1], dtype=np.float64)
+                x = tensor(np.asarray(ids[-context:], dtype=np.int64)[None], device=dev)
+                last = model(x).data[0, :, -1]  # one GPU read per character: it picks the next
+                logits = backend.to_host(last).astype(np.float64)
                 if temperature == 0:
                     nxt = int(logits.argmax())
                 else:

@@ -37,7 +37,7 @@ class device:  # noqa: N801 - PyTorch's name
         if ":" in type:
             type, idx = type.split(":", 1)
             if not idx.isdigit():
-                raise RuntimeError(f"invalid device string {type}:{idx!r}: expected 'cuda:N'")
+                raise RuntimeError(f"invalid device string '{type}:{idx}': expected 'cuda:N'")
             index = int(idx)
         if type not in ("cpu", "cuda"):
             raise RuntimeError(f"unknown device type {type!r}: expected 'cpu' or 'cuda'")

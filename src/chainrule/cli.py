@@ -5,6 +5,7 @@
     chainrule train --config run.toml    # a model/data/optimiser description (see config.py)
     chainrule train --epochs 5 --lr 0.01 --batch-size 64 --seed 1 --out runs/try
     chainrule train --resume             # continue the latest run of that preset (or --resume DIR)
+    chainrule train --device cuda        # on the GPU (CuPy); auto: the GPU when there is one
     chainrule train --preset mnist-cnn --data DIR   # --data sets data.path (MNIST folder, text file, ...)
     chainrule presets                    # one line per preset
     chainrule eval runs/mnist1d-cnn      # a saved run's weights on its test (or validation) data
@@ -168,8 +169,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         data=args.data,
+        device=args.device,
     )
     cfg = C.validate(cfg)
+    dev = C.resolve_device(cfg["device"])  # no CUDA: one line saying what to install
+    if dev.type != "cpu" and getattr(args, "distributed", False):
+        raise CLIError("--distributed trains on the CPU: leave out --device (or device = 'cpu')")
     dist = _distributed(args)
     if dist is None:
         run_dir, resume = _resolve_run_dir(cfg["name"], args.out, args.resume)
@@ -179,8 +184,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.toml").write_text(C.to_toml(cfg))
+        where = "" if dev.type == "cpu" else f" on {dev}"
         print(
-            f"chainrule: {'resuming' if resume else 'training'} {cfg['name']} in {run_dir}/ — {cfg['description']}",
+            f"chainrule: {'resuming' if resume else 'training'} {cfg['name']} in {run_dir}/{where} — {cfg['description']}",
             flush=True,
         )
     summary = train_from_config(
@@ -215,12 +221,14 @@ def train_from_config(
         optim,
         presets,  # noqa: PLC0415
     )
+    from .config import resolve_device  # noqa: PLC0415
     from .data import DataLoader  # noqa: PLC0415
     from .optim import lr_scheduler  # noqa: PLC0415
     from .random import Generator, manual_seed  # noqa: PLC0415
     from .train import CSVLogger, JSONLogger, ModelCheckpoint, Trainer  # noqa: PLC0415
 
     dist = _distributed(args)  # None, or chainrule.distributed (mpiexec ... train --distributed)
+    dev = resolve_device(cfg.get("device", "cpu"))
     manual_seed(cfg["seed"])
     train_ds, val_ds, test_ds = build_data(cfg)
     model = presets.build_model(cfg["model"])
@@ -231,6 +239,7 @@ def train_from_config(
             batch_size=d["batch_size"],
             shuffle=d["shuffle"],
             generator=Generator().manual_seed(cfg["seed"]),
+            pin_memory=dev.type == "cuda",  # asynchronous copies to the GPU
         )
         val_loader = (
             DataLoader(val_ds, batch_size=max(d["batch_size"], 256)) if val_ds is not None else None
@@ -264,9 +273,10 @@ def train_from_config(
         for mod in _command_modules():
             if hasattr(mod, "train_callbacks"):
                 callbacks += mod.train_callbacks(args, cfg, run_dir)
-    trainer = (Trainer if dist is None else dist.DistributedTrainer)(
-        model, loss_fn, opt, t["metrics"]
-    )
+    if dist is None:
+        trainer = Trainer(model, loss_fn, opt, t["metrics"], device=dev)
+    else:
+        trainer = dist.DistributedTrainer(model, loss_fn, opt, t["metrics"])
     start = time.perf_counter()
     history = trainer.fit(
         loader, val_loader, epochs=t["epochs"], callbacks=callbacks, scheduler=sched,
@@ -342,6 +352,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not cfg_path.exists():
         raise CLIError(f"{run} is not a run folder (no config.toml)")
     cfg = C.validate(C.load_toml(cfg_path))
+    dev = C.resolve_device(args.device)
     weights = run / f"{args.weights}.safetensors"
     if not weights.exists():
         raise CLIError(
@@ -359,6 +370,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         getattr(nn, t["loss"])(**t["loss_args"]),
         DataLoader(ds, batch_size=512),
         t["metrics"],
+        device=dev,
     )
     print(
         f"{cfg['name']} ({weights.name}) on {args.split} ({len(ds)} samples): "
@@ -409,6 +421,7 @@ def parser() -> argparse.ArgumentParser:
         help="continue the latest run of this preset/config (or the run in DIR)",
     )
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_device_argument(t, default=None, what="train", says="the config's device, else cpu")
     t.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
@@ -416,6 +429,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("run_dir")
     e.add_argument("--weights", choices=["best", "last"], default="best")
     e.add_argument("--split", choices=["test", "val", "train"], default="test")
+    add_device_argument(e)
     e.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
@@ -433,6 +447,32 @@ def parser() -> argparse.ArgumentParser:
             )
             mod.add_arguments(c)
     return p
+
+
+def _device_name(value: str) -> str:
+    from .config import ConfigError, check_device  # noqa: PLC0415
+
+    try:
+        return check_device(value, "--device")
+    except ConfigError as e:
+        raise argparse.ArgumentTypeError(str(e).replace("--device = ", "")) from None
+
+
+def add_device_argument(
+    parser: argparse.ArgumentParser,
+    default: str | None = "cpu",
+    what: str = "run the model",
+    says: str = "cpu",
+) -> None:
+    """``--device {cpu,cuda,auto}`` (``cuda:N`` too) on a command that runs a model."""
+    parser.add_argument(
+        "--device",
+        type=_device_name,
+        default=default,
+        metavar="{cpu,cuda,auto}",
+        help=f"where to {what}: cuda needs CuPy and an NVIDIA GPU (cuda:N picks one), auto is "
+        f"cuda when there is one, else cpu (default: {says})",
+    )
 
 
 def _distributed(args: argparse.Namespace | None) -> Any:

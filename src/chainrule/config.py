@@ -5,6 +5,7 @@ A config is a dict (TOML tables):
     name = "my-run"                 # run folder name (default: the file's stem or the preset)
     description = "one line"
     seed = 0
+    device = "cpu"                  # "cuda" (needs CuPy and a GPU), "cuda:1", or "auto"
 
     [data]
     dataset = "mnist1d"             # see DATASETS
@@ -56,7 +57,9 @@ class ConfigError(ValueError):
     """A config value that cannot be used; the message names the key."""
 
 
-SECTIONS = {"name", "description", "seed", "data", "model", "optimizer", "scheduler", "train"}
+SECTIONS = {
+    "name", "description", "seed", "device", "data", "model", "optimizer", "scheduler", "train",
+}  # fmt: skip
 DATASETS = (
     "xor",
     "parity",
@@ -166,6 +169,8 @@ def validate(cfg: dict) -> dict:
     cfg.setdefault("seed", 0)
     if not isinstance(cfg["seed"], int):
         raise ConfigError(f"seed must be an integer, got {cfg['seed']!r}")
+    cfg.setdefault("device", "cpu")
+    check_device(cfg["device"], "device")
 
     data = cfg.setdefault("data", {})
     for k in data:
@@ -293,8 +298,37 @@ def validate(cfg: dict) -> dict:
     return cfg
 
 
+def check_device(value: Any, key: str = "device") -> str:
+    """``value`` if it names a device a config may ask for: ``"cpu"``, ``"cuda"``, ``"cuda:N"``
+    or ``"auto"`` (CUDA when available, else the CPU); a ConfigError naming ``key`` otherwise.
+    Whether CUDA is usable here is checked when training starts, not here."""
+    ok = isinstance(value, str) and (
+        value in ("cpu", "cuda", "auto") or (value.startswith("cuda:") and value[5:].isdigit())
+    )
+    if not ok:
+        raise ConfigError(
+            f"{key} = {value!r} is not allowed; use 'cpu', 'cuda', 'cuda:N' or 'auto'"
+        )
+    return value
+
+
+def resolve_device(value: str) -> Any:
+    """The ``chainrule.device`` a validated device name means here: ``"auto"`` is CUDA when
+    ``chainrule.cuda.is_available()``, else the CPU; ``"cuda"`` without a usable GPU raises the
+    backend's RuntimeError, which says what to install."""
+    from . import backend  # noqa: PLC0415
+
+    if value == "auto":
+        return backend.device("cuda" if backend.cuda_available() else "cpu")
+    dev = backend.as_device(value)
+    if dev.type == "cuda":
+        backend.cuda_module()
+    return dev
+
+
 def apply_overrides(cfg: dict, **overrides: Any) -> dict:
-    """Command-line overrides (epochs, lr, batch_size, seed, data: data.path) on top of a config."""
+    """Command-line overrides (epochs, lr, batch_size, seed, data: data.path, device) on top of
+    a config."""
     cfg = copy.deepcopy(cfg)
     if overrides.get("epochs") is not None:
         cfg.setdefault("train", {})["epochs"] = overrides["epochs"]
@@ -306,6 +340,8 @@ def apply_overrides(cfg: dict, **overrides: Any) -> dict:
         cfg["seed"] = overrides["seed"]
     if overrides.get("data") is not None:
         cfg.setdefault("data", {})["path"] = str(overrides["data"])
+    if overrides.get("device") is not None:
+        cfg["device"] = overrides["device"]
     return cfg
 
 

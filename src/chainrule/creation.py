@@ -24,6 +24,8 @@ def _to_array(data: Any, dtype: Any = None, copy: bool = True) -> np.ndarray:
         if d is None and data.dtype not in dtypes._FROM_NP:
             d = dtypes.defaults.float.np if data.dtype.kind == "f" else np.dtype(np.int64)
         return np.array(data, dtype=d, copy=copy) if copy else np.asarray(data, dtype=d)
+    if backend.is_device_array(data):  # a CuPy array: stays on its device
+        return data.astype(d or data.dtype, copy=copy)
     if isinstance(data, (list, tuple)) and any(isinstance(x, Tensor) for x in _flat(data)):
         data = _untensor(data)
     a = np.asarray(data)
@@ -63,8 +65,10 @@ def _untensor(x: Any) -> Any:
 
 def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
     """A new leaf tensor holding a copy of ``data``."""
-    check_device(device)
-    t = wrap(_to_array(data, dtype))
+    arr = _to_array(data, dtype)
+    if device is not None:
+        arr = backend.to_device(arr, check_device(device))
+    t = wrap(arr)
     if isinstance(data, np.ndarray):
         t._cut = export_origin(data)
     if requires_grad:
@@ -73,15 +77,18 @@ def tensor(data: Any, dtype: Any = None, device: Any = None, requires_grad: bool
 
 
 def as_tensor(data: Any, dtype: Any = None, device: Any = None) -> Tensor:
-    """Like ``tensor`` but shares memory with a NumPy array (or Tensor) when it can."""
-    check_device(device)
+    """Like ``tensor`` but shares memory with a NumPy/CuPy array (or Tensor) when it can."""
+    if device is not None:
+        check_device(device)
     if isinstance(data, Tensor):
-        return data if dtype is None or data.dtype == dtypes.to_dtype(dtype) else data.to(dtype)
-    if isinstance(data, np.ndarray):
-        t = wrap(_to_array(data, dtype, copy=False))
+        out = data if dtype is None or data.dtype == dtypes.to_dtype(dtype) else data.to(dtype)
+        return out if device is None else out.to(device)
+    if isinstance(data, np.ndarray) or backend.is_device_array(data):
+        arr = _to_array(data, dtype, copy=False)
+        t = wrap(arr if device is None else backend.to_device(arr, device))
         t._cut = export_origin(data)
         return t
-    return tensor(data, dtype)
+    return tensor(data, dtype, device=device)
 
 
 def from_numpy(a: np.ndarray) -> Tensor:

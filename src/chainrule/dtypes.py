@@ -12,6 +12,8 @@ import builtins as _b
 
 import numpy as np
 
+from . import backend as _backend
+
 
 class dtype:  # noqa: N801 - PyTorch's name
     __slots__ = ("name", "np", "is_floating_point", "is_signed", "itemsize", "_cat")
@@ -45,7 +47,9 @@ class dtype:  # noqa: N801 - PyTorch's name
 float32 = dtype("float32", np.float32, 2)
 float64 = dtype("float64", np.float64, 2)
 float16 = dtype("float16", np.float16, 2)
-bfloat16 = dtype("bfloat16", None, 2)  # GPU only (NumPy has no bfloat16)
+# NumPy has no bfloat16: the ml_dtypes package's is used (CuPy uses the same one), loaded on first
+# use so that `import chainrule` does not pay for it; until then ``bfloat16.np`` is None
+bfloat16 = dtype("bfloat16", None, 2)
 int64 = dtype("int64", np.int64, 1)
 int32 = dtype("int32", np.int32, 1)
 int16 = dtype("int16", np.int16, 1)
@@ -60,8 +64,53 @@ int = int32  # noqa: A001
 bool = bool_  # noqa: A001
 
 _ALL = (float32, float64, float16, int64, int32, int16, int8, uint8, bool_)
-_FROM_NP = {d.np: d for d in _ALL}
+
+
+def _is_bf16(d: object) -> bool:
+    return getattr(d, "name", None) == "bfloat16" and getattr(d, "kind", None) == "V"
+
+
+class _NpToDtype(dict):
+    """NumPy dtype -> ``cr.dtype``; learns ml_dtypes' bfloat16 the first time it meets one."""
+
+    def __missing__(self, key: object) -> dtype:
+        if _is_bf16(key) and _load_bf16(required=False):
+            return dict.__getitem__(self, key)
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or (_is_bf16(key) and _load_bf16(required=False))
+
+
+_FROM_NP = _NpToDtype({d.np: d for d in _ALL})
 _FLOATS = {float32.np, float64.np, float16.np}
+_BF16_HELP = (
+    "chainrule.bfloat16 needs the ml_dtypes package (NumPy has no bfloat16 of its own): "
+    "pip install ml_dtypes"
+)
+
+
+def _load_bf16(required: bool = True) -> bool:
+    """Give ``bfloat16`` ml_dtypes' NumPy dtype; False (or, if ``required``, an ImportError
+    that says what to install) when ml_dtypes is missing."""
+    if bfloat16.np is not None:
+        return True
+    try:
+        import ml_dtypes  # noqa: PLC0415 - optional, and 0.1 s to import
+    except ImportError:
+        if required:
+            raise ImportError(_BF16_HELP) from None
+        return False
+    bfloat16.np = np.dtype(ml_dtypes.bfloat16)
+    dict.__setitem__(_FROM_NP, bfloat16.np, bfloat16)
+    _FLOATS.add(bfloat16.np)
+    return True
+
+
+def is_floating(d: np.dtype) -> bool:
+    """Whether a NumPy/CuPy array dtype is floating, bfloat16 included (its ``kind`` is 'V')."""
+    k = d.kind
+    return k == "f" or (k == "V" and _is_bf16(d))
 
 
 class _Defaults:
@@ -102,6 +151,8 @@ def to_dtype(d: object) -> dtype:
         return bool_
     if isinstance(d, str) and d.startswith("chainrule."):
         d = d[len("chainrule.") :]
+    if (isinstance(d, str) and d == "bfloat16") or _is_bf16(d):
+        return bfloat16
     try:
         return _FROM_NP[np.dtype(d)]
     except (TypeError, KeyError):
@@ -114,13 +165,15 @@ def np_dtype(d: object) -> np.dtype:
         return None
     d = to_dtype(d)
     if d.np is None:
-        raise TypeError(f"{d} is only available on a GPU device")
+        _load_bf16()
     return d.np
 
 
 def category(d: np.dtype) -> int:
     k = d.kind
-    return 2 if k in "fc" else (0 if k == "b" else 1)
+    if k in "fc":
+        return 2
+    return 0 if k == "b" else (2 if k == "V" and _is_bf16(d) else 1)
 
 
 def default_for_category(cat: int) -> np.dtype:
@@ -139,20 +192,33 @@ def promote(a: object, b: object) -> np.dtype:
     ca, cb = category(da), category(db)
     if ca == cb:
         if pa == pb:
-            return np.promote_types(da, db)
+            return _promote_types(da, db)
         return da if pa > pb else db
     hi_d, hi_p, hi_c = (da, pa, ca) if ca > cb else (db, pb, cb)
     return hi_d if hi_p > 1 else default_for_category(hi_c)
 
 
+def _promote_types(da: np.dtype, db: np.dtype) -> np.dtype:
+    if da is db:
+        return da
+    try:
+        return np.promote_types(da, db)
+    except TypeError:  # bfloat16 with float16 (no common 16-bit type): float32, as PyTorch
+        if category(da) == 2 and category(db) == 2:
+            return np.dtype(np.float32)
+        raise
+
+
 def _dtype_priority(x: object) -> tuple[np.dtype, int]:
     data = getattr(x, "data", x)
-    if isinstance(data, np.ndarray):
+    if isinstance(data, np.ndarray) or _backend.is_device_array(data):
         return data.dtype, (3 if data.ndim else 2)
     if isinstance(x, (_b.bool, np.bool_)):
         return np.dtype(np.bool_), 1
     if isinstance(x, (_b.int, np.integer)):
         return np.dtype(np.int64), 1
     if isinstance(x, (_b.float, np.floating)):
+        return defaults.float.np, 1
+    if isinstance(x, np.generic) and _is_bf16(x.dtype):  # an ml_dtypes bfloat16 scalar
         return defaults.float.np, 1
     raise TypeError(f"unsupported operand type {type(x).__name__}")

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
+from . import backend
 from .autograd.functional_api import grad as _grad
 from .autograd.grad_mode import enable_grad
 from .tensor import Tensor, wrap
@@ -99,7 +98,7 @@ def value_and_grad(func: Callable, argnums: Any = 0, has_aux: bool = False) -> C
             ins = [wargs[i] for i in nums]
             outer = outer or _reaches_outside([out], ins)
             if not out.requires_grad:
-                gs = tuple(wrap(np.zeros(x.shape, x.data.dtype)) for x in ins)
+                gs = tuple(_zeros_like(x) for x in ins)
             else:
                 gs = _grad(out, ins, create_graph=outer, materialize_grads=True)
         g = gs[0] if isinstance(argnums, int) else gs
@@ -134,7 +133,7 @@ def vjp(func: Callable, *primals: Tensor, has_aux: bool = False) -> tuple:
         cts = cts if isinstance(cts, (tuple, list)) else (cts,)
         pairs = [(o, c) for o, c in zip(outs, cts) if o.requires_grad]
         if not pairs:
-            return tuple(wrap(np.zeros(x.shape, x.data.dtype)) for x in wargs)
+            return tuple(_zeros_like(x) for x in wargs)
         with enable_grad():
             return _grad(
                 [o for o, _ in pairs],
@@ -177,7 +176,7 @@ def jacobian(func: Callable, argnums: Any = 0) -> Callable:
                 if rows:
                     J = stack(rows, 0)
                 else:
-                    J = wrap(np.zeros((0, x.data.size), x.data.dtype))
+                    J = wrap(backend.array_module(x.data).zeros((0, x.data.size), x.data.dtype))
                 res.append(J.reshape(tuple(o.shape) + tuple(x.shape)))
             results.append(res[0] if isinstance(argnums, int) else tuple(res))
         return results[0] if single else tuple(results)
@@ -190,7 +189,7 @@ def _jac_rows(out: Tensor, ins: list, outer: bool) -> list:
     jacs: list = [[] for _ in ins]
     flat_n = out.data.size
     for k in range(flat_n):
-        onehot = np.zeros(flat_n, out.data.dtype)
+        onehot = backend.array_module(out.data).zeros(flat_n, out.data.dtype)
         onehot[k] = 1
         if out.requires_grad:
             rows = _grad(
@@ -202,13 +201,18 @@ def _jac_rows(out: Tensor, ins: list, outer: bool) -> list:
                 materialize_grads=True,
             )
         else:
-            rows = [wrap(np.zeros(x.shape, x.data.dtype)) for x in ins]
+            rows = [_zeros_like(x) for x in ins]
         for j, r in enumerate(rows):
             jacs[j].append(r.reshape(-1))
     return jacs
 
 
 jacrev = jacobian
+
+
+def _zeros_like(x: Tensor) -> Tensor:
+    """Zeros of ``x``'s shape and dtype, on its device (a gradient that is all zeros)."""
+    return wrap(backend.array_module(x.data).zeros(x.shape, x.data.dtype))
 
 
 def hessian(func: Callable, argnums: Any = 0) -> Callable:

@@ -12,6 +12,13 @@
   the round trip gives back exactly the same types (tuples stay tuples, ints stay ints of any
   size, ``Counter`` and ``OrderedDict`` keep their type, dict keys may be ints).
 
+Devices. Files hold host data: CUDA tensors are copied to the host when saved, so a file written
+on a GPU machine opens anywhere. ``load`` and ``load_checkpoint`` give CPU tensors unless
+``map_location`` says where to put them (``'cuda'``, ``'cuda:1'``, ``'cpu'``, a
+``chainrule.device``), as ``torch.load(..., map_location=...)``; unlike ``torch.load`` the device a
+tensor was saved from is not restored by default (the safetensors convention: ``load_file``
+gives CPU tensors unless told otherwise).
+
 Nothing here pickles: loading a file can never run code. Every write is atomic (a temporary
 file in the same directory, flushed and fsynced, then ``os.replace``d over the target, and the
 directory fsynced), so a crash leaves either the old file or the new one, never a torn one. Each
@@ -33,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from . import backend
 from .dtypes import _FROM_NP
 from .tensor import Tensor, wrap
 
@@ -121,9 +129,9 @@ def _serialize(arrays: dict[str, np.ndarray], metadata: dict[str, str]) -> bytes
 
 def save(obj: dict, path: Any, metadata: dict[str, str] | None = None) -> None:
     """Save a flat ``{name: Tensor or ndarray}`` (e.g. ``model.state_dict()``) to ``path`` as a
-    safetensors file that ``safetensors.torch.load_file`` reads. ``metadata``: extra
-    ``{str: str}`` entries for the file's header. For nested training state use
-    ``save_checkpoint``."""
+    safetensors file that ``safetensors.torch.load_file`` reads (CUDA tensors are written from
+    host copies). ``metadata``: extra ``{str: str}`` entries for the file's header. For nested
+    training state use ``save_checkpoint``."""
     if not isinstance(obj, dict):
         hint = " (pass model.state_dict())" if hasattr(obj, "state_dict") else ""
         raise TypeError(f"save expects a dict of name -> Tensor, got {type(obj).__name__}{hint}")
@@ -134,9 +142,9 @@ def save(obj: dict, path: Any, metadata: dict[str, str] | None = None) -> None:
         if k == "__metadata__":
             raise ValueError("save: '__metadata__' is reserved by the safetensors format")
         if isinstance(v, Tensor):
-            arrays[k] = v.data
-        elif isinstance(v, np.ndarray):
-            arrays[k] = v
+            arrays[k] = backend.to_host(v.data)
+        elif isinstance(v, np.ndarray) or backend.is_device_array(v):
+            arrays[k] = backend.to_host(v)
         else:
             raise TypeError(
                 f"save: value of {k!r} is a {type(v).__name__}, not a Tensor (a flat dict of "
@@ -255,10 +263,32 @@ def _read(path: Any) -> tuple[dict[str, np.ndarray], dict[str, str], list[str]]:
     return arrays, metadata, order
 
 
-def load(path: Any) -> dict[str, Tensor]:
+def _target(map_location: Any) -> backend.device | None:
+    """The device ``map_location`` names (None: leave tensors on the host)."""
+    if map_location is None:
+        return None
+    if not isinstance(map_location, (str, int, backend.device)) or isinstance(map_location, bool):
+        raise TypeError(
+            "map_location must be a device ('cpu', 'cuda', 'cuda:1', a chainrule.device), got "
+            f"{type(map_location).__name__}"
+        )
+    dev = backend.as_device(map_location)
+    if dev.type == "cpu":
+        return None
+    backend.cuda_module()  # no CUDA: the RuntimeError saying what to install, before reading
+    return dev
+
+
+def _placed(a: np.ndarray, dev: backend.device | None) -> Any:
+    return a if dev is None else backend.to_device(a, dev)
+
+
+def load(path: Any, map_location: Any = None) -> dict[str, Tensor]:
     """Load a safetensors state dict (written by ``save`` or ``safetensors.torch.save_file``) as
     ``{name: Tensor}`` (in the saved dict's order for files written by ``save``, else in the
-    file's order); pass it to ``model.load_state_dict``."""
+    file's order); pass it to ``model.load_state_dict`` (which copies onto the model's device
+    either way). ``map_location``: the device for the tensors (default: the CPU)."""
+    dev = _target(map_location)
     arrays, metadata, order = _read(path)
     if metadata.get(_KIND) == "checkpoint":
         raise CheckpointError(
@@ -272,7 +302,7 @@ def load(path: Any) -> dict[str, Tensor]:
             raise CheckpointError(
                 path, f"tensor {k!r} has dtype {a.dtype}, which chainrule tensors don't support"
             )
-        out[k] = wrap(a)
+        out[k] = wrap(_placed(a, dev))
     return out
 
 
@@ -327,8 +357,10 @@ class _Encoder:
             return {"$dict": items, "type": name} if name else {"$dict": items}
         if isinstance(obj, Tensor):
             key = self._key(where)
-            self.arrays[key] = obj.data
+            self.arrays[key] = backend.to_host(obj.data)
             return {"$tensor": key, "requires_grad": bool(obj.requires_grad)}
+        if backend.is_device_array(obj):  # a bare CuPy array: stored as an array, from the host
+            obj = backend.to_host(obj)
         if isinstance(obj, (np.ndarray, np.generic)):
             if obj.dtype.kind not in "biufc":
                 raise TypeError(
@@ -343,19 +375,19 @@ class _Encoder:
         )
 
 
-def _decode(obj: Any, arrays: dict[str, np.ndarray], path: str) -> Any:
+def _decode(obj: Any, arrays: dict[str, np.ndarray], path: str, dev: Any = None) -> Any:
     if isinstance(obj, list):
-        return [_decode(v, arrays, path) for v in obj]
+        return [_decode(v, arrays, path, dev) for v in obj]
     if not isinstance(obj, dict):
         return obj
     if not any(k.startswith("$") for k in obj):
-        return {k: _decode(v, arrays, path) for k, v in obj.items()}
+        return {k: _decode(v, arrays, path, dev) for k, v in obj.items()}
     if "$tuple" in obj:
-        return tuple(_decode(v, arrays, path) for v in obj["$tuple"])
+        return tuple(_decode(v, arrays, path, dev) for v in obj["$tuple"])
     if "$dict" in obj:
         out = _DICT_FROM_NAME.get(obj.get("type"), dict)()
         for k, v in obj["$dict"]:  # item by item: Counter(pairs) would count the pairs
-            out[_decode(k, arrays, path)] = _decode(v, arrays, path)
+            out[_decode(k, arrays, path, dev)] = _decode(v, arrays, path, dev)
         return out
     if "$float" in obj:
         return float(obj["$float"])
@@ -366,12 +398,12 @@ def _decode(obj: Any, arrays: dict[str, np.ndarray], path: str) -> Any:
                 raise CheckpointError(path, f"corrupt checkpoint: tensor {key!r} is missing")
             a = arrays[key]
             if tag == "$ndarray":
-                return a
+                return _placed(a, dev)
             if tag == "$scalar":
                 return a[()]
             if a.dtype not in _FROM_NP:
                 raise CheckpointError(path, f"tensor {key!r} has dtype {a.dtype}, unsupported")
-            t = wrap(a)
+            t = wrap(_placed(a, dev))
             if obj.get("requires_grad"):
                 t.requires_grad_(True)
             return t
@@ -380,7 +412,9 @@ def _decode(obj: Any, arrays: dict[str, np.ndarray], path: str) -> Any:
 
 def save_checkpoint(path: Any, state: Any) -> None:
     """Write a training state (see the module docstring for what it may hold) atomically to ONE
-    safetensors file: arrays as tensors under path-like keys, the rest as JSON metadata."""
+    safetensors file: arrays as tensors under path-like keys, the rest as JSON metadata. CUDA
+    tensors and CuPy arrays are stored from host copies (they come back as CPU tensors and NumPy
+    arrays unless ``load_checkpoint`` is given a ``map_location``)."""
     enc = _Encoder()
     tree = enc.encode(state, "")
     meta = {
@@ -391,8 +425,10 @@ def save_checkpoint(path: Any, state: Any) -> None:
     _atomic_write(path, _serialize(enc.arrays, meta))
 
 
-def load_checkpoint(path: Any) -> Any:
-    """Read back exactly what ``save_checkpoint`` wrote (same nesting, same types)."""
+def load_checkpoint(path: Any, map_location: Any = None) -> Any:
+    """Read back exactly what ``save_checkpoint`` wrote (same nesting, same types).
+    ``map_location``: the device for its tensors and arrays (default: the CPU)."""
+    dev = _target(map_location)
     arrays, metadata, _ = _read(path)
     if _STRUCTURE not in metadata:
         if metadata.get(_KIND) == "checkpoint":
@@ -407,7 +443,7 @@ def load_checkpoint(path: Any) -> Any:
     except ValueError as e:
         raise CheckpointError(path, f"corrupt checkpoint structure (invalid JSON: {e})") from None
     try:
-        return _decode(tree, arrays, os.fspath(path))
+        return _decode(tree, arrays, os.fspath(path), dev)
     except CheckpointError:
         raise
     except (TypeError, ValueError, KeyError, AttributeError) as e:

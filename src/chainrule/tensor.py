@@ -182,7 +182,12 @@ class Tensor:
 
     def __repr__(self) -> str:
         body = np.array2string(
-            backend.to_host(self.data), separator=", ", prefix="tensor(", precision=4, threshold=1000, edgeitems=3
+            backend.to_host(self.data),
+            separator=", ",
+            prefix="tensor(",
+            precision=4,
+            threshold=1000,
+            edgeitems=3,
         )
         extra = []
         if self.data.dtype not in (

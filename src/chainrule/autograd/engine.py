@@ -125,13 +125,15 @@ def _device_retry(op: type, args: Sequence[Any], arrays: list, err: Exception) -
     if err2 is None:
         return None
     dev = next(a for a in arrays if backend.is_device_array(a))
-    if any(isinstance(a, Tensor) and a.data is not dev and a.device.type == "cpu" and a.ndim
-           for a in args):
+    if any(
+        isinstance(a, Tensor) and a.data is not dev and a.device.type == "cpu" and a.ndim
+        for a in args
+    ):
         raise err2 from err
-    from .. import ops  # noqa: PLC0415 - the differentiable copy to the device
+    from ..ops.device import to_device  # noqa: PLC0415 - the differentiable copy
 
     return [
-        ops.to_device(a, backend.device_of(dev))
+        to_device(a, backend.device_of(dev))
         if isinstance(a, Tensor) and a.device.type == "cpu"
         else a
         for a in args
@@ -151,6 +153,11 @@ _tracer: Any = None  # set only while chainrule.onnx traces a model: it sees eve
 
 def apply(op: type, *args: Any, **kw: Any) -> Any:
     """Run ``op`` on ``args`` (Tensors and Python scalars) and record it if a gradient is needed."""
+    st = state
+    if st.autocast is not None:  # chainrule.amp: the ops it lists run on cast inputs
+        out = st.autocast(op, args, kw)
+        if out is not None:
+            return out
     if _tracer is not None:
         return _tracer(op, args, kw)
     arrays = []
@@ -162,7 +169,6 @@ def apply(op: type, *args: Any, **kw: Any) -> Any:
                 rec = True
         else:
             arrays.append(a)
-    st = state
     if rec and not st.grad_enabled:
         rec = False
     ctx = Node.__new__(Node)
@@ -254,7 +260,8 @@ def _wrap_outputs(
     outs = tuple(o if type(o) is np.ndarray else backend.as_array(o) for o in outs)
     ts = []
     for i, o in enumerate(outs):
-        diff = rec and o.dtype.kind == "f"  # integer outputs (indices) carry no gradient
+        # integer outputs (indices) carry no gradient; bfloat16 (ml_dtypes) has kind 'V'
+        diff = rec and o.dtype.kind in "fV"
         t = wrap(o, diff)
         if op.is_view:
             t._vc = args[0]._vc
@@ -613,9 +620,7 @@ def _run_rule(node: Node, g: Any, m: Any, create_graph: bool, retain_graph: bool
     if node.n_out > 1:
         xp = backend.common_module(*(gi.data if isinstance(gi, Tensor) else gi for gi in g))
         g = tuple(
-            gi
-            if gi is not None
-            else _zeros(node.out_shape[i], node.out_dtype[i], create_graph, xp)
+            gi if gi is not None else _zeros(node.out_shape[i], node.out_dtype[i], create_graph, xp)
             for i, gi in enumerate(g)
         )
     if "saved_vc" in d or "out_vc" in d:

@@ -16,6 +16,10 @@ class _State(threading.local):
     grad_enabled = True
     inference = False
     anomaly = None  # the active detect_anomaly context, or None
+    # chainrule.amp: this thread's autocast settings (created on first use), and the same object
+    # while some device autocasts, else None: the engine's apply checks only ``autocast``
+    amp = None
+    autocast = None
 
 
 state = _State()

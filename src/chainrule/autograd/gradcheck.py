@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import backend
 from ..tensor import Tensor, wrap
 from .functional_api import grad as autograd_grad
 from .grad_mode import enable_grad, no_grad
@@ -36,9 +37,9 @@ def _numerical(fn: Callable, inputs: tuple, x: Tensor, eps: float) -> list[np.nd
         for idx in flat_idx:
             orig = x.data[idx].copy()
             x.data[idx] = orig + eps
-            plus = [o.data.astype(np.float64).ravel() for o in _outputs(fn, inputs)]
+            plus = [_host64(o) for o in _outputs(fn, inputs)]
             x.data[idx] = orig - eps
-            minus = [o.data.astype(np.float64).ravel() for o in _outputs(fn, inputs)]
+            minus = [_host64(o) for o in _outputs(fn, inputs)]
             x.data[idx] = orig
             cols.append([(p - m) / (2 * eps) for p, m in zip(plus, minus)])
     outs = _outputs(fn, inputs)
@@ -48,6 +49,11 @@ def _numerical(fn: Callable, inputs: tuple, x: Tensor, eps: float) -> list[np.nd
     ]
 
 
+def _host64(t: Tensor) -> np.ndarray:
+    """``t``'s values as a flat float64 host array (the Jacobians are compared on the host)."""
+    return backend.to_host(t.data).astype(np.float64).ravel()
+
+
 def _analytical(outs: tuple, diff_inputs: list) -> list[list[np.ndarray]]:
     """J[k][i]: d(output k)/d(input i) by one backward per output element."""
     J = []
@@ -55,14 +61,14 @@ def _analytical(outs: tuple, diff_inputs: list) -> list[list[np.ndarray]]:
         rows = [np.zeros((o.data.size, x.data.size)) for x in diff_inputs]
         if o.requires_grad:
             for j in range(o.data.size):
-                go = np.zeros(o.data.size, o.data.dtype)
+                go = backend.array_module(o.data).zeros(o.data.size, o.data.dtype)
                 go[j] = 1
                 gs = autograd_grad(
                     o, diff_inputs, wrap(go.reshape(o.shape)), retain_graph=True, allow_unused=True
                 )
                 for i, g in enumerate(gs):
                     if g is not None:
-                        rows[i][j] = g.data.astype(np.float64).ravel()
+                        rows[i][j] = _host64(g)
         J.append(rows)
     return J
 
@@ -131,7 +137,12 @@ def gradgradcheck(
     outs = _outputs(func, inputs)
     rng = np.random.default_rng(seed)
     if grad_outputs is None:
-        grad_outputs = [wrap(rng.standard_normal(o.shape).astype(o.data.dtype), True) for o in outs]
+        grad_outputs = [
+            wrap(
+                backend.to_device(rng.standard_normal(o.shape).astype(o.data.dtype), o.device), True
+            )
+            for o in outs
+        ]
     grad_outputs = list(grad_outputs)
     n = len(inputs)
     diff_pos = [i for i, x in enumerate(inputs) if isinstance(x, Tensor) and x.requires_grad]

@@ -34,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--seed", type=int, default=None, help="seed of the sampling (default: random)"
     )
     parser.add_argument("--weights", choices=["best", "last"], default="best")
+    from ..cli import add_device_argument  # noqa: PLC0415
+
+    add_device_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--temperature must be >= 0, got {args.temperature}")
     if args.length < 0:
         raise CLIError(f"--length must be >= 0, got {args.length}")
+    dev = C.resolve_device(args.device)
     weights = run_dir / f"{args.weights}.safetensors"
     if not weights.exists():
         raise CLIError(
@@ -62,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         )
     model = presets.build_model(cfg["model"])
     model.load_state_dict(io.load(weights))
+    model.to(dev)
     text = sample_text(
         model, Vocabulary.ascii(), args.prompt, args.length, args.temperature, args.seed,
         context=cfg["data"].get("seq_len", 64),

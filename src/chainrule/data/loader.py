@@ -30,10 +30,18 @@ epochs do not change the data order. A custom sampler is resumable when it draws
 from a generator it exposes as ``_rng()`` (chainrule's samplers do) or is deterministic. For an
 ``IterableDataset`` the skipped batches have to be read (there is no index to skip by).
 
-PyTorch's ``num_workers``, ``pin_memory``, ``timeout``, ``worker_init_fn``,
-``multiprocessing_context``, ``prefetch_factor``, ``persistent_workers``, ``pin_memory_device``
-and ``in_order`` are accepted and ignored: chainrule reads in one prefetch thread, never in worker
-processes, and has no pinned memory.
+Pinned memory and devices. ``pin_memory=True`` copies each batch into page-locked host memory
+(from CuPy's pinned pool, on the prefetch thread) so that its copy to the GPU runs
+asynchronously; without CUDA it warns and does nothing, as PyTorch does. ``device='cuda'``
+(chainrule's addition) hands out batches already on the GPU: batch ``k + 1`` is copied on a side
+CUDA stream while the step on batch ``k`` runs, one batch ahead (see ``data/device.py``); the
+resume state counts the batches handed out, not the one read ahead, so it stays exact.
+``DevicePrefetcher(loader, device)`` does the same for any loader, and ``fit(..., device=...)``
+uses it by itself.
+
+PyTorch's ``num_workers``, ``timeout``, ``worker_init_fn``, ``multiprocessing_context``,
+``prefetch_factor``, ``persistent_workers``, ``pin_memory_device`` and ``in_order`` are accepted
+and ignored: chainrule reads in one prefetch thread, never in worker processes.
 """
 
 from __future__ import annotations
@@ -47,11 +55,12 @@ from typing import Any
 
 import numpy as np
 
-from .. import dtypes
+from .. import backend, dtypes
 from ..creation import as_tensor, tensor
 from ..random import Generator
 from ..tensor import Tensor, wrap
 from .dataset import Dataset, IterableDataset
+from .device import DeviceStager, Lookahead, pin_batch
 from .sampler import BatchSampler, RandomSampler, Sampler, SequentialSampler
 
 # ---------------------------------------------------------------------------------------- collate
@@ -165,12 +174,19 @@ class _LoaderIter:
     ``close()`` and when garbage collected."""
 
     def __init__(
-        self, loader: DataLoader, batches: Iterator[Any], fetch: Callable[[Any], Any], token: int
+        self,
+        loader: DataLoader,
+        batches: Iterator[Any],
+        fetch: Callable[[Any], Any],
+        token: int,
+        stager: DeviceStager | None = None,
     ) -> None:
         self._loader = loader
         self._token = token
         self._done = False
         self._thread: threading.Thread | None = None
+        # with a device: one batch staged there ahead of the one handed out
+        self._ahead = Lookahead(stager) if stager is not None else None
         if loader.prefetch:
             self._q: queue.Queue = queue.Queue(maxsize=2)
             self._stop = threading.Event()
@@ -193,22 +209,30 @@ class _LoaderIter:
     def __next__(self) -> Any:
         if self._done:
             raise StopIteration
-        if self._thread is None:
-            try:
-                b = next(self._batches)
-            except StopIteration:
-                self._finish()
-                raise
-            item = self._fetch(b)
-        else:
-            item = self._get()
-            if item is _DONE:
-                self._finish()
-                raise StopIteration
-            if isinstance(item, _Raised):
+        try:
+            if self._ahead is None:
+                item = self._next_host()
+            else:
+                staged = self._ahead.next(self._next_host)
+        except StopIteration:
+            self._finish()
+            raise
+        except BaseException:
+            if self._thread is not None or self._ahead is not None:
                 self.close()
-                raise item.exc
-        self._loader._advanced(self._token)
+            raise
+        self._loader._advanced(self._token)  # counted when handed out, not when read ahead
+        return item if self._ahead is None else self._ahead.stager.ready(staged)
+
+    def _next_host(self) -> Any:
+        """The next batch as read (StopIteration at the end; a read error is raised)."""
+        if self._thread is None:
+            return self._fetch(next(self._batches))
+        item = self._get()
+        if item is _DONE:
+            raise StopIteration
+        if isinstance(item, _Raised):
+            raise item.exc
         return item
 
     def _get(self) -> Any:
@@ -267,8 +291,11 @@ class DataLoader:
         collate_fn: merges a list of samples into a batch (default ``default_collate``).
         generator: a ``cr.Generator`` for the shuffling.
         prefetch: read the next batches on a background thread (chainrule's addition).
+        pin_memory: batches in pinned host memory, for asynchronous copies to the GPU.
+        device: hand out batches on this device (``'cuda'``), copied one batch ahead on a side
+            stream (chainrule's addition; the module docstring says more).
 
-    ``num_workers``, ``pin_memory`` and the other worker options are accepted and ignored.
+    ``num_workers`` and the other worker options are accepted and ignored.
     ``state_dict()`` / ``load_state_dict()`` resume an epoch exactly (module docstring).
     """
 
@@ -293,10 +320,12 @@ class DataLoader:
         persistent_workers: bool = False,
         pin_memory_device: str = "",
         in_order: bool = True,
+        device: Any = None,
     ) -> None:
         self.dataset = dataset
         self.num_workers = num_workers  # ignored: one prefetch thread, never worker processes
-        self.pin_memory = pin_memory  # ignored
+        self.pin_memory = bool(pin_memory)
+        self.device = backend.as_device(device) if device is not None else None
         self.timeout = timeout  # ignored
         self.prefetch = bool(prefetch)
         self.generator = generator
@@ -418,6 +447,13 @@ class DataLoader:
 
     # ------------------------------------------------------------------ iteration
     def __iter__(self) -> _LoaderIter:
+        return self._iter(self.device)
+
+    def _iter(self, device: Any) -> _LoaderIter:
+        """One epoch, its batches handed out on ``device`` (None: as read)."""
+        stager = None
+        if device is not None and backend.as_device(device).type != "cpu":
+            stager = DeviceStager(device)  # first: no CUDA raises before anything is consumed
         resume, self._pending = self._pending, None
         skip = resume["batches_done"] if resume is not None else 0
         g = None if self._iterable else self._rng()
@@ -428,10 +464,15 @@ class DataLoader:
         for _ in range(skip):  # index batches only: nothing is read (except for iterable data)
             if next(batches, _DONE) is _DONE:
                 break
+        if self.pin_memory and backend.cuda_available():
+            read = fetch
+            fetch = lambda b: pin_batch(read(b))  # noqa: E731 - on the prefetch thread
+        elif self.pin_memory:
+            pin_batch(None)  # warns: nothing to pin for
         self._token += 1
         self._in_epoch = True
         self._batches_done = skip
-        return _LoaderIter(self, batches, fetch, self._token)
+        return _LoaderIter(self, batches, fetch, self._token, stager)
 
     def _epoch_plan(self) -> tuple[Iterator[Any], Callable[[Any], Any]]:
         """(an iterator over what identifies each batch, a function that reads one)."""

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import backend
 from ..autograd.engine import apply
 from ..ops.activation import (  # noqa: F401
     elu,
@@ -61,7 +62,7 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
         return input
     if p == 1.0:
         return input * 0.0
-    keep = _gen(None).random(input.shape) >= p
+    keep = _gen(None, input.device).random(input.shape) >= p  # drawn where the input lives
     mask = keep.astype(input.data.dtype) * (1.0 / (1.0 - p))
     return input * wrap(mask.astype(input.data.dtype, copy=False))
 
@@ -88,7 +89,13 @@ def _same_shape(input: Tensor, target: Tensor, name: str) -> None:  # noqa: A002
 
 
 def _t(x: Any, like: Tensor) -> Tensor:
-    return x if isinstance(x, Tensor) else wrap(np.asarray(x, like.data.dtype))
+    """``x`` as a Tensor; array-likes become ``like``'s dtype, on its device."""
+    return x if isinstance(x, Tensor) else wrap(_arr(x, like, like.data.dtype))
+
+
+def _arr(x: Any, like: Tensor, dtype: Any = None) -> Any:
+    """An array-like argument as an array on ``like``'s device (arrays already there pass)."""
+    return backend.array_module(like.data).asarray(x, dtype=dtype)
 
 
 def _legacy_reduction(size_average: Any, reduce: Any, reduction: str) -> str:
@@ -215,13 +222,13 @@ def cross_entropy(
         raise ValueError(f"{reduction} is not a valid value for reduction")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"label_smoothing must be between 0.0 and 1.0. Got: {label_smoothing}")
-    target = target if isinstance(target, Tensor) else wrap(np.asarray(target))
+    target = target if isinstance(target, Tensor) else wrap(_arr(target, input))
     cdim = 1 if input.ndim > 1 else 0
     C = input.shape[cdim]
     w = (
         weight.data
         if isinstance(weight, Tensor)
-        else (None if weight is None else np.asarray(weight))
+        else (None if weight is None else _arr(weight, input))
     )
     check_weight(w, C, "cross_entropy")
     if target.data.dtype.kind == "f":  # class probabilities
@@ -274,11 +281,11 @@ def nll_loss(
     reduction = _legacy_reduction(size_average, reduce, reduction)
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"{reduction} is not a valid value for reduction")
-    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    t = target.data if isinstance(target, Tensor) else _arr(target, input)
     w = (
         weight.data
         if isinstance(weight, Tensor)
-        else (None if weight is None else np.asarray(weight))
+        else (None if weight is None else _arr(weight, input))
     )
     return apply(NLL, input, t, w, ignore_index=ignore_index, reduction=reduction)
 
@@ -296,7 +303,7 @@ def binary_cross_entropy(
     target = _t(target, input)
     _same_shape(input, target, "binary_cross_entropy")
     _check_reduction(reduction)
-    w = _constant(weight, "binary_cross_entropy", "weight")
+    w = _constant(weight, "binary_cross_entropy", "weight", input)
     return apply(BinaryCrossEntropy, input, target, w, reduction=reduction)
 
 
@@ -315,8 +322,8 @@ def binary_cross_entropy_with_logits(
     _same_shape(input, target, "binary_cross_entropy_with_logits")
     _check_reduction(reduction)
     name = "binary_cross_entropy_with_logits"
-    w = _constant(weight, name, "weight")
-    pw = _constant(pos_weight, name, "pos_weight")
+    w = _constant(weight, name, "weight", input)
+    pw = _constant(pos_weight, name, "pos_weight", input)
     return apply(BinaryCrossEntropyWithLogits, input, target, w, pw, reduction=reduction)
 
 
@@ -327,7 +334,7 @@ def _check_reduction(reduction: str) -> None:
         )
 
 
-def _constant(t: Any, name: str, arg: str) -> np.ndarray | None:
+def _constant(t: Any, name: str, arg: str, like: Tensor | None = None) -> Any:
     """A weight argument as an array; PyTorch does not differentiate it and neither do we."""
     if t is None:
         return None
@@ -341,7 +348,7 @@ def _constant(t: Any, name: str, arg: str) -> np.ndarray | None:
                     f"'{arg}'. This input cannot have requires_grad True."
                 )
         return t.data
-    return np.asarray(t)
+    return np.asarray(t) if like is None else _arr(t, like)
 
 
 def kl_div(
@@ -373,7 +380,7 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     n = int(t.max()) + 1 if num_classes == -1 else num_classes
     if t.size and (t.min() < 0 or t.max() >= n):
         raise RuntimeError(f"one_hot: class values must be in [0, {n - 1}]")
-    return wrap(np.eye(n, dtype=np.int64)[t])
+    return wrap(backend.array_module(t).eye(n, dtype=np.int64)[t])
 
 
 from .layers.attention import scaled_dot_product_attention  # noqa: E402, F401

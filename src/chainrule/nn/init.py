@@ -1,6 +1,8 @@
 """Weight initialisers with PyTorch's names, arguments and defaults. Each fills its tensor in
 place (no gradient recorded) and returns it. Random draws use the global generator
-(``chainrule.manual_seed``) unless a ``generator`` is passed."""
+(``chainrule.manual_seed``) unless a ``generator`` is passed: for a CUDA tensor the CUDA generator,
+drawing on the GPU, as PyTorch (layers built with ``device='cuda'`` draw on the CPU and then move,
+so their initial weights do not depend on the device)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import backend
 from ..random import Generator, _gen
 from ..tensor import Tensor
 
@@ -51,21 +54,38 @@ def _calculate_fan_in_and_fan_out(tensor: Tensor) -> tuple[int, int]:
 
 
 def _fill(tensor: Tensor, values: Any) -> Tensor:
-    np.copyto(tensor.data, values, casting="unsafe")
+    a = tensor.data
+    if type(a) is not np.ndarray and isinstance(values, np.ndarray):
+        values = backend.to_device(values, tensor.device)  # a host-built pattern (eye, dirac)
+    np.copyto(a, values, casting="unsafe")
     tensor._vc[0] += 1
     return tensor
+
+
+def _rng(tensor: Tensor, generator: Generator | None) -> Any:
+    """The generator to draw ``tensor``'s values from (on the tensor's device)."""
+    if type(tensor.data) is np.ndarray:
+        return _gen(generator)
+    return _gen(generator, tensor.device)
+
+
+def _normal(g: Any, mean: float, std: float, shape: Any) -> Any:
+    # CuPy's Generator has no normal(): scale standard normals (NumPy's keeps its own stream)
+    if isinstance(g, np.random.Generator):
+        return g.normal(mean, std, shape)
+    return g.standard_normal(shape) * std + mean
 
 
 def uniform_(
     tensor: Tensor, a: float = 0.0, b: float = 1.0, generator: Generator | None = None
 ) -> Tensor:
-    return _fill(tensor, _gen(generator).uniform(a, b, tensor.shape))
+    return _fill(tensor, _rng(tensor, generator).uniform(a, b, tensor.shape))
 
 
 def normal_(
     tensor: Tensor, mean: float = 0.0, std: float = 1.0, generator: Generator | None = None
 ) -> Tensor:
-    return _fill(tensor, _gen(generator).normal(mean, std, tensor.shape))
+    return _fill(tensor, _normal(_rng(tensor, generator), mean, std, tensor.shape))
 
 
 def trunc_normal_(
@@ -77,11 +97,11 @@ def trunc_normal_(
     generator: Generator | None = None,
 ) -> Tensor:
     """Normal(mean, std) restricted to [a, b] (draws outside are redrawn)."""
-    g = _gen(generator)
-    out = g.normal(mean, std, tensor.shape)
+    g = _rng(tensor, generator)
+    out = _normal(g, mean, std, tensor.shape)
     bad = (out < a) | (out > b)
     while bad.any():
-        out[bad] = g.normal(mean, std, int(bad.sum()))
+        out[bad] = _normal(g, mean, std, int(bad.sum()))
         bad = (out < a) | (out > b)
     return _fill(tensor, out)
 
@@ -158,7 +178,7 @@ def orthogonal_(tensor: Tensor, gain: float = 1.0, generator: Generator | None =
         return tensor
     rows = tensor.shape[0]
     cols = tensor.numel() // rows
-    flat = _gen(generator).normal(0.0, 1.0, (rows, cols))
+    flat = _normal(_rng(tensor, generator), 0.0, 1.0, (rows, cols))
     if rows < cols:
         flat = flat.T
     q, r = np.linalg.qr(flat)

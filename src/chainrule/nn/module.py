@@ -34,7 +34,7 @@ class Parameter(Tensor):
         elif isinstance(data, Tensor):
             arr = data.data
         else:
-            arr = np.asarray(data)
+            arr = data if backend.is_device_array(data) else np.asarray(data)
         self.data = arr
         self.grad = None
         self.grad_fn = None
@@ -57,7 +57,10 @@ class Buffer(Tensor):
     __slots__ = ("persistent",)
 
     def __init__(self, data: Any, persistent: bool = True) -> None:
-        arr = data.data if isinstance(data, Tensor) else np.asarray(data)
+        if isinstance(data, Tensor):
+            arr = data.data
+        else:
+            arr = data if backend.is_device_array(data) else np.asarray(data)
         self.data, self.grad, self.grad_fn = arr, None, None
         self._vc, self._out_nr, self._hooks, self._cut = [0], 0, None, None
         self.requires_grad = False
@@ -363,11 +366,13 @@ class Module:
                 if k not in state_dict:
                     continue
                 v = state_dict[k]
-                arr = v.data if isinstance(v, Tensor) else np.asarray(v)
-                if assign:
-                    t.data = np.array(arr, dtype=t.data.dtype)
-                else:
-                    np.copyto(t.data, arr, casting="unsafe")
+                arr = v.data if isinstance(v, Tensor) else v
+                if not backend.is_device_array(arr):
+                    arr = np.asarray(arr)
+                if assign:  # as torch: the loaded tensor's device, the module's dtype
+                    t.data = backend.array_module(arr).array(arr, dtype=t.data.dtype)
+                else:  # into the module's arrays, wherever they live (a copy across devices)
+                    np.copyto(t.data, backend.to_device(arr, t.device), casting="unsafe")
                 t._vc[0] += 1
         return _IncompatibleKeys(missing, unexpected)
 
@@ -510,6 +515,15 @@ class Module:
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+def place(module: Module, device: Any) -> None:
+    """Move a freshly initialised layer to ``device`` (PyTorch's ``device=`` factory kwarg).
+
+    Layers draw their initial weights on the CPU from the global generator and then move them,
+    so the same seed gives the same weights on every device."""
+    if device is not None and backend.as_device(device).type != "cpu":
+        module.to(device)
 
 
 def expect(cond: bool, layer: Module, expected: str, x: Tensor) -> None:

@@ -1,4 +1,8 @@
-"""Gradient utilities: clipping, and parameters as one flat vector."""
+"""Gradient utilities: clipping, and parameters as one flat vector.
+
+Gradients on a GPU are clipped there: the norms stay device scalars and the scale is applied
+unconditionally (a factor of at most 1, as torch), so clipping costs no host sync unless
+``error_if_nonfinite`` asks for one."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from .. import backend
 from ..tensor import Tensor, wrap
 
 
@@ -27,6 +32,8 @@ def clip_grad_norm_(
     if not grads:
         return wrap(np.asarray(0.0, np.float32))
     norm_type = float(norm_type)
+    if any(type(g) is not np.ndarray for g in grads):
+        return _clip_on_device(grads, float(max_norm), norm_type, error_if_nonfinite)
     # as torch: the norm of the per-tensor norms (the same thing for p > 0; for 0 and -inf not)
     total = _vector_norm(np.array([_vector_norm(g, norm_type) for g in grads]), norm_type)
     if error_if_nonfinite and not math.isfinite(total):
@@ -42,6 +49,40 @@ def clip_grad_norm_(
             for g in grads:
                 g *= coef
     return wrap(np.asarray(total, grads[0].dtype))
+
+
+def _clip_on_device(grads: list, max_norm: float, p: float, error_if_nonfinite: bool) -> Tensor:
+    """clip_grad_norm_ for gradients of which some live on a GPU: the total norm is a 0-d array
+    on the first device gradient's device; each gradient is scaled on its own device."""
+    dev = next(backend.device_of(g) for g in grads if type(g) is not np.ndarray)
+    xp = backend.xp_for(dev)
+    norms = xp.stack([backend.to_device(_device_norm(g, p), dev) for g in grads])
+    total = _device_norm(norms, p)
+    if error_if_nonfinite and not bool(xp.isfinite(total)):  # the one sync, asked for
+        raise RuntimeError(
+            f"The total norm of order {p} for gradients from `parameters` is non-finite, "
+            "so it cannot be clipped. To disable this error and scale the gradients by the "
+            "non-finite norm anyway, set `error_if_nonfinite=False`"
+        )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        coef = xp.minimum(max_norm / (total + 1e-6), 1.0)  # a NaN norm makes NaN gradients
+        for g in grads:
+            g *= backend.to_device(coef, backend.device_of(g)).astype(g.dtype)
+    return wrap(total.astype(grads[0].dtype))
+
+
+def _device_norm(a: object, p: float) -> object:
+    """``_vector_norm`` as a 0-d float64 array of ``a``'s module (no host round trip)."""
+    xp = backend.array_module(a)
+    a = xp.abs(a.astype(np.float64, copy=False)).ravel()
+    if p == math.inf:
+        return a.max() if a.size else xp.zeros((), np.float64)
+    if p == -math.inf:
+        return a.min() if a.size else xp.full((), math.inf)
+    if p == 0:
+        return xp.asarray(xp.count_nonzero(a), np.float64)
+    with np.errstate(over="ignore"):
+        return xp.sum(a**p) ** (1.0 / p)
 
 
 def _vector_norm(a: np.ndarray, p: float) -> float:

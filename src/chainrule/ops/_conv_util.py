@@ -1,5 +1,8 @@
 """Helpers shared by the convolution and pooling ops (``ops.conv`` / ``ops.pooling``): per-thread
-scratch buffers, padding, the 1-d-as-2-d views and argument normalisation."""
+scratch buffers, padding, strided views, the 1-d-as-2-d views and argument normalisation.
+
+The helpers take host (NumPy) and device (CuPy) arrays alike; what they create belongs to the
+input's array module."""
 
 from __future__ import annotations
 
@@ -7,7 +10,9 @@ import threading
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
+from .. import backend
 from ..autograd.engine import apply
 
 
@@ -25,10 +30,16 @@ def _call(m: Any, op: type, *args: Any, **kw: Any) -> Any:
 _work = threading.local()
 
 
-def _buf(slot: str, shape: tuple, dtype: np.dtype) -> np.ndarray:
-    """A scratch array for a temporary that never leaves the kernel (one per slot and thread,
-    grown as needed). Reusing it avoids a fresh multi-MB allocation per call, which glibc
-    serves with new pages (page faults) after it has trimmed the freed ones."""
+def _buf(slot: str, shape: tuple, dtype: np.dtype, xp: Any = np) -> Any:
+    """A scratch array of module ``xp`` for a temporary that never leaves the kernel.
+
+    On the host: one per slot and thread, grown as needed. Reusing it avoids a fresh multi-MB
+    allocation per call, which glibc serves with new pages (page faults) after it has trimmed
+    the freed ones. On a device a fresh array: CuPy's memory pool already recycles blocks
+    without page faults, and a cached buffer would pin GPU memory outside that pool (and to
+    whichever GPU was current when it was made)."""
+    if xp is not np:
+        return xp.empty(shape, dtype)
     d = _work.__dict__
     n = 1
     for i in shape:
@@ -48,11 +59,19 @@ def _sz2(sz: tuple) -> tuple:
 
 
 def release_workspace() -> None:
-    """Free this thread's scratch buffers (they grow to the largest convolution seen)."""
+    """Free this thread's host scratch buffers (they grow to the largest convolution seen)."""
     _work.__dict__.clear()
 
 
-def _padded(x: np.ndarray, pads: tuple, value: float = 0.0, slot: str | None = None) -> np.ndarray:
+def _strided(x: Any, shape: tuple, strides: tuple) -> Any:
+    """A read-only strided view of ``x`` (``as_strided`` of x's array module; CuPy's has no
+    ``writeable`` flag, its views are only ever read here)."""
+    if type(x) is np.ndarray:
+        return as_strided(x, shape, strides, writeable=False)
+    return backend.array_module(x).lib.stride_tricks.as_strided(x, shape, strides)
+
+
+def _padded(x: Any, pads: tuple, value: float = 0.0, slot: str | None = None) -> Any:
     """x (N, C, H, W) with ``pads`` ((top, bottom), (left, right)) filled with ``value``
     (x itself when there is no padding; in scratch ``slot`` if given)."""
     (t, b), (lf, r) = pads
@@ -60,7 +79,8 @@ def _padded(x: np.ndarray, pads: tuple, value: float = 0.0, slot: str | None = N
         return x
     N, C, H, W = x.shape
     shape = (N, C, H + t + b, W + lf + r)
-    out = np.empty(shape, x.dtype) if slot is None else _buf(slot, shape, x.dtype)
+    xp = backend.array_module(x)
+    out = xp.empty(shape, x.dtype) if slot is None else _buf(slot, shape, x.dtype, xp)
     out[:, :, :t] = value
     out[:, :, t + H :] = value
     out[:, :, t : t + H, :lf] = value

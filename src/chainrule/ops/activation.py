@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import backend
 from ..autograd.engine import Op, apply
 from ..tensor import Tensor
 from . import elementwise as E
@@ -74,6 +75,8 @@ def erf_array(x: Any) -> np.ndarray:
 
     Floating inputs keep their dtype; anything else gives float64.
     """
+    if backend.is_device_array(x):
+        return _erf_device(x, backend.array_module(x))
     x = np.asarray(x)
     out_dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
     xf = x.astype(np.float64, copy=False).ravel()
@@ -103,6 +106,38 @@ def erf_array(x: Any) -> np.ndarray:
     out[np.isnan(a)] = np.nan
     np.copysign(out, xf, out=out)
     return out.reshape(x.shape).astype(out_dtype, copy=False)
+
+
+_ERF_TABLES: dict = {}  # array module -> (centres, coefficients) on its device
+
+
+def _erf_device(x: Any, xp: Any) -> Any:
+    """``erf_array`` for device arrays, the same formulas without data-dependent shapes (no
+    device-to-host sync): both polynomials on every element, the right one picked per element."""
+    tables = _ERF_TABLES.get(xp)
+    if tables is None:
+        tables = _ERF_TABLES[xp] = (xp.asarray(_ERF_CENTRES), xp.asarray(_ERF_COEFS))
+    centres, coefs = tables
+    out_dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+    a = xp.abs(x.astype(np.float64))
+    s = xp.minimum(a, _ERF_SMALL)  # the series, on |x| < 0.5
+    u = s * s
+    series = xp.full_like(u, _ERF_SERIES[-1])
+    for c in _ERF_SERIES[-2::-1]:
+        series *= u
+        series += c
+    series *= s
+    am = xp.clip(a, _ERF_SMALL, _ERF_BIG)  # the Taylor cells, on 0.5 <= |x| < 6
+    k = ((am - _ERF_SMALL) * (1 / _ERF_CELL)).astype(np.intp)
+    xp.clip(k, 0, len(_ERF_CENTRES) - 1, out=k)  # (NaN made some index; any will do there)
+    h = am - centres.take(k)
+    taylor = coefs[_ERF_DEG].take(k)
+    for j in range(_ERF_DEG - 1, -1, -1):
+        taylor *= h
+        taylor += coefs[j].take(k)
+    out = xp.where(a < _ERF_SMALL, series, xp.where(a < _ERF_BIG, taylor, 1.0))
+    out = xp.where(xp.isnan(a), np.nan, out)
+    return xp.copysign(out, x.astype(np.float64)).astype(out_dtype, copy=False)
 
 
 _TWO_OVER_SQRT_PI = 2 / math.sqrt(math.pi)

@@ -11,6 +11,10 @@ scratch buffers (``_buf``; ``release_workspace()`` frees them). Three array kern
     _conv_t(u, w)    the adjoint of _conv in x (a transposed convolution)
     _conv_wgrad(x, u) the adjoint of _conv in w
 
+They take NumPy or CuPy arrays (on a device: the same im2col, with CuPy's GEMM). Every
+convolution, forward and backward, goes through these three, so they are where a GPU-specific
+implementation (cuDNN-class, dispatching on the array module) would plug in.
+
 and three Ops (``Conv``, ``ConvT``, ``ConvWGrad``) whose backward rules are written with each other
 (through ``m.conv`` / ``m.conv_transpose`` / ``m.conv_wgrad``), so the backward is differentiable
 for ``create_graph``. 1-d inputs are handled as 2-d with a height of 1 (a free view).
@@ -24,11 +28,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
+from .. import backend
 from ..autograd.engine import Op, apply
 from ..tensor import Tensor, wrap
-from ._conv_util import _as2d, _buf, _dims2, _padded, _sz2, _tuple
+from ._conv_util import _as2d, _buf, _dims2, _padded, _strided, _sz2, _tuple
 from ._conv_util import release_workspace as release_workspace
 from .util import promote_pair
 
@@ -39,7 +43,7 @@ def _to_cn(x: np.ndarray, pads: tuple) -> np.ndarray:
     """x (N, C, H, W) -> a zero-padded copy in the batch-last layout (C, Hp, Wp, N)."""
     (t, b), (lf, r) = pads
     N, C, H, W = x.shape
-    xp = _buf("pad", (C, H + t + b, W + lf + r, N), x.dtype)
+    xp = _buf("pad", (C, H + t + b, W + lf + r, N), x.dtype, backend.array_module(x))
     if t or b or lf or r:
         xp[:, :t] = 0
         xp[:, t + H :] = 0
@@ -60,6 +64,13 @@ _PERM_OUT = {True: (3, 0, 1, 2), False: (1, 0, 2, 3)}  # layout -> NCHW
 
 def _batch_last(N: int, ow: int) -> bool:
     return N > 1 and ow < 16
+
+
+def _layout(a: Any, N: int, ow: int) -> bool:
+    """The layout for array ``a``'s convolution (True: batch-last). On a device every copy is one
+    bandwidth-bound kernel whatever its row length, so batch-middle, with fewer transposing
+    copies, always wins there."""
+    return type(a) is np.ndarray and _batch_last(N, ow)
 
 
 def _in_layout(C: int, N: int, h: int, w: int, bl: bool) -> tuple:
@@ -87,8 +98,8 @@ def _im2col(x: np.ndarray, ksize: tuple, geom: tuple, osize: tuple, bl: bool) ->
     else:
         shape = (C, kh, kw, N, oh, ow)
         strides = (sC, dh * sH, dw * sW, sN, sh * sH, sw * sW)
-    cols = _buf("cols", shape, x.dtype)
-    np.copyto(cols, as_strided(xp, shape, strides, writeable=False))
+    cols = _buf("cols", shape, x.dtype, backend.array_module(x))
+    np.copyto(cols, _strided(xp, shape, strides))
     return cols
 
 
@@ -96,7 +107,8 @@ def _mm(a: np.ndarray, b: np.ndarray, slot: str | None = None) -> np.ndarray:
     """(G, m, k) @ (G, k, n), one plain GEMM when G == 1; into scratch ``slot`` if given."""
     out = None
     if slot is not None:
-        out = _buf(slot, (a.shape[0], a.shape[1], b.shape[2]), np.result_type(a, b))
+        dt = np.result_type(a.dtype, b.dtype)
+        out = _buf(slot, (a.shape[0], a.shape[1], b.shape[2]), dt, backend.array_module(a))
     if a.shape[0] == 1:
         if out is None:
             return np.dot(a[0], b[0])[None]
@@ -108,7 +120,7 @@ def _mm(a: np.ndarray, b: np.ndarray, slot: str | None = None) -> np.ndarray:
 def _by_group(u: np.ndarray, G: int, bl: bool) -> np.ndarray:
     """u (N, Co, oh, ow) -> (G, Co/G, oh*ow*N) in the layout (one transposing copy, scratch)."""
     N, Co, oh, ow = u.shape
-    out = _buf("ut", _in_layout(Co, N, oh, ow, bl), u.dtype)
+    out = _buf("ut", _in_layout(Co, N, oh, ow, bl), u.dtype, backend.array_module(u))
     np.copyto(out, u.transpose(_PERM_IN[bl]))
     return out.reshape(G, Co // G, oh * ow * N)
 
@@ -121,12 +133,12 @@ def _conv(x: np.ndarray, w: np.ndarray, b: Any, geom: tuple, osize: tuple) -> np
     N = x2.shape[0]
     Co, Cg, kh, kw = w2.shape
     oh, ow = _sz2(osize)
-    bl = _batch_last(N, ow)
+    bl = _layout(x2, N, ow)
     cols = _im2col(x2, (kh, kw), geom, (oh, ow), bl)
     K = Cg * kh * kw
     y = _mm(w2.reshape(G, Co // G, K), cols.reshape(G, K, oh * ow * N), "y")
     yt = y.reshape(_in_layout(Co, N, oh, ow, bl)).transpose(_PERM_OUT[bl])
-    out = np.empty((N, Co, oh, ow), y.dtype)
+    out = backend.array_module(y).empty((N, Co, oh, ow), y.dtype)
     if b is None:
         np.copyto(out, yt)
     else:
@@ -149,12 +161,13 @@ def _col2im(
     (sh, sw), ((t, bt), (lf, r)), (dh, dw), _ = geom
     (kh, kw), (oh, ow), (H, W) = ksize, osize, isize
     Hp, Wp = H + t + bt, W + lf + r
+    am = backend.array_module(gcols)
     if bl:
         gcols = gcols.reshape(C, kh, kw, oh, ow, N)
-        xp = _buf("img", (C, Hp, Wp, N), gcols.dtype)
+        xp = _buf("img", (C, Hp, Wp, N), gcols.dtype, am)
     else:
         gcols = gcols.reshape(C, kh, kw, N, oh, ow)
-        xp = _buf("img", (C, N, Hp, Wp), gcols.dtype)
+        xp = _buf("img", (C, N, Hp, Wp), gcols.dtype, am)
     xp[...] = 0
     for a in range(kh):
         hs = slice(a * dh, a * dh + sh * (oh - 1) + 1, sh)
@@ -168,7 +181,7 @@ def _col2im(
         inner = xp[:, t : t + H, lf : lf + W]
     else:
         inner = xp[:, :, t : t + H, lf : lf + W]
-    return np.ascontiguousarray(inner.transpose(_PERM_OUT[bl]))
+    return am.ascontiguousarray(inner.transpose(_PERM_OUT[bl]))
 
 
 def _conv_t(u: np.ndarray, w: np.ndarray, b: Any, geom: tuple, isize: tuple) -> np.ndarray:
@@ -179,7 +192,7 @@ def _conv_t(u: np.ndarray, w: np.ndarray, b: Any, geom: tuple, isize: tuple) -> 
     N, Co, oh, ow = u2.shape
     _, Cg, kh, kw = w2.shape
     K = Cg * kh * kw
-    bl = _batch_last(N, ow)
+    bl = _layout(u2, N, ow)
     gcols = _mm(w2.reshape(G, Co // G, K).transpose(0, 2, 1), _by_group(u2, G, bl), "gcols")
     x = _col2im(gcols, G * Cg, N, (kh, kw), (oh, ow), _sz2(isize), geom, bl)
     if b is not None:
@@ -195,7 +208,7 @@ def _conv_wgrad(x: np.ndarray, u: np.ndarray, geom: tuple, ksize: tuple) -> np.n
     N, Co, oh, ow = u2.shape
     C = x2.shape[1]
     kh, kw = _sz2(ksize)
-    bl = _batch_last(N, ow)
+    bl = _layout(x2, N, ow)
     cols = _im2col(x2, (kh, kw), geom, (oh, ow), bl)
     K = (C // G) * kh * kw
     gw = _mm(_by_group(u2, G, bl), cols.reshape(G, K, oh * ow * N).transpose(0, 2, 1))
@@ -315,7 +328,7 @@ def _prep(input: Tensor, weight: Tensor, bias: Any, nd: int, name: str) -> tuple
         raise RuntimeError(f'"{name}" not implemented for integer input (dtype {input.dtype})')
     if bias is not None:
         if not isinstance(bias, Tensor):
-            bias = wrap(np.asarray(bias, weight.data.dtype))
+            bias = wrap(backend.asarray(bias, weight.data.dtype, like=weight.data))
         elif bias.data.dtype is not weight.data.dtype:
             bias = bias.to(weight.dtype)
     return input, weight, bias, unbatched

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import dtypes
+from .. import backend, dtypes
 from ..autograd.engine import Op, apply
 from ..tensor import Tensor
 from .util import as_float, promote_pair
@@ -592,11 +592,35 @@ def where(condition: Any, input: Any = None, other: Any = None) -> Any:  # noqa:
         from .reduce import nonzero  # noqa: PLC0415
 
         return nonzero(condition, as_tuple=True)
-    c = condition.data if isinstance(condition, Tensor) else np.asarray(condition)
+    if isinstance(condition, Tensor):
+        c = condition.data
+    else:  # (a backward rule's condition may be a device array already)
+        c = condition if backend.is_device_array(condition) else np.asarray(condition)
     if c.dtype != np.bool_:
         c = c.astype(bool)
     a, b = promote_pair(input, other)
+    if type(c) is np.ndarray:  # a host condition next to a device operand moves to it
+        dev = _device_data(a)
+        if dev is None:
+            dev = _device_data(b)
+        if dev is not None:
+            c = _condition_to(c, condition, dev)
     return apply(Where, c, a, b)
+
+
+def _device_data(x: Any) -> Any:
+    """``x``'s array when ``x`` is a Tensor on a device (None otherwise)."""
+    if isinstance(x, Tensor) and type(x.data) is not np.ndarray:
+        return x.data
+    return None
+
+
+def _condition_to(c: np.ndarray, condition: Any, like: Any) -> Any:
+    """``where``'s host condition on ``like``'s device: arrays and lists move; a CPU tensor must
+    be 0-d to (PyTorch's rule for mixing devices)."""
+    if isinstance(condition, Tensor) and c.ndim:
+        raise backend.same_device_error("where", [c, like])
+    return backend.to_device(c, backend.device_of(like))
 
 
 def _compare(fn: Any) -> Any:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import backend
 from ..autograd.engine import Op, apply
 from ..tensor import Tensor, wrap
 from .util import promote_pair
@@ -183,7 +184,8 @@ def _undiagonal(gk: Any, uniq: str, sub: str, size: dict, m: Any) -> Any:
     fresh = iter(c for c in string.ascii_letters if c not in sub)
     seen: set = set()
     new_sub, eyes, eye_subs = [], [], []
-    dt = gk.data.dtype if isinstance(gk, Tensor) else gk.dtype
+    arr = gk.data if isinstance(gk, Tensor) else gk
+    dt, xp = arr.dtype, backend.array_module(arr)
     for c in sub:
         if c not in seen:
             seen.add(c)
@@ -191,7 +193,7 @@ def _undiagonal(gk: Any, uniq: str, sub: str, size: dict, m: Any) -> Any:
             continue
         f = next(fresh)
         new_sub.append(f)
-        eye = np.eye(size[c], dtype=dt)
+        eye = xp.eye(size[c], dtype=dt)
         eyes.append(wrap(eye) if isinstance(gk, Tensor) else eye)
         eye_subs.append(c + f)
     return m.einsum(",".join([uniq] + eye_subs) + "->" + "".join(new_sub), gk, *eyes)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import backend
 from ..autograd.engine import Op, OpError
+from ..tensor import Tensor
 from . import elementwise as E
 
 
@@ -32,6 +34,16 @@ def _unflatten_classes(g2: np.ndarray | object, shape: tuple, m: object) -> obje
     moved = (shape[0],) + shape[2:] + (shape[1],)
     perm = (0, len(shape) - 1) + tuple(range(1, len(shape) - 1))
     return m.permute(m.reshape(g2, moved), perm)
+
+
+def _same_device(name: str, x: object, *arrays: object) -> None:
+    """Raise PyTorch's mixed-devices error when a target / weight array is not on ``x``'s device
+    (they reach the op as arrays, which the engine cannot move)."""
+    t = type(x)
+    if any(a is not None and type(a) is not t for a in arrays):
+        err = backend.same_device_error(name, [x, *(a for a in arrays if a is not None)])
+        if err is not None:
+            raise OpError(str(err))
 
 
 def _check_target(x: np.ndarray, target: np.ndarray, name: str) -> None:
@@ -60,13 +72,18 @@ def _weights(
 ) -> tuple:
     check_weight(weight, C, name)
     valid = t != ignore_index
-    tc = np.where(valid, t, 0) if not valid.all() else t
-    if tc.size and (tc.min() < 0 or tc.max() >= C):
-        bad = tc[(tc < 0) | (tc >= C)][0]
+    if type(t) is np.ndarray:
+        tc = np.where(valid, t, 0) if not valid.all() else t
+        out_of_range = tc.size and (tc.min() < 0 or tc.max() >= C)
+    else:  # on a device: one sync for the bounds check, none for the rest
+        tc = np.where(valid, t, 0)
+        out_of_range = tc.size and bool(((tc < 0) | (tc >= C)).any())
+    if out_of_range:
+        bad = int(tc[(tc < 0) | (tc >= C)][0])
         raise TargetIndexError(
             f"{name}: target {bad} is out of bounds: class indices must be in [0, {C - 1}]"
         )
-    w = (weight[tc] if weight is not None else np.ones(tc.shape, dtype)) * valid
+    w = weight[tc] * valid if weight is not None else valid
     return tc, w.astype(dtype, copy=False), valid
 
 
@@ -74,7 +91,12 @@ def _mean(losses: np.ndarray, w: np.ndarray, dtype: np.dtype) -> tuple:
     """The weighted mean (NaN when every target is ignored, as in PyTorch) and its divisor."""
     denom = w.sum()
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(losses.sum() / denom, dtype), denom
+        return _scalar(losses.sum() / denom, dtype, losses), denom
+
+
+def _scalar(v: object, dtype: np.dtype, like: object) -> object:
+    """The reduced value ``v`` as a 0-d array of ``dtype`` on ``like``'s device."""
+    return backend.array_module(like).asarray(v, dtype)
 
 
 def _coeff(w: np.ndarray, valid: np.ndarray, reduction: str, denom: object) -> np.ndarray:
@@ -94,13 +116,14 @@ class CrossEntropy(Op):
     name = "cross_entropy"
 
     def forward(ctx, x, target, weight, ignore_index, reduction):
+        _same_device("cross_entropy", x, target, weight)
         _check_target(x, target, "cross_entropy")
         xl, t = _flatten_classes(x, target)
         C = xl.shape[1]
         tc, w, valid = _weights(t, C, weight, ignore_index, x.dtype, "cross_entropy")
         s = xl - np.amax(xl, axis=1, keepdims=True) if xl.size else xl.copy()
         s -= np.log(np.sum(np.exp(s), axis=1, keepdims=True))
-        rows = np.arange(len(tc))
+        rows = backend.array_module(tc).arange(len(tc))
         losses = -s[rows, tc] * w
         ctx.lsm, ctx.tc, ctx.w, ctx.reduction, ctx.shape = s, tc, w, reduction, x.shape
         ctx.valid, ctx.denom = valid, None
@@ -108,7 +131,7 @@ class CrossEntropy(Op):
             out, ctx.denom = _mean(losses, w, x.dtype)
             return out
         if reduction == "sum":
-            return np.asarray(losses.sum(), x.dtype)
+            return _scalar(losses.sum(), x.dtype, losses)
         return losses.reshape(target.shape)
 
     def backward(ctx, g, m):
@@ -118,7 +141,8 @@ class CrossEntropy(Op):
             if ctx.reduction == "none"
             else g * coeff[:, None]
         )
-        rows = np.arange(len(ctx.tc))
+        xp = backend.array_module(ctx.tc)
+        rows = xp.arange(len(ctx.tc))
         if not m.graph:  # softmax - onehot, in place in one fresh array
             p = np.exp(ctx.lsm)
             p[rows, ctx.tc] -= 1
@@ -126,7 +150,7 @@ class CrossEntropy(Op):
             return _unflatten_classes(p, ctx.shape, m), None, None
         x = ctx.inputs[0]  # differentiable: recompute the softmax from the input tensor
         p = m.exp(m.log_softmax(_unflatten_inverse(x, m), 1))
-        onehot = np.zeros(ctx.lsm.shape, ctx.lsm.dtype)
+        onehot = xp.zeros(ctx.lsm.shape, ctx.lsm.dtype)
         onehot[rows, ctx.tc] = 1
         return _unflatten_classes((p - onehot) * coeff, ctx.shape, m), None, None
 
@@ -148,23 +172,25 @@ class NLL(Op):
     name = "nll_loss"
 
     def forward(ctx, x, target, weight, ignore_index, reduction):
+        _same_device("nll_loss", x, target, weight)
         _check_target(x, target, "nll_loss")
         xl, t = _flatten_classes(x, target)
         tc, w, valid = _weights(t, xl.shape[1], weight, ignore_index, x.dtype, "nll_loss")
-        losses = -xl[np.arange(len(tc)), tc] * w
+        losses = -xl[backend.array_module(tc).arange(len(tc)), tc] * w
         ctx.tc, ctx.w, ctx.reduction, ctx.shape, ctx.C = tc, w, reduction, x.shape, xl.shape[1]
         ctx.valid, ctx.denom = valid, None
         if reduction == "mean":
             out, ctx.denom = _mean(losses, w, x.dtype)
             return out
         if reduction == "sum":
-            return np.asarray(losses.sum(), x.dtype)
+            return _scalar(losses.sum(), x.dtype, losses)
         return losses.reshape(target.shape)
 
     def backward(ctx, g, m):
         coeff = _coeff(ctx.w, ctx.valid, ctx.reduction, ctx.denom)
-        onehot = np.zeros((len(ctx.tc), ctx.C), ctx.w.dtype)
-        onehot[np.arange(len(ctx.tc)), ctx.tc] = -1
+        xp = backend.array_module(ctx.tc)
+        onehot = xp.zeros((len(ctx.tc), ctx.C), ctx.w.dtype)
+        onehot[xp.arange(len(ctx.tc)), ctx.tc] = -1
         scaled = onehot * coeff[:, None]
         gg = m.reshape(g, (-1, 1)) * scaled if ctx.reduction == "none" else g * scaled
         return _unflatten_classes(gg, ctx.shape, m), None, None
@@ -176,9 +202,9 @@ class NLL(Op):
 def _reduce(loss: np.ndarray, reduction: str, dtype: np.dtype) -> np.ndarray:
     if reduction == "mean":
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.asarray(loss.sum() / loss.size, dtype)
+            return _scalar(loss.sum() / loss.size, dtype, loss)
     if reduction == "sum":
-        return np.asarray(loss.sum(), dtype)
+        return _scalar(loss.sum(), dtype, loss)
     return loss.astype(dtype, copy=False)
 
 
@@ -193,18 +219,18 @@ def _bwd_scale(g: object, ctx: object, m: object) -> object:
 
 
 def _clamp_min(v: object, lo: float) -> object:
-    return np.maximum(v, lo) if isinstance(v, np.ndarray) else v.clamp(min=lo)
+    return v.clamp(min=lo) if isinstance(v, Tensor) else np.maximum(v, lo)
 
 
 def _sigmoid(x: object) -> object:
-    return E.Sigmoid.forward(None, x) if isinstance(x, np.ndarray) else E.sigmoid(x)
+    return E.sigmoid(x) if isinstance(x, Tensor) else E.Sigmoid.forward(None, x)
 
 
 def _log_sigmoid(x: object) -> object:
     """min(x, 0) - log1p(exp(-|x|)): finite for any x."""
-    if isinstance(x, np.ndarray):
-        return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
-    return x.clamp(max=0) - (-x.abs()).exp().log1p()
+    if isinstance(x, Tensor):
+        return x.clamp(max=0) - (-x.abs()).exp().log1p()
+    return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))
 
 
 # PyTorch's EPSILON is 1e-12 as a float32, in every dtype
@@ -220,15 +246,10 @@ class BinaryCrossEntropy(Op):
     name = "binary_cross_entropy"
 
     def forward(ctx, x, y, weight, reduction):
-        if x.size and not ((x >= 0) & (x <= 1)).all():
-            raise RuntimeError(
-                "binary_cross_entropy: all elements of input should be between 0 and 1 (apply a "
-                "sigmoid, or use binary_cross_entropy_with_logits)"
-            )
-        if y.size and not ((y >= 0) & (y <= 1)).all():
-            raise RuntimeError(
-                "binary_cross_entropy: all elements of target should be between 0 and 1"
-            )
+        _same_device("binary_cross_entropy", x, weight)
+        # one device-to-host sync for both checks (on the CPU: no cost to speak of)
+        if x.size and not bool(((x >= 0) & (x <= 1)).all() & ((y >= 0) & (y <= 1)).all()):
+            _bce_range_error(x, y)
         with np.errstate(divide="ignore"):
             loss = (y - 1) * np.maximum(np.log1p(-x), -100) - y * np.maximum(np.log(x), -100)
         if weight is not None:
@@ -244,12 +265,21 @@ class BinaryCrossEntropy(Op):
         if ctx.needs_input_grad[0]:
             gx = g * (x - y) / _clamp_min((1 - x) * x, _BCE_EPS)
         if ctx.needs_input_grad[1]:
-            if isinstance(x, np.ndarray):
+            if isinstance(x, Tensor):
+                gy = g * ((-x).log1p() - x.log())
+            else:
                 with np.errstate(divide="ignore"):
                     gy = g * (np.log1p(-x) - np.log(x))
-            else:
-                gy = g * ((-x).log1p() - x.log())
         return gx, gy
+
+
+def _bce_range_error(x: object, y: object) -> None:
+    if not bool(((x >= 0) & (x <= 1)).all()):
+        raise RuntimeError(
+            "binary_cross_entropy: all elements of input should be between 0 and 1 (apply a "
+            "sigmoid, or use binary_cross_entropy_with_logits)"
+        )
+    raise RuntimeError("binary_cross_entropy: all elements of target should be between 0 and 1")
 
 
 class BinaryCrossEntropyWithLogits(Op):
@@ -261,6 +291,7 @@ class BinaryCrossEntropyWithLogits(Op):
     name = "binary_cross_entropy_with_logits"
 
     def forward(ctx, x, y, weight, pos_weight, reduction):
+        _same_device("binary_cross_entropy_with_logits", x, weight, pos_weight)
         ls = _log_sigmoid(x)
         if pos_weight is not None:
             pos_weight = pos_weight.astype(x.dtype, copy=False)
@@ -302,8 +333,8 @@ class MSE(Op):
         s = np.vdot(d, d) if d.dtype.kind == "f" and d.size else np.add.reduce(d * d, axis=None)
         if reduction == "mean":
             ctx.n = max(d.size, 1)  # an empty mean is NaN; its (empty) gradient needs no scale
-            return np.asarray(s / d.size if d.size else np.nan, x.dtype)
-        return np.asarray(s, x.dtype)
+            return _scalar(s / d.size if d.size else np.nan, x.dtype, d)
+        return _scalar(s, x.dtype, d)
 
     def backward(ctx, g, m):
         x, y = ctx.inputs

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import backend
 from ..autograd.engine import Op, apply
 from ..tensor import Tensor, wrap
 from .reduce import norm_dims
@@ -210,23 +211,46 @@ def unflatten(input: Tensor, dim: int, sizes: Sequence[int]) -> Tensor:  # noqa:
 # ----------------------------------------------------------------------------- indexing
 
 
-def _norm_index(index: Any) -> Any:
-    """A user index with Tensors and lists turned into arrays NumPy understands."""
+def _norm_index(index: Any, like: Any = None) -> Any:
+    """A user index with Tensors and lists turned into arrays NumPy understands, on the device of
+    the indexed array ``like`` (a CUDA tensor takes CPU index tensors and lists, as in PyTorch; a
+    CPU tensor refuses CUDA indices)."""
     if isinstance(index, tuple):
-        return tuple(_norm_one(i) for i in index)
-    return _norm_one(index)
+        return tuple(_norm_one(i, like) for i in index)
+    return _norm_one(index, like)
 
 
-def _norm_one(i: Any) -> Any:
+def _norm_one(i: Any, like: Any) -> Any:
+    t = type(i)
+    if t is int or t is slice or i is None or i is Ellipsis:
+        return i
     if isinstance(i, Tensor):
         a = i.data
-        return a if a.dtype.kind in "biu" else _bad_index(a)
+        if a.dtype.kind not in "biu":
+            _bad_index(a)
+        return a if type(a) is type(like) else _index_to(a, like)
     if isinstance(i, list):
         a = np.asarray(i)
         if a.size == 0:  # x[[]]: an empty integer index (NumPy would make it float)
-            return a.astype(np.int64)
-        return a if a.dtype.kind in "biu" else _bad_index(a)
+            a = a.astype(np.int64)
+        elif a.dtype.kind not in "biu":
+            _bad_index(a)
+        return a if type(like) is np.ndarray or like is None else _index_to(a, like)
+    if like is not None and t is not type(like) and backend.is_array(i):
+        return _index_to(i, like)
     return i
+
+
+def _index_to(a: Any, like: Any) -> Any:
+    """The index array ``a`` on the device of ``like`` (host indices go to the device)."""
+    if like is None:  # (no indexed array to match)
+        return a
+    if backend.is_device_array(a) and not backend.is_device_array(like):
+        raise RuntimeError(
+            f"indices should be either on cpu or on the same device as the indexed tensor (cpu), "
+            f"got indices on {backend.device_of(a)}"
+        )
+    return backend.to_device(a, backend.device_of(like))
 
 
 def _bad_index(a: np.ndarray) -> None:
@@ -262,7 +286,7 @@ class PutNew(Op):
 
     def forward(ctx, g, shape, index, basic):
         ctx.index, ctx.basic = index, basic
-        out = np.zeros(shape, g.dtype)
+        out = backend.array_module(g).zeros(shape, g.dtype)
         if basic:
             out[index] = g
         else:
@@ -274,7 +298,7 @@ class PutNew(Op):
 
 
 def getitem(input: Tensor, index: Any) -> Tensor:  # noqa: A002
-    idx = _norm_index(index)
+    idx = _norm_index(index, input.data)
     basic = _is_basic(idx)
     return apply(GetItemView if basic else GetItem, input, index=idx, basic=basic)
 
@@ -313,7 +337,7 @@ class Gather(Op):
     def forward(ctx, x, dim, index):
         ctx.shape, ctx.dim, ctx.index = x.shape, dim, index
         if x.ndim == 0:
-            return x[()] if index.ndim == 0 else np.full(index.shape, x)
+            return x[()] if index.ndim == 0 else np.broadcast_to(x, index.shape).copy()
         sl = tuple(slice(0, s) if i != dim else slice(None) for i, s in enumerate(index.shape))
         return np.take_along_axis(x[sl], index, axis=dim)
 
@@ -328,11 +352,11 @@ class ScatterAddNew(Op):
 
     def forward(ctx, src, shape, dim, index):
         ctx.dim, ctx.index, ctx.src_shape = dim, index, src.shape
-        out = np.zeros(shape, src.dtype)
+        out = backend.array_module(src).zeros(shape, src.dtype)
         if len(shape) == 0:
             out[()] += src.sum()
             return out
-        full = list(np.indices(index.shape, sparse=True))
+        full = _open_grid(index)
         full[dim] = index
         np.add.at(out, tuple(full), src[tuple(slice(0, s) for s in index.shape)])
         return out
@@ -344,15 +368,34 @@ class ScatterAddNew(Op):
         return m.pad_raw(gs, [(0, s - i) for s, i in zip(ctx.src_shape, ctx.index.shape)])
 
 
-def _index_arr(index: Any) -> np.ndarray:
-    a = index.data if isinstance(index, Tensor) else np.asarray(index)
+def _open_grid(index: Any) -> list:
+    """``np.indices(index.shape, sparse=True)`` on ``index``'s device: one broadcastable arange
+    per dim."""
+    xp, nd = backend.array_module(index), index.ndim
+    return [
+        xp.arange(n).reshape((1,) * i + (n,) + (1,) * (nd - i - 1))
+        for i, n in enumerate(index.shape)
+    ]
+
+
+def _index_arr(index: Any, input: Tensor, op: str) -> Any:
+    """gather/scatter's index as an integer array on ``input``'s device (an index tensor must
+    already be there, as in PyTorch; arrays and lists are moved)."""
+    if isinstance(index, Tensor):
+        a = index.data
+        if type(a) is not type(input.data):
+            err = backend.same_device_error(op, [input.data, a])
+            if err is not None:
+                raise err
+    else:
+        a = backend.asarray(index, like=input.data)
     if a.dtype.kind not in "iu":
         raise RuntimeError(f"gather/scatter: index must be an integer tensor, got {a.dtype}")
     return a
 
 
 def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:  # noqa: A002
-    idx = _index_arr(index)
+    idx = _index_arr(index, input, "gather")
     d = _dim(dim, input.ndim) if input.ndim else 0
     if idx.ndim != input.ndim:
         raise RuntimeError(
@@ -368,7 +411,7 @@ def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:  # noqa: A002
 
 
 def scatter_add(input: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:  # noqa: A002
-    idx = _index_arr(index)
+    idx = _index_arr(index, input, "scatter_add")
     d = _dim(dim, input.ndim) if input.ndim else 0
     return input + apply(ScatterAddNew, src, shape=input.shape, dim=d, index=idx)
 
@@ -379,12 +422,12 @@ def scatter(input: Tensor, dim: int, index: Tensor, src: Any = None, value: Any 
 
     if src is None:
         src = value
-    idx = _index_arr(index)
+    idx = _index_arr(index, input, "scatter")
     if not isinstance(src, Tensor):
-        src = full(idx.shape, src, dtype=input.dtype)
+        src = full(idx.shape, src, dtype=input.dtype, device=input.device)
     d = _dim(dim, input.ndim) if input.ndim else 0
-    hit = np.zeros(input.shape, bool)
-    full_idx = list(np.indices(idx.shape, sparse=True))
+    hit = backend.array_module(idx).zeros(input.shape, bool)
+    full_idx = _open_grid(idx)
     full_idx[d] = idx
     hit[tuple(full_idx)] = True
     written = apply(ScatterAddNew, src, shape=input.shape, dim=d, index=idx)
@@ -394,7 +437,7 @@ def scatter(input: Tensor, dim: int, index: Tensor, src: Any = None, value: Any 
 def take_along_dim(input: Tensor, indices: Tensor, dim: int | None = None) -> Tensor:  # noqa: A002
     """``gather`` after broadcasting ``input`` and ``indices`` against each other in every dim but
     ``dim`` (torch's rule); with ``dim=None`` both are flattened first."""
-    idx = _index_arr(indices)
+    idx = _index_arr(indices, input, "take_along_dim")
     if dim is None:
         return gather(reshape(input, -1), 0, idx.reshape(-1))
     if idx.ndim != input.ndim:
@@ -431,7 +474,7 @@ class Split(Op):
 
     def forward(ctx, x, sizes, dim):
         ctx.dim = dim
-        bounds = np.cumsum(sizes)[:-1]
+        bounds = np.cumsum(sizes)[:-1].tolist()
         return tuple(np.split(x, bounds, axis=dim))
 
     def backward(ctx, gs, m):
@@ -644,6 +687,8 @@ def repeat_interleave(input: Tensor, repeats: int, dim: Any = None) -> Tensor:  
     if dim is None:
         input, dim = flatten(input), 0
     d = _dim(dim, input.ndim)
+    if isinstance(repeats, Tensor):  # (the output's size depends on the values: a device sync)
+        repeats = backend.to_host(repeats.data)
     idx = np.repeat(np.arange(input.shape[d]), repeats)
     return index_select(input, d, idx)
 

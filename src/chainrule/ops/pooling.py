@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import backend
 from ..autograd.engine import Op, apply
 from ..tensor import Tensor, wrap
 from ._conv_util import _as2d, _call, _dims2, _padded, _sz2, _tuple
@@ -27,7 +28,8 @@ def _slice(k: int, s: int, d: int, o: int) -> slice:
 
 
 def _first_real(o: int, s: int, p: int, d: int, k: int, n: int) -> np.ndarray:
-    """Per output position: the first kernel tap that lands inside the input (PyTorch's start)."""
+    """Per output position: the first kernel tap that lands inside the input (PyTorch's start);
+    a host array (o,)."""
     start = np.arange(o) * s - p
     first = np.where(start < 0, -(start // d), 0)  # ceil(-start / d) taps into the window
     return np.minimum(first, k - 1)
@@ -52,16 +54,19 @@ class MaxPool(Op):
         x2 = _as2d(x)
         N, C, H, W = x2.shape
         (kh, kw), (sh, sw), (dh, dw), (oh, ow) = ksize, stride, dil, osize
+        am = backend.array_module(x)
         xp = _padded(x2, pads, _lowest(x.dtype))
-        out = np.full((N, C, oh, ow), _lowest(x.dtype), x.dtype)
+        out = am.full((N, C, oh, ow), _lowest(x.dtype), x.dtype)
         idt = np.int16 if kh * kw < 2**15 else np.int64
         a0 = _first_real(oh, sh, pads[0][0], dh, kh, H)
         b0 = _first_real(ow, sw, pads[1][0], dw, kw, W)
-        arg = np.empty((N, C, oh, ow), idt)
-        arg[...] = (a0[:, None] * kw + b0[None, :]).astype(idt)
-        nan = x.dtype.kind == "f" and bool(np.isnan(x).any())
-        upd = np.empty((N, C, oh, ow), bool)
-        tmp = np.empty((N, C, oh, ow), idt)
+        arg = am.empty((N, C, oh, ow), idt)
+        arg[...] = am.asarray((a0[:, None] * kw + b0[None, :]).astype(idt))
+        # The NaN-aware scan is slower on the host, so it runs only when x has NaNs; on a device
+        # it always runs (it gives the same result without NaNs, and the check would sync).
+        nan = x.dtype.kind == "f" and (am is not np or bool(np.isnan(x).any()))
+        upd = am.empty((N, C, oh, ow), bool)
+        tmp = am.empty((N, C, oh, ow), idt)
         # Branch-free: a masked copy (np.where / copyto(where=)) is ~10x slower on random masks.
         # The tap index grows along the scan, so the last update is the largest updated index.
         for a in range(kh):
@@ -97,9 +102,10 @@ def _flat_index(arg: np.ndarray, geom: tuple, W: int) -> np.ndarray:
     """Window-local argmax -> index into the flattened (H*W) input plane (int64)."""
     (kh, kw), (sh, sw), ((t, _), (lf, _)), (dh, dw) = geom
     oh, ow = arg.shape[2:]
+    am = backend.array_module(arg)
     a = arg.astype(np.int64)
-    row = np.arange(oh)[:, None] * sh - t + (a // kw) * dh
-    col = np.arange(ow)[None, :] * sw - lf + (a % kw) * dw
+    row = am.arange(oh)[:, None] * sh - t + (a // kw) * dh
+    col = am.arange(ow)[None, :] * sw - lf + (a % kw) * dw
     return row * W + col
 
 
@@ -108,14 +114,15 @@ def _max_scatter(g: np.ndarray, arg: np.ndarray, geom: tuple, shape: tuple) -> n
     g2 = _as2d(g)
     N, C, oh, ow = g2.shape
     H, W = _sz2(shape[2:])
-    gxp = np.zeros((N, C, H + t + bt, W + lf + r), g.dtype)
-    tmp = np.empty_like(g2)
+    am = backend.array_module(g)
+    gxp = am.zeros((N, C, H + t + bt, W + lf + r), g.dtype)
+    tmp = am.empty_like(g2)
     for a in range(kh):
         for b in range(kw):
             np.multiply(g2, arg == a * kw + b, out=tmp)
             gxp[:, :, _slice(a, sh, dh, oh), _slice(b, sw, dw, ow)] += tmp
     gx = gxp[:, :, t : t + H, lf : lf + W]
-    return np.ascontiguousarray(gx).reshape(shape)
+    return am.ascontiguousarray(gx).reshape(shape)
 
 
 def _avg_divisors(n: int, k: int, s: int, p: int, o: int, include_pad: bool) -> np.ndarray:
@@ -138,16 +145,18 @@ def _avg_scale(
     include_pad: bool,
     divisor: Any,
     dtype: np.dtype,
-) -> np.ndarray:
+    xp: Any = np,
+) -> Any:
+    """The factor each window sum is scaled by: a scalar, or an (oh, ow) array of module ``xp``."""
     if divisor:
-        return np.asarray(1.0 / divisor, dtype)
+        return dtype.type(1.0 / divisor)
     H, W = _sz2(x_shape[2:])
     dh = _avg_divisors(H, ksize[0], stride[0], pads[0][0], osize[0], include_pad)
     dw = _avg_divisors(W, ksize[1], stride[1], pads[1][0], osize[1], include_pad)
     size = np.outer(dh, dw).astype(np.float64)
     with np.errstate(divide="ignore"):
         inv = np.where(size > 0, 1.0 / np.maximum(size, 1), 0.0)
-    return inv.astype(dtype)
+    return xp.asarray(inv.astype(dtype))
 
 
 class AvgPool(Op):
@@ -171,12 +180,13 @@ class AvgPool(Op):
         x2 = _as2d(x)
         N, C = x2.shape[:2]
         (kh, kw), (sh, sw), (oh, ow) = ksize, stride, osize
+        am = backend.array_module(x)
         xp = _padded(x2, pads, 0)
-        out = np.zeros((N, C, oh, ow), x.dtype)
+        out = am.zeros((N, C, oh, ow), x.dtype)
         for a in range(kh):
             for b in range(kw):
                 out += xp[:, :, _slice(a, sh, 1, oh), _slice(b, sw, 1, ow)]
-        out *= _avg_scale(x.shape, ksize, stride, pads, osize, include_pad, divisor, x.dtype)
+        out *= _avg_scale(x.shape, ksize, stride, pads, osize, include_pad, divisor, x.dtype, am)
         return out.reshape(N, C, ow) if x.ndim == 3 else out
 
     def backward(ctx, g: Any, m: Any) -> Any:
@@ -195,12 +205,13 @@ class AvgPoolT(Op):
         g2 = _as2d(g)
         N, C, oh, ow = g2.shape
         H, W = _sz2(xshape[2:])
-        gs = g2 * _avg_scale(xshape, ksize, stride, pads, osize, include_pad, divisor, g.dtype)
-        gxp = np.zeros((N, C, H + t + bt, W + lf + r), g.dtype)
+        am = backend.array_module(g)
+        gs = g2 * _avg_scale(xshape, ksize, stride, pads, osize, include_pad, divisor, g.dtype, am)
+        gxp = am.zeros((N, C, H + t + bt, W + lf + r), g.dtype)
         for a in range(kh):
             for b in range(kw):
                 gxp[:, :, _slice(a, sh, 1, oh), _slice(b, sw, 1, ow)] += gs
-        return np.ascontiguousarray(gxp[:, :, t : t + H, lf : lf + W]).reshape(xshape)
+        return am.ascontiguousarray(gxp[:, :, t : t + H, lf : lf + W]).reshape(xshape)
 
     def backward(ctx, gg: Any, m: Any) -> Any:
         return _call(m, AvgPool, gg, *ctx.params)
@@ -434,10 +445,12 @@ def _adaptive(input: Tensor, output_size: Any, nd: int, name: str) -> Tensor:  #
         return _avg_pool(input, k, k, 0, False, True, None, nd, name)
     y = input
     dt = input.data.dtype
+    am = backend.array_module(input.data)
     if osize[-1] != spatial[-1]:
-        y = matmul(y, wrap(np.ascontiguousarray(_adaptive_matrix(spatial[-1], osize[-1], dt).T)))
+        P = np.ascontiguousarray(_adaptive_matrix(spatial[-1], osize[-1], dt).T)
+        y = matmul(y, wrap(am.asarray(P)))
     if nd == 2 and osize[0] != spatial[0]:
-        y = matmul(wrap(_adaptive_matrix(spatial[0], osize[0], dt)), y)
+        y = matmul(wrap(am.asarray(_adaptive_matrix(spatial[0], osize[0], dt))), y)
     return y
 
 

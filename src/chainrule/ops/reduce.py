@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import dtypes
+from .. import backend, dtypes
 from ..autograd.engine import Op, apply
 from ..tensor import Tensor, wrap
 from .util import as_float
@@ -86,7 +86,8 @@ class Mean(_Reduction):
             n *= x.shape[a]
         ctx.n = n
         if n == 0:
-            return np.full(_out_shape(x.shape, axes, keepdim), np.nan, dtype=dtype or x.dtype)
+            xp = backend.array_module(x)
+            return xp.full(_out_shape(x.shape, axes, keepdim), np.nan, dtype=dtype or x.dtype)
         if dtype is None and x.dtype.itemsize >= 4:  # np.mean's arithmetic, without its wrapper
             return np.true_divide(np.add.reduce(x, axis=axes, keepdims=keepdim), n, dtype=x.dtype)
         return np.mean(
@@ -132,11 +133,11 @@ def _prod_others(x: np.ndarray, axes: tuple) -> np.ndarray:
     xt = np.transpose(x, perm)
     lead = xt.shape[: len(keep)]
     flat = xt.reshape(lead + (-1,))
-    ones = np.ones(lead + (1,), x.dtype)
+    ones = backend.array_module(x).ones(lead + (1,), x.dtype)
     left = np.cumprod(np.concatenate([ones, flat[..., :-1]], -1), -1)
     right = np.cumprod(np.concatenate([ones, flat[..., :0:-1]], -1), -1)[..., ::-1]
     others = (left * right).reshape(xt.shape)
-    return np.transpose(others, np.argsort(perm))
+    return np.transpose(others, tuple(int(i) for i in np.argsort(perm)))
 
 
 def _prod_others_graph(x: Tensor, axes: tuple) -> Tensor:
@@ -153,7 +154,8 @@ def _prod_others_graph(x: Tensor, axes: tuple) -> Tensor:
     for s in xt.shape[len(keep) :]:
         n *= s
     rows = expand(reshape(xt, lead + (1, n)), lead + (n, n))
-    others = apply(Prod, where(wrap(np.eye(n, dtype=bool)), 1.0, rows), dim=-1)
+    eye = wrap(backend.array_module(x.data).eye(n, dtype=bool))
+    others = apply(Prod, where(eye, 1.0, rows), dim=-1)
     return permute(reshape(others, tuple(xt.shape)), tuple(int(i) for i in np.argsort(perm)))
 
 
@@ -188,7 +190,7 @@ class MaxDim(Op):
         (d,) = norm_dims(dim, x.ndim) or (None,)
         if d is None:  # 0-d input
             ctx.shape, ctx.d, ctx.keepdim = x.shape, None, keepdim
-            ctx.idx = np.zeros((), np.int64)
+            ctx.idx = backend.array_module(x).zeros((), np.int64)
             return x.copy()
         idx = (np.argmax if largest else np.argmin)(x, axis=d, keepdims=True)
         ctx.shape, ctx.d, ctx.keepdim, ctx.idx = x.shape, d, keepdim, idx
@@ -458,12 +460,13 @@ def std_mean(
 
 def _arg(fn: Any) -> Any:
     def reducer(x: np.ndarray, dim: Any, keepdim: bool) -> np.ndarray:
+        xp = backend.array_module(x)
         if dim is None:
-            r = fn(x.reshape(-1)) if x.size else fn(x)
-            return np.full((1,) * x.ndim, r, np.int64) if keepdim else np.asarray(r, np.int64)
+            r = xp.asarray(fn(x.reshape(-1)) if x.size else fn(x), np.int64)
+            return r.reshape((1,) * x.ndim) if keepdim else r
         (d,) = norm_dims(dim, x.ndim) or (None,)
         if d is None:
-            return np.zeros((), np.int64)
+            return xp.zeros((), np.int64)
         return fn(x, axis=d, keepdims=keepdim).astype(np.int64)
 
     return reducer
@@ -498,7 +501,10 @@ def count_nonzero(input: Tensor, dim: Any = None) -> Tensor:  # noqa: A002
 
 
 def nonzero(input: Tensor, *, as_tuple: bool = False) -> Any:  # noqa: A002
-    idx = np.nonzero(input.data)
+    x = input.data
+    idx = np.nonzero(x)
     if as_tuple:
         return tuple(wrap(i.astype(np.int64)) for i in idx)
-    return wrap(np.stack(idx, axis=-1).astype(np.int64) if idx else np.zeros((1, 0), np.int64))
+    if not idx:
+        return wrap(backend.array_module(x).zeros((1, 0), np.int64))
+    return wrap(np.stack(idx, axis=-1).astype(np.int64))

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import backend
 from ..autograd.engine import Op, apply
 from ..tensor import Tensor
 from .elementwise import relu, sigmoid, tanh
@@ -185,7 +186,7 @@ class GRUCellOp(Op):
         dr *= one_m[0]  # da_n hn r (1 - r)
         gx = None
         if need[0]:  # a copy in (N, 3H) layout: da changes below
-            gx = np.empty((da.shape[1], 3, H), da.dtype)
+            gx = backend.array_module(da).empty((da.shape[1], 3, H), da.dtype)
             np.copyto(gx.transpose(1, 0, 2), da)
             gx = gx.reshape(xg.shape)
         dn *= r  # da becomes the gradient of the hidden product: [da_r, da_z, da_n r]

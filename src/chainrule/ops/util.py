@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import dtypes
+from .. import backend, dtypes
 from ..tensor import Tensor, wrap
 
 
@@ -21,6 +21,8 @@ def as_float(x: Tensor) -> Tensor:
 
 def _const(x: Any) -> Tensor:
     """A non-Tensor operand as a constant Tensor (arrays, lists, NumPy scalars)."""
+    if backend.is_device_array(x):
+        return wrap(x)
     a = np.asarray(x)
     if a.dtype == np.float64 and not isinstance(x, np.ndarray | np.floating):
         a = a.astype(dtypes.defaults.float.np)

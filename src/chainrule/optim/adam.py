@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import kernels
 from .optimizer import Optimizer
 
 
@@ -66,6 +67,13 @@ class Adam(Optimizer):
                 if amsgrad:
                     st["max_exp_avg_sq"] = np.zeros_like(p)
             st["step"] = t = float(st["step"]) + 1
+            if type(p) is not np.ndarray:  # a GPU's: one fused kernel per parameter
+                kernels.adam_step(
+                    p, g, st["exp_avg"], st["exp_avg_sq"], st.get("max_exp_avg_sq"), step=t,
+                    lr=lr, beta1=b1, beta2=b2, eps=eps, weight_decay=wd,
+                    decoupled=self.decoupled, amsgrad=amsgrad,
+                )  # fmt: skip
+                continue
             if wd:
                 if self.decoupled:
                     p *= 1 - lr * wd

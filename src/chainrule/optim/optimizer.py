@@ -1,7 +1,9 @@
 """``Optimizer``: parameter groups, per-parameter state, ``zero_grad``, ``state_dict``.
 
 Subclasses implement ``_update(group, params, grads, states)``, which works on raw arrays in place
-(``out=``), so a step costs a few NumPy calls per parameter and no graph is recorded.
+(``out=``), so a step costs a few NumPy calls per parameter and no graph is recorded. The same
+code runs on GPU parameters (NumPy's functions dispatch to CuPy); state buffers are made with
+``np.zeros_like(p)`` and friends so they live on the parameter's device.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import backend
 from ..autograd.grad_mode import no_grad
 from ..tensor import Tensor, wrap
 
@@ -149,7 +152,7 @@ class Optimizer:
             for p in g["params"]:
                 if self.state.get(p):  # as torch: no entry for a parameter without state
                     state[index[id(p)]] = {
-                        k: (wrap(v.copy()) if isinstance(v, np.ndarray) else v)
+                        k: (wrap(v.copy()) if backend.is_array(v) else v)
                         for k, v in self.state[p].items()
                     }
         return {"state": state, "param_groups": groups}
@@ -179,14 +182,15 @@ class Optimizer:
             new = {}
             for k, v in st.items():
                 if isinstance(v, Tensor):
-                    a = v.data
+                    v = v.data
+                if backend.is_array(v):
+                    # as torch: state arrays go to the parameter's device (a copy either way);
+                    # those shaped like it take its dtype too
+                    a = backend.to_device(v, p.device)
                     if a.ndim and a.shape == p.shape:
-                        a = a.astype(p.data.dtype, copy=True)
+                        v = a.astype(p.data.dtype, copy=a is v)
                     else:
-                        a = a.copy()
-                    v = a
-                elif isinstance(v, np.ndarray):
-                    v = v.copy()
+                        v = a.copy() if a is v else a
                 new[k] = v
             self.state[p] = new
 
@@ -204,12 +208,14 @@ _THREADS = min(os.cpu_count() or 1, 8)  # os.cpu_count() costs microseconds: ask
 
 def in_chunks(fn: Any, *arrays: np.ndarray | None, **kw: Any) -> None:
     """Run ``fn(*arrays, **kw)``, an in-place element-wise update, on slices of the flattened
-    arrays in parallel when they are big (all C-contiguous and of one size); else in one call."""
+    arrays in parallel when they are big (all C-contiguous host arrays of one size); else in one
+    call (always for GPU arrays: the device parallelises, host threads would only serialise)."""
     global _pool
     n = _THREADS
     first = arrays[0]
     if (
-        first.size < CHUNK_MIN
+        type(first) is not np.ndarray
+        or first.size < CHUNK_MIN
         or n < 2
         or any(a is not None and (a.size != first.size or not a.flags.c_contiguous) for a in arrays)
     ):

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import backend, kernels
 from . import optimizer as _optimizer
 from .optimizer import Optimizer, in_chunks
 
@@ -58,15 +59,24 @@ class SGD(Optimizer):
         lr, mom, damp = group["lr"], group["momentum"], group["dampening"]
         wd, nesterov = group["weight_decay"], group["nesterov"]
         for p, g, st in zip(params, grads, states):
+            if type(p) is not np.ndarray:  # a GPU's: one fused kernel per parameter
+                first = mom and st.get("momentum_buffer") is None
+                if first:
+                    st["momentum_buffer"] = backend.array_module(p).empty_like(p)
+                kernels.sgd_step(
+                    p, g, st.get("momentum_buffer"), lr=lr, momentum=mom, dampening=damp,
+                    weight_decay=wd, nesterov=nesterov, first=bool(first),
+                )  # fmt: skip
+                continue
             buf = None
             if mom:
                 buf = st.get("momentum_buffer")
                 if buf is None:  # first step: the buffer starts as the (decayed) gradient
                     g0 = g + wd * p if wd else g
-                    buf = st["momentum_buffer"] = np.array(g0, copy=True)
+                    buf = st["momentum_buffer"] = g0.copy()  # on g's device
                     p -= lr * (g0 + mom * buf if nesterov else buf)
                     continue
-            if p.size < _optimizer.CHUNK_MIN:
+            if p.size < _optimizer.CHUNK_MIN or type(p) is not np.ndarray:  # small, or a GPU's
                 _sgd_step(p, g, buf, None, lr, mom, damp, wd, nesterov)
             else:  # big: threads over chunks, with a reused scratch (no page faults per step)
                 out = self._scratch(p)

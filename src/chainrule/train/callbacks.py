@@ -362,11 +362,16 @@ class ProgressBar(Callback):
 
         Epoch 3/10 - 0.42s - loss: 0.3121 - accuracy: 0.9012 - val_loss: 0.3342 - lr: 0.01
 
-    ``tty`` forces one mode or the other."""
+    ``tty`` forces one mode or the other. The bar's running metrics are read every
+    ``refresh_every`` batches (and at the end of the epoch): on a GPU each read waits for the
+    queued work, so reading them every batch would slow training down."""
 
-    def __init__(self, file: Any = None, tty: bool | None = None) -> None:
+    def __init__(self, file: Any = None, tty: bool | None = None, refresh_every: int = 10) -> None:
+        if refresh_every < 1:
+            raise ValueError(f"refresh_every must be >= 1, got {refresh_every}")
         self.file = file
         self.tty = tty
+        self.refresh_every = int(refresh_every)
         self._bar = None
 
     def _out(self) -> Any:
@@ -407,7 +412,9 @@ class ProgressBar(Callback):
 
     def on_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if self._bar is not None and not self._many():
-            self._bar.set_postfix({k: _fmt(k, v) for k, v in (logs or {}).items()}, refresh=False)
+            if (batch + 1) % self.refresh_every == 0:  # reading logs waits for the GPU
+                post = {k: _fmt(k, v) for k, v in (logs or {}).items()}
+                self._bar.set_postfix(post, refresh=False)
             self._bar.update(1)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:

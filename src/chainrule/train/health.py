@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import io
+from .. import backend, io
 from ..tensor import Tensor
 from .callbacks import Callback
 from .leaks import _show, _user_site
@@ -140,7 +140,8 @@ class _ActStats:
                 self.alive |= pos
         else:
             lo, hi = (0.0, 1.0) if self.kind == "sigmoid" else (-1.0, 1.0)
-            self.sat += int(np.count_nonzero((out <= lo + eps) | (out >= hi - eps)))
+            # a 0-d device array on a GPU: summed there, read once by value()
+            self.sat = self.sat + np.count_nonzero((out <= lo + eps) | (out >= hi - eps))
         self.count += out.size
 
     def value(self) -> float | None:
@@ -148,7 +149,7 @@ class _ActStats:
             return None
         if self.kind == "relu":
             return 1.0 - float(self.alive.mean()) if self.alive is not None else None
-        return self.sat / self.count
+        return int(self.sat) / self.count
 
 
 class GradientHealth(Callback):
@@ -277,7 +278,7 @@ class GradientHealth(Callback):
         st = self._act.get((key, kind))
         if st is None:
             st = self._act[(key, kind)] = _ActStats(kind)
-        st.add(np.asarray(out), self.saturation_eps)
+        st.add(backend.as_array(out), self.saturation_eps)
 
     # ------------------------------------------------------------------ per step
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:

@@ -13,6 +13,10 @@ The functions take model outputs and targets (Tensors or arrays) and return a Py
 The ``Metric`` classes accumulate an epoch: each batch's value is weighted by its batch size, so
 the epoch's ``accuracy`` is exactly (correct samples) / (samples) and its ``loss`` the mean loss
 per sample (for losses with ``reduction='mean'``), whatever the size of the last batch.
+
+On a GPU a batch's value stays a 0-d device array and the running sum is kept on the device (in
+float64, as the CPU's Python floats), so training does not wait for the GPU after every batch:
+only ``result()`` and ``state_dict()`` read the sum back (one sync, when something logs it).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import backend
 from ..tensor import Tensor
 
 __all__ = [
@@ -31,10 +36,19 @@ __all__ = [
 ]  # fmt: skip
 
 
-def _np(x: Any) -> np.ndarray:
+def _np(x: Any) -> Any:
+    """The array of ``x`` (a Tensor's, on its device; anything else as a NumPy array)."""
     if isinstance(x, Tensor):
         return x.data
-    return np.asarray(x)
+    return x if backend.is_array(x) else np.asarray(x)
+
+
+def _batch_mean(c: Any) -> Any:
+    """The mean of a boolean array: a float, or a 0-d device array left on the GPU."""
+    if not c.size:
+        return 0.0
+    m = c.mean()
+    return m if backend.is_device_array(m) else float(m)
 
 
 def _correct(output: Any, target: Any, threshold: float = 0.5) -> np.ndarray:
@@ -57,13 +71,16 @@ def _correct(output: Any, target: Any, threshold: float = 0.5) -> np.ndarray:
 
 def accuracy(output: Any, target: Any, threshold: float = 0.5) -> float:
     """Fraction of correctly classified samples in a batch (see the module docstring)."""
-    c = _correct(output, target, threshold)
-    return float(c.mean()) if c.size else 0.0
+    return float(_batch_mean(_correct(output, target, threshold)))
 
 
 def top_k_accuracy(output: Any, target: Any, k: int = 5) -> float:
     """Fraction of samples whose target class is among the ``k`` highest of ``output`` (N, C)
     (ties broken towards the lower class index); ``target``: class indices (N,)."""
+    return float(_top_k(output, target, k))
+
+
+def _top_k(output: Any, target: Any, k: int) -> Any:
     out, tgt = _np(output), _np(target)
     if out.ndim != 2 or tgt.shape != out.shape[:1]:
         raise ValueError(
@@ -74,11 +91,12 @@ def top_k_accuracy(output: Any, target: Any, k: int = 5) -> float:
     if not len(tgt):
         return 0.0
     k = min(k, out.shape[1])
+    xp = backend.array_module(out)
     # rank of the target = number of classes scoring strictly higher, plus ties at lower index
-    t = out[np.arange(len(tgt)), tgt][:, None]
-    cols = np.arange(out.shape[1])[None, :]
+    t = out[xp.arange(len(tgt)), tgt][:, None]
+    cols = xp.arange(out.shape[1])[None, :]
     rank = (out > t).sum(1) + ((out == t) & (cols < tgt[:, None])).sum(1)
-    return float((rank < k).mean())
+    return _batch_mean(rank < k)
 
 
 def batch_size_of(target: Any, output: Any = None) -> int:
@@ -94,24 +112,28 @@ def batch_size_of(target: Any, output: Any = None) -> int:
 
 class Mean:
     """A running mean of values weighted by counts: ``update(value, n)`` adds ``value`` (the mean
-    over ``n`` samples); ``result()`` is ``sum(value * n) / sum(n)`` (NaN before any update)."""
+    over ``n`` samples); ``result()`` is ``sum(value * n) / sum(n)`` (NaN before any update).
+    A ``value`` that is a 0-d device array is summed on the device (module docstring)."""
 
     def __init__(self) -> None:
-        self.total = 0.0
+        self.total: Any = 0.0  # a float, or a 0-d float64 device array
         self.count = 0
 
-    def update(self, value: float, n: int = 1) -> None:
-        self.total += float(value) * n
+    def update(self, value: Any, n: int = 1) -> None:
+        if type(value) is float or not backend.is_device_array(value):
+            self.total += float(value) * n
+        else:  # stays on the GPU: read back by result()
+            self.total = self.total + value.astype(np.float64) * n
         self.count += n
 
     def result(self) -> float:
-        return self.total / self.count if self.count else float("nan")
+        return float(self.total) / self.count if self.count else float("nan")
 
     def reset(self) -> None:
         self.total, self.count = 0.0, 0
 
     def state_dict(self) -> dict:
-        return {"total": self.total, "count": self.count}
+        return {"total": float(self.total), "count": self.count}
 
     def load_state_dict(self, state: dict) -> None:
         self.total, self.count = state["total"], state["count"]
@@ -160,8 +182,8 @@ class Accuracy(Metric):
         super().__init__()
         self.threshold = threshold
 
-    def compute(self, output: Any, target: Any, loss: float) -> float:
-        return accuracy(output, target, self.threshold)
+    def compute(self, output: Any, target: Any, loss: float) -> Any:
+        return _batch_mean(_correct(output, target, self.threshold))
 
 
 class TopKAccuracy(Metric):
@@ -172,8 +194,8 @@ class TopKAccuracy(Metric):
         self.k = k
         self.name = f"top{k}_accuracy"
 
-    def compute(self, output: Any, target: Any, loss: float) -> float:
-        return top_k_accuracy(output, target, self.k)
+    def compute(self, output: Any, target: Any, loss: float) -> Any:
+        return _top_k(output, target, self.k)
 
 
 class FunctionMetric(Metric):
@@ -184,9 +206,11 @@ class FunctionMetric(Metric):
         self.fn = fn
         self.name = name or getattr(fn, "__name__", "metric")
 
-    def compute(self, output: Any, target: Any, loss: float) -> float:
+    def compute(self, output: Any, target: Any, loss: float) -> Any:
         v = self.fn(output, target)
-        return float(v.item() if isinstance(v, Tensor) else v)
+        if isinstance(v, Tensor):
+            v = v.data
+        return v if backend.is_device_array(v) else float(v)
 
 
 def get_metric(spec: Any, threshold: float = 0.5) -> Metric:

@@ -37,6 +37,12 @@ nothing else draws random numbers behind the trainer's back, e.g. a shuffled val
 without ``generator=``.) A loader without ``state_dict`` (a list of batches) is resumed by
 skipping the batches already done, which is exact when its order is fixed.
 
+Devices. ``Trainer(..., device='cuda')`` (or ``fit(..., device=...)``) moves the model there
+and every batch on its way in, prefetched onto the GPU one batch ahead; metrics accumulate on
+the device and are read once per epoch (or when a callback reads the batch logs); a checkpoint
+holds host copies and resumes on either device. Without ``device``: the model's own device.
+``train/devices.py`` says more, including what resuming does to the CUDA generator.
+
 Ctrl-C. During ``fit`` the first Ctrl-C asks the loop to stop at the next consistent point (the
 end of the current batch): the training checkpoint is saved there, mid-epoch, with the loader's
 ``batches_done``, a line on stderr says where, and ``KeyboardInterrupt`` is re-raised, so a
@@ -63,11 +69,20 @@ from typing import Any
 
 import numpy as np
 
-from .. import io
+from .. import backend, io
+from .. import random as _random
 from ..autograd.grad_mode import no_grad
 from ..random import get_rng_state, manual_seed, set_rng_state
 from ..tensor import Tensor
 from .callbacks import Callback, LRSchedulerCallback, ModelCheckpoint, ProgressBar
+from .devices import (
+    BatchLogs,
+    batches_on,
+    loss_value,
+    place_model,
+    place_optimizer_state,
+    reseed_cuda,
+)
 from .leaks import default_callbacks
 from .metrics import Metric, batch_size_of, get_metric
 
@@ -114,7 +129,11 @@ class Trainer:
     """Holds the model, loss, optimiser and metrics; ``fit`` trains, ``evaluate`` measures.
     Subclass and override ``train_step`` / ``eval_step`` / ``unpack`` to customise (module
     docstring). State during ``fit``: ``epoch`` (epochs completed), ``batch_in_epoch``,
-    ``global_step`` (optimiser steps), ``history``, ``stop_training``."""
+    ``global_step`` (optimiser steps), ``history``, ``stop_training``.
+
+    ``device``: where to train (``'cpu'``, ``'cuda'``, ``'cuda:1'``); the model is moved there
+    when ``fit`` or ``evaluate`` starts and every batch on its way in. None: the model's device.
+    """
 
     def __init__(
         self,
@@ -122,8 +141,12 @@ class Trainer:
         loss_fn: Any,
         optimizer: Any = None,
         metrics: Iterable[Any] = ("loss", "accuracy"),
+        device: Any = None,
     ) -> None:
         self.model = model
+        self.device: backend.device | None = (
+            backend.as_device(device) if device is not None else None
+        )
         self.loss_fn = loss_fn
         self.optimizer = optimizer
         self.metrics = tuple(metrics)
@@ -142,6 +165,7 @@ class Trainer:
         self._consistent = True
         self._interrupt_requested = False
         self._skip = 0
+        self._source: Any = None  # what the training batches are read from (a DevicePrefetcher)
 
     # ------------------------------------------------------------------ the step (override these)
     def unpack(self, batch: Any) -> tuple[tuple, Any]:
@@ -194,16 +218,22 @@ class Trainer:
 
     @staticmethod
     def _update(metrics: list[Metric], loss: Any, output: Any, target: Any) -> None:
-        lv = _to_float(loss)
+        lv = loss_value(loss)
         n = batch_size_of(target, output)
         for m in metrics:
             m.update_batch(output, target, lv, n)
+
+    # ------------------------------------------------------------------ devices
+    def _place_model(self) -> backend.device:
+        """Move the model (and loss) to ``self.device`` if set; the device training runs on."""
+        return place_model(self.model, self.loss_fn, self.device)
 
     # ------------------------------------------------------------------ evaluate
     def evaluate(self, loader: Iterable[Any], prefix: str = "") -> dict[str, float]:
         """The metrics over ``loader`` (model in eval mode, no gradients), as
         ``{prefix + name: value}``; the model's train/eval mode is restored afterwards."""
         was_training = getattr(self.model, "training", True)
+        loader = batches_on(loader, self._place_model())
         self.model.eval()
         metrics = self._make_metrics()
         try:
@@ -220,6 +250,8 @@ class Trainer:
         """The full training state (what ``fit`` checkpoints)."""
         loader = self.train_loader
         has_state = callable(getattr(loader, "state_dict", None))
+        if has_state and self._source is not None:
+            loader = self._source  # its state counts the batches handed out, not read ahead
         return {
             "format": _FORMAT,
             "epoch": self.epoch,
@@ -239,6 +271,7 @@ class Trainer:
                 "chainrule": get_rng_state(),
                 "numpy": np.random.get_state(legacy=False),
                 "python": random.getstate(),
+                "cuda_seed": _random.cuda_generator.initial_seed(),  # its state can't be saved
             },
         }
 
@@ -247,8 +280,8 @@ class Trainer:
         from the global generator)."""
         if state.get("format") != _FORMAT:
             raise ValueError(f"not a chainrule training state (format {state.get('format')!r})")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.model.load_state_dict(state["model"])  # copied onto the model's device
+        self.optimizer.load_state_dict(place_optimizer_state(state["optimizer"], self.optimizer))
         if state["scheduler"] is not None:
             if self.scheduler is None:
                 warnings.warn(
@@ -262,7 +295,7 @@ class Trainer:
         loader = self.train_loader
         self._skip = 0
         if state["loader"] is not None and callable(getattr(loader, "load_state_dict", None)):
-            loader.load_state_dict(state["loader"])
+            (self._source if self._source is not None else loader).load_state_dict(state["loader"])
         else:
             self._skip = self.batch_in_epoch  # a plain iterable: skip the batches done
         saved = state["metrics"]
@@ -290,9 +323,13 @@ class Trainer:
         set_rng_state(rng["chainrule"])
         np.random.set_state(rng["numpy"])
         random.setstate(rng["python"])
+        if "cuda_seed" in rng:
+            reseed_cuda(rng["cuda_seed"], self.global_step)
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
-        """Write the training state to ``path`` (one safetensors file, atomically)."""
+        """Write the training state to ``path`` (one safetensors file, atomically). Tensors are
+        stored as host copies, so it resumes on any device; the CUDA generator's state is not in
+        it (it can't be saved): a resume re-seeds that generator (module docstring)."""
         io.save_checkpoint(path, self.state_dict())
 
     def load_checkpoint(self, path: str | os.PathLike) -> None:
@@ -323,10 +360,15 @@ class Trainer:
         resume: bool | str | os.PathLike = False,
         seed: int | None = None,
         progress: bool = True,
+        device: Any = None,
     ) -> History:
-        """Train for ``epochs`` epochs (in total, counting those of a resumed run); see ``fit``."""
+        """Train for ``epochs`` epochs (in total, counting those of a resumed run); see ``fit``.
+        ``device`` replaces the trainer's."""
         if self.optimizer is None:
             raise ValueError("Trainer.fit needs an optimizer")
+        if device is not None:
+            self.device = backend.as_device(device)
+        dev = self._place_model()
         if seed is not None:
             _seed_all(seed)
         cbs: list[Callback] = []
@@ -354,6 +396,7 @@ class Trainer:
         self.checkpoint_path = own.checkpoint_path if own is not None else None
         self.callbacks, self.scheduler = cbs, scheduler
         self.train_loader, self.val_loader = train_loader, val_loader
+        self._source = batches_on(train_loader, dev)
         self.history = History()
         self.epoch = self.batch_in_epoch = self.global_step = 0
         self.stop_training = False
@@ -413,7 +456,7 @@ class Trainer:
                 m.reset()
         for c in self.callbacks:
             c.on_epoch_begin(e)
-        it: Iterator[Any] = iter(self.train_loader)
+        it: Iterator[Any] = iter(self._source)
         if self._skip:
             for _ in islice(it, self._skip):
                 pass
@@ -437,7 +480,7 @@ class Trainer:
                 self.batch_in_epoch += 1
                 self.global_step += 1
                 self._consistent = True
-                logs = {m.name: m.result() for m in self._train_metrics}
+                logs = BatchLogs(self._train_metrics)  # read (a GPU sync) only if looked at
                 for c in self.callbacks:
                     c.on_batch_end(b, logs)
                 self._write_requested()
@@ -537,6 +580,7 @@ def fit(
     resume: bool | str | os.PathLike = False,
     seed: int | None = None,
     progress: bool = True,
+    device: Any = None,
 ) -> History:
     """Train ``model`` on ``train_loader`` for ``epochs`` epochs; returns the ``History``.
 
@@ -561,10 +605,12 @@ def fit(
         seed: seeds chainrule's, NumPy's and Python's global generators first (the model's
             initial weights are already drawn: seed before building it to fix those too).
         progress: add a ``ProgressBar`` (tqdm on a terminal, a line per epoch otherwise).
+        device: train there (``'cuda'``): the model is moved, batches are moved on the way in
+            (prefetched on a side stream); None: the model's device (module docstring).
 
     Ctrl-C saves the training state and re-raises ``KeyboardInterrupt`` (module docstring).
     """
-    return Trainer(model, loss_fn, optimizer, metrics).fit(
+    return Trainer(model, loss_fn, optimizer, metrics, device=device).fit(
         train_loader, val_loader, epochs=epochs, callbacks=callbacks, scheduler=scheduler,
         scheduler_interval=scheduler_interval, checkpoint_dir=checkpoint_dir, resume=resume,
         seed=seed, progress=progress,
@@ -572,8 +618,13 @@ def fit(
 
 
 def evaluate(
-    model: Any, loss_fn: Any, loader: Iterable[Any], metrics: Iterable[Any] = ("loss", "accuracy")
+    model: Any,
+    loss_fn: Any,
+    loader: Iterable[Any],
+    metrics: Iterable[Any] = ("loss", "accuracy"),
+    device: Any = None,
 ) -> dict[str, float]:
     """The metrics of ``model`` over ``loader`` (eval mode, no gradients): ``{name: value}``,
-    each averaged over samples."""
-    return Trainer(model, loss_fn, None, metrics).evaluate(loader)
+    each averaged over samples. ``device``: move the model and the batches there first (None:
+    the model's device)."""
+    return Trainer(model, loss_fn, None, metrics, device=device).evaluate(loader)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ... import creation, dtypes
+from ... import backend, creation, dtypes
 from ...ops.elementwise import where
 from ...ops.linear import linear
 from ...ops.movement import cat, chunk, repeat_interleave, split, squeeze, transpose, unsqueeze
@@ -25,7 +25,7 @@ from ...ops.nn import softmax
 from ...tensor import Tensor, check_device, wrap
 from .. import init
 from ..containers import ModuleList
-from ..module import Module, Parameter
+from ..module import Module, Parameter, place
 from .dropout import Dropout
 from .linear import Linear
 from .normalization import LayerNorm
@@ -33,20 +33,34 @@ from .normalization import LayerNorm
 # ----------------------------------------------------------------------------- masks
 
 
-def _causal_keep(L: int, S: int) -> np.ndarray:
-    """True where query i may attend key j (j <= i), PyTorch's ``ones(L, S).tril()``."""
-    return np.tril(np.ones((L, S), dtype=bool))
+def _causal_keep(L: int, S: int, xp: Any = np) -> Any:
+    """True where query i may attend key j (j <= i), PyTorch's ``ones(L, S).tril()``; an array
+    of ``xp`` (NumPy or CuPy)."""
+    return xp.tril(xp.ones((L, S), dtype=bool))
 
 
-def _as_tensor(x: Any) -> Tensor:
-    return x if isinstance(x, Tensor) else wrap(np.asarray(x))
+def _causal_bias(L: int, S: int, dtype: Any, xp: Any) -> Any:
+    """The additive causal mask: 0 where j <= i, -inf above the diagonal."""
+    return xp.where(_causal_keep(L, S, xp), 0.0, -np.inf).astype(dtype)
 
 
-def _float_mask(mask: Any, dtype: np.dtype, true_means_ignore: bool, name: str) -> Tensor | None:
-    """A boolean or float mask as an additive float mask of ``dtype`` (-inf where ignored)."""
+def _as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
+    """A mask as a Tensor; array-likes go to ``like``'s device."""
+    if isinstance(x, Tensor):
+        return x
+    if like is None or backend.is_device_array(x):
+        return wrap(x if backend.is_device_array(x) else np.asarray(x))
+    return wrap(backend.array_module(like.data).asarray(x))
+
+
+def _float_mask(
+    mask: Any, dtype: np.dtype, true_means_ignore: bool, name: str, like: Tensor | None = None
+) -> Tensor | None:
+    """A boolean or float mask as an additive float mask of ``dtype`` (-inf where ignored), on
+    the mask's device (array-likes: ``like``'s)."""
     if mask is None:
         return None
-    mask = _as_tensor(mask)
+    mask = _as_tensor(mask, like)
     kind = mask.data.dtype.kind
     if kind == "b":
         ignore = mask.data if true_means_ignore else ~mask.data
@@ -60,9 +74,8 @@ def _float_mask(mask: Any, dtype: np.dtype, true_means_ignore: bool, name: str) 
 
 def generate_square_subsequent_mask(sz: int, device: Any = None, dtype: Any = None) -> Tensor:
     """The float causal mask PyTorch's transformers use: 0 on and below the diagonal, -inf above."""
-    check_device(device)
     d = dtypes.np_dtype(dtype) if dtype is not None else dtypes.defaults.float.np
-    return wrap(np.where(_causal_keep(sz, sz), 0.0, -np.inf).astype(d))
+    return wrap(_causal_bias(sz, sz, d, backend.xp_for(check_device(device))))
 
 
 # ----------------------------------------------------------------------------- functional
@@ -121,8 +134,8 @@ def scaled_dot_product_attention(
             raise RuntimeError(
                 "_scaled_dot_product_attention: Explicit attn_mask should not be set when is_causal=True"
             )
-        attn_mask = wrap(_causal_keep(L, S))
-    bias = _float_mask(attn_mask, dt, False, "attn_mask")
+        attn_mask = wrap(_causal_keep(L, S, backend.array_module(query.data)))
+    bias = _float_mask(attn_mask, dt, False, "attn_mask", query)
     s = 1.0 / math.sqrt(E) if scale is None else scale
     out, _ = _attend(query * s, key, value, bias, dropout_p, safe=True)
     return out
@@ -137,7 +150,9 @@ def _attend(
     if bias is not None:
         if safe:
             dead = np.isneginf(bias.data).all(-1, keepdims=True)  # rows that may attend nothing
-            if dead.any():  # give them a finite row (0), and zero their weights below
+            # give them a finite row (0), and zero their weights below; on a GPU always (the
+            # same result when no row is dead), so that no host sync asks whether one is
+            if type(dead) is not np.ndarray or dead.any():
                 bias = where(wrap(np.broadcast_to(dead, bias.shape)), 0.0, bias)
             else:
                 dead = None
@@ -220,6 +235,7 @@ class MultiheadAttention(Module):
             self.bias_k = self.bias_v = None
         self.add_zero_attn = add_zero_attn
         self._reset_parameters()
+        place(self, device)
 
     def _reset_parameters(self) -> None:
         if self._qkv_same_embed_dim:
@@ -283,7 +299,7 @@ class MultiheadAttention(Module):
             key = query if same_qk else unsqueeze(key, 1)
             value = key if same_kv else unsqueeze(value, 1)
             if key_padding_mask is not None:
-                key_padding_mask = unsqueeze(_as_tensor(key_padding_mask), 0)
+                key_padding_mask = unsqueeze(_as_tensor(key_padding_mask, query), 0)
         L, N, E = query.shape
         S = key.shape[0]
         h, hd = self.num_heads, self.head_dim
@@ -301,13 +317,11 @@ class MultiheadAttention(Module):
                 "Need attn_mask if specifying the is_causal hint. You may use the Transformer "
                 "module method `generate_square_subsequent_mask` to create this mask."
             )
-        kpm = _float_mask(key_padding_mask, dt, True, "key_padding_mask")
-        if is_causal and kpm is None and not need_weights:
-            mask = wrap(
-                np.where(_causal_keep(L, S), 0.0, -np.inf).astype(dt)
-            )  # PyTorch: SDPA's own
+        kpm = _float_mask(key_padding_mask, dt, True, "key_padding_mask", query)
+        if is_causal and kpm is None and not need_weights:  # PyTorch: SDPA's own
+            mask = wrap(_causal_bias(L, S, dt, backend.array_module(query.data)))
         else:
-            mask = _float_mask(attn_mask, dt, True, "attn_mask")
+            mask = _float_mask(attn_mask, dt, True, "attn_mask", query)
         if mask is not None:
             if mask.ndim == 2:
                 if tuple(mask.shape) != (L, S):
@@ -334,7 +348,7 @@ class MultiheadAttention(Module):
         k = transpose(k.reshape(k.shape[0], N * h, hd), 0, 1)
         v = transpose(v.reshape(v.shape[0], N * h, hd), 0, 1)
         if self.add_zero_attn:
-            z = wrap(np.zeros((N * h, 1, hd), dt))
+            z = wrap(backend.array_module(k.data).zeros((N * h, 1, hd), dt))
             k, v = cat([k, z], 1), cat([v, z], 1)
             mask, kpm = _pad_last(mask), _pad_last(kpm)
         S = k.shape[1]
@@ -367,7 +381,7 @@ def _pad_last(mask: Tensor | None) -> Tensor | None:
     """One more key position that everyone may attend (a zero column at the end)."""
     if mask is None:
         return None
-    z = wrap(np.zeros(mask.shape[:-1] + (1,), mask.data.dtype))
+    z = wrap(backend.array_module(mask.data).zeros(mask.shape[:-1] + (1,), mask.data.dtype))
     return cat([mask, z], -1)
 
 
@@ -487,14 +501,15 @@ class TransformerEncoder(Module):
         is_causal: bool | None = None,
     ) -> Tensor:
         dt = src.data.dtype
-        kpm = _float_mask(src_key_padding_mask, dt, True, "src_key_padding_mask")
-        mask = _float_mask(mask, dt, True, "mask")
+        kpm = _float_mask(src_key_padding_mask, dt, True, "src_key_padding_mask", src)
+        mask = _float_mask(mask, dt, True, "mask", src)
         if is_causal is None:
             is_causal = False
             if mask is not None:
                 L = src.shape[1 if (self.layers[0].self_attn.batch_first and src.ndim == 3) else 0]
-                causal = np.where(_causal_keep(L, L), 0.0, -np.inf)
-                is_causal = tuple(mask.shape) == (L, L) and bool((mask.data == causal).all())
+                if tuple(mask.shape) == (L, L):
+                    causal = _causal_bias(L, L, mask.data.dtype, backend.array_module(mask.data))
+                    is_causal = bool((mask.data == causal).all())
         out = src
         for mod in self.layers:
             out = mod(out, src_mask=mask, is_causal=is_causal, src_key_padding_mask=kpm)

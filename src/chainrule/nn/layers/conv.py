@@ -15,7 +15,7 @@ from ...ops import conv as cv
 from ...ops.movement import pad
 from ...tensor import Tensor, check_device
 from .. import init
-from ..module import Module, Parameter, expect
+from ..module import Module, Parameter, expect, place
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -101,6 +101,7 @@ class _ConvNd(Module):
         else:
             self.register_parameter("bias", None)
         self.reset_parameters()
+        place(self, device)
 
     def reset_parameters(self) -> None:
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))

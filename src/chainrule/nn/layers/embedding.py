@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from ... import dtypes
+from ... import backend, dtypes
 from ...autograd.engine import Op, apply
 from ...autograd.grad_mode import no_grad
 from ...tensor import Tensor, check_device
 from .. import init
-from ..module import Module, Parameter
+from ..module import Module, Parameter, place
 
 
 def _grad_factor(
@@ -26,7 +26,7 @@ def _grad_factor(
     """Per looked-up position: 0 at the padding index, 1/count(index) with scale_grad_by_freq."""
     if padding_idx is None and not scale:
         return None
-    f = np.ones(index.shape, dtype)
+    f = backend.array_module(index).ones(index.shape, dtype)
     if scale:
         counts = np.bincount(index.ravel(), minlength=num)
         f /= counts[index]
@@ -42,11 +42,12 @@ def _scatter_rows(
     D = g.shape[-1]
     g2 = g.reshape(-1, D) if factor is None else (g * factor).reshape(-1, D)
     flat = index.ravel()
-    out = np.zeros((num, D), g.dtype)
+    xp = backend.array_module(g)
+    out = xp.zeros((num, D), g.dtype)
     if flat.size == 0 or D == 0:
         return out
     rows, inv = np.unique(flat, return_inverse=True)
-    lin = inv.reshape(-1, 1) * D + np.arange(D)
+    lin = inv.reshape(-1, 1) * D + xp.arange(D)
     acc = np.bincount(lin.ravel(), weights=g2.ravel(), minlength=rows.size * D)
     out[rows] = acc.reshape(rows.size, D)
     return out
@@ -91,7 +92,10 @@ def _renorm_(weight: Tensor, index: np.ndarray, max_norm: float, norm_type: floa
     rows = np.unique(index)
     w = weight.data
     sub = w[rows]
-    norms = np.linalg.norm(sub, ord=norm_type, axis=1) if sub.size else np.zeros(0)
+    if sub.size:
+        norms = np.linalg.norm(sub, ord=norm_type, axis=1)
+    else:
+        norms = backend.array_module(w).zeros(0)
     big = norms > max_norm
     if big.any():
         scale = max_norm / (norms[big] + 1e-7)
@@ -122,18 +126,28 @@ def embedding(
             f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got {tuple(weight.shape)}"
         )
     num = weight.shape[0]
-    # a copy: the backward must see the indices of this call even if the caller's change
-    index = np.array(input.data if isinstance(input, Tensor) else input)
+    # a copy: the backward must see the indices of this call even if the caller's change;
+    # plain lists and host arrays go to the table's device, index tensors must be there already
+    if isinstance(input, Tensor):
+        err = backend.same_device_error("embedding", [input.data, weight.data])
+        if err is not None:
+            raise err
+        src = input.data
+    else:
+        src = input
+    index = backend.array_module(weight.data).array(src)
     if index.dtype.kind not in "iu":
         raise RuntimeError(
             "Expected tensor for argument #1 'indices' to have one of the following scalar types: "
             f"Long, Int; but got {index.dtype} instead"
         )
-    if index.size and (index.min() < 0 or index.max() >= num):
-        bad = index.min() if index.min() < 0 else index.max()
-        raise IndexError(
-            f"index out of range in self: embedding index {int(bad)} for a table of {num} rows"
-        )
+    if index.size:
+        lo, hi = int(index.min()), int(index.max())  # (a device sync, as torch's own check)
+        if lo < 0 or hi >= num:
+            raise IndexError(
+                f"index out of range in self: embedding index {lo if lo < 0 else hi} for a "
+                f"table of {num} rows"
+            )
     if padding_idx is not None:
         if not -num <= padding_idx < num:
             raise AssertionError("Padding_idx must be within num_embeddings")
@@ -202,6 +216,7 @@ class Embedding(Module):
                     "Shape of weight does not match num_embeddings and embedding_dim"
                 )
             self.weight = Parameter(_weight, requires_grad=not _freeze)
+        place(self, device)
 
     def reset_parameters(self) -> None:
         init.normal_(self.weight)

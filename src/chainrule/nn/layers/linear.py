@@ -11,7 +11,7 @@ from ...ops.linear import bilinear, linear
 from ...ops.movement import flatten, unflatten
 from ...tensor import Tensor, check_device
 from .. import init
-from ..module import Module, Parameter
+from ..module import Module, Parameter, place
 
 
 def _empty(shape: tuple, dtype: Any, device: Any) -> Tensor:
@@ -49,6 +49,7 @@ class Linear(Module):
         else:
             self.register_parameter("bias", None)
         self.reset_parameters()
+        place(self, device)
 
     def reset_parameters(self) -> None:
         init.kaiming_uniform_(self.weight, a=math.sqrt(5))
@@ -92,6 +93,7 @@ class Bilinear(Module):
         else:
             self.register_parameter("bias", None)
         self.reset_parameters()
+        place(self, device)
 
     def reset_parameters(self) -> None:
         bound = 1 / math.sqrt(self.weight.shape[1])

@@ -15,7 +15,7 @@ from ... import dtypes
 from ...ops.norm import batch_norm, group_norm, layer_norm
 from ...tensor import Tensor, check_device, wrap
 from .. import init
-from ..module import Module, Parameter, expect
+from ..module import Module, Parameter, expect, place
 
 
 def _empty(shape: tuple, dtype: Any, device: Any) -> np.ndarray:
@@ -75,6 +75,7 @@ class _BatchNorm(Module):
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
         self.reset_parameters()
+        place(self, device)
 
     def reset_running_stats(self) -> None:
         if self.track_running_stats:
@@ -170,6 +171,7 @@ class LayerNorm(Module):
         self.elementwise_affine = elementwise_affine
         _affine_parameters(self, self.normalized_shape, elementwise_affine, bias, dtype, device)
         self.reset_parameters()
+        place(self, device)
 
     def reset_parameters(self) -> None:
         _reset_affine(self)
@@ -215,6 +217,7 @@ class GroupNorm(Module):
         self.affine = affine
         _affine_parameters(self, (num_channels,), affine, bias, dtype, device)
         self.reset_parameters()
+        place(self, device)
 
     def reset_parameters(self) -> None:
         _reset_affine(self)

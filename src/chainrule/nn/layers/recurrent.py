@@ -21,7 +21,7 @@ from ...ops.rnn import gru_cell, lstm_cell, rnn_cell
 from ...tensor import Tensor, check_device
 from .. import functional as F
 from .. import init
-from ..module import Module, Parameter
+from ..module import Module, Parameter, place
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "LSTM": 4, "GRU": 3}
 
@@ -63,6 +63,7 @@ class RNNCellBase(Module):
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
         self.reset_parameters()
+        place(self, device)
 
     def reset_parameters(self) -> None:
         stdv = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
@@ -95,7 +96,9 @@ class RNNCellBase(Module):
         out = []
         for s in states:
             if s is None:
-                s = creation.zeros(input.shape[0], self.hidden_size, dtype=input.dtype)
+                s = creation.zeros(
+                    input.shape[0], self.hidden_size, dtype=input.dtype, device=input.device
+                )
             else:
                 want = (input.shape[0], self.hidden_size) if batched else (self.hidden_size,)
                 if tuple(s.shape) != want:
@@ -236,6 +239,7 @@ class RNNBase(Module):
                     setattr(self, names[3], _param((G,), dtype, device))
                 self._flat_weights_names.extend(names)
         self.reset_parameters()
+        place(self, device)
 
     def reset_parameters(self) -> None:
         stdv = 1.0 / math.sqrt(self.hidden_size) if self.hidden_size > 0 else 0
@@ -307,7 +311,7 @@ class RNNBase(Module):
         init_states = []  # per state kind: a list of (1, N, H) pieces, one per layer & direction
         for k, s in enumerate(states):
             if s is None:
-                z = creation.zeros(1, N, H, dtype=input.dtype)
+                z = creation.zeros(1, N, H, dtype=input.dtype, device=input.device)
                 init_states.append([z] * (self.num_layers * D))
                 continue
             want = (self.num_layers * D, N, H) if batched else (self.num_layers * D, H)
