@@ -75,6 +75,31 @@ def test_bfloat16_is_a_floating_dtype_with_torchs_promotion() -> None:
     assert dtypes.to_dtype(ml_dtypes.bfloat16) is cr.bfloat16
 
 
+@needs_bf16
+def test_bfloat16_tensors_behave_as_floats() -> None:
+    """bfloat16's NumPy kind is 'V', not 'f': everything that asks "floating?" must still say yes,
+    and Python scalars must not push it to float32 (NumPy's rule for ml_dtypes)."""
+    x = cr.tensor([1.0, 2.0, -0.3]).to(cr.bfloat16).requires_grad_()
+    assert x.is_floating_point() and x.requires_grad
+    assert (
+        repr(x)
+        == "tensor([ 1.    ,  2.    , -0.3008], dtype=chainrule.bfloat16, requires_grad=True)"
+    )
+    for y in (x * 0.5, x / 2, 1.5 - x, x**2, x.mean(), x.clamp(0, 1), x.masked_fill(x > 1, 0.5)):
+        assert y.dtype is cr.bfloat16, y
+    np.testing.assert_array_equal(host(x * 0.5), [0.5, 1.0, -0.150390625])
+    (x.float() * cr.tensor([1.0, 2.0, 3.0])).sum().backward()  # the cast is differentiable
+    assert x.grad.dtype is cr.bfloat16 and host(x.grad).tolist() == [1.0, 2.0, 3.0]
+    m = cr.nn.BatchNorm1d(3).to(cr.bfloat16)
+    dts = {k: v.dtype for k, v in m.state_dict().items()}
+    assert (
+        dts["weight"] is dts["running_var"] is cr.bfloat16
+        and dts["num_batches_tracked"] is cr.int64
+    )
+    with pytest.raises(RuntimeError, match="NaN"), cr.autograd.detect_anomaly():
+        (x * float("nan")).sum().backward()
+
+
 def test_bfloat16_without_ml_dtypes_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cr.bfloat16, "np", None)
     monkeypatch.setitem(sys.modules, "ml_dtypes", None)  # `import ml_dtypes` now fails
@@ -126,23 +151,9 @@ def _cases(m: object, f: object) -> dict:
     }
 
 
-# ml_dtypes' bfloat16 has NumPy kind 'V', and some ops still test ``dtype.kind == "f"``: their
-# casts of bfloat16 are not differentiable yet (ops.elementwise.cast), softmax returns float32
-_BF16_PENDING = "ops that test dtype.kind == 'f' instead of dtypes.is_floating (bfloat16 is 'V')"
-
-
-def _bf16_pending(request: pytest.FixtureRequest, cdt: object) -> None:
-    if cdt is cr.bfloat16:
-        request.applymarker(pytest.mark.xfail(reason=_BF16_PENDING, strict=False))
-
-
 @pytest.mark.parametrize("name", list(_cases(cr, F)))
 @pytest.mark.parametrize(("cdt", "tdt", "eps"), LOW)
-def test_cpu_autocast_matches_torch(
-    name: str, cdt: object, tdt: object, eps: float, request: pytest.FixtureRequest
-) -> None:
-    if name in ("softmax", "mse"):
-        _bf16_pending(request, cdt)
+def test_cpu_autocast_matches_torch(name: str, cdt: object, tdt: object, eps: float) -> None:
     a = _inputs()
     params = {k: cr.tensor(a[k], requires_grad=True) for k in ("w", "b", "k", "kt", "k1")}
     tparams = {k: torch.tensor(a[k], requires_grad=True) for k in params}
@@ -458,10 +469,7 @@ def test_grad_scaler_rules() -> None:
 
 # ----------------------------------------------------------------------------- end to end
 @pytest.mark.parametrize(("cdt", "tdt", "eps"), LOW)
-def test_mixed_precision_training_tracks_float32(
-    cdt: object, tdt: object, eps: float, request: pytest.FixtureRequest
-) -> None:
-    _bf16_pending(request, cdt)  # nn.Linear's bfloat16 -> float32 promotion cuts the graph
+def test_mixed_precision_training_tracks_float32(cdt: object, tdt: object, eps: float) -> None:
     rng = np.random.default_rng(0)
     x = cr.tensor(rng.standard_normal((64, 10)).astype(np.float32))
     y = cr.tensor((rng.standard_normal((64, 10)) @ rng.standard_normal((10, 3))).argmax(1))

@@ -201,3 +201,64 @@ def test_cuda_module_helpers(cuda: str) -> None:
     cr.cuda.empty_cache()
     free, total = cr.cuda.mem_get_info()
     assert 0 <= free <= total
+
+
+# ----------------------------------------------------------------------------- x[i] = v, copy_
+def test_setitem_on_cuda_moves_cpu_indices_and_values(cuda: str) -> None:
+    """A CUDA tensor takes CPU index tensors and lists, Python and 0-d CPU values, host arrays and
+    (through a basic index, a copy_ in torch) CPU tensors; torch's index_put_ refuses a CPU
+    tensor with dims through an advanced index, and so does chainrule."""
+    x = cr.zeros(4, 3, device=cuda)
+    ref = torch.zeros(4, 3)
+    steps = [
+        (lambda t, m: t.__setitem__([0, 2], 1.0)),
+        (lambda t, m: t.__setitem__(m.tensor([1]), 2.0)),
+        (lambda t, m: t.__setitem__(m.tensor([False, False, False, True]), m.tensor(3.0))),
+        (lambda t, m: t.__setitem__((0, 1), m.tensor(5.0))),
+        (lambda t, m: t.__setitem__((m.tensor([3, 1]), m.tensor([2, 0])), m.tensor(-1.0))),
+        (lambda t, m: t.__setitem__(slice(1, 3), m.ones(2, 3) * 7)),
+        (lambda t, m: t.__setitem__((slice(None), 2), m.tensor([4.0, 3.0, 2.0, 1.0]))),
+    ]
+    for step in steps:
+        step(x, cr)
+        step(ref, torch)
+        assert x.device.type == "cuda"
+        np.testing.assert_array_equal(host(x), ref.numpy())
+    x[:, 0] = np.arange(4.0)  # a host array is copied over
+    x[0] = [9.0, 8.0, 7.0]
+    np.testing.assert_array_equal(host(x)[:, 0], [9.0, 1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(host(x)[0], [9.0, 8.0, 7.0])
+    with pytest.raises(RuntimeError, match="same device, but found .*cuda:0 and cpu"):
+        x[[0, 1]] = cr.ones(2, 3)
+    with pytest.raises(RuntimeError, match="same device"):
+        x[x[:, 0] > 2] = cr.ones(1, 3)
+
+
+def test_setitem_on_cpu_with_cuda_operands(cuda: str) -> None:
+    x = cr.zeros(3, 2)
+    x[1:] = cr.ones(2, 2, device=cuda)  # basic index: copied back, as torch's copy_
+    x[0, 0] = cr.tensor(4.0, device=cuda)  # a 0-d value crosses either way
+    np.testing.assert_array_equal(x.numpy(), [[4.0, 0.0], [1.0, 1.0], [1.0, 1.0]])
+    with pytest.raises(RuntimeError, match="same device"):
+        x[[0, 1]] = cr.ones(2, 2, device=cuda)
+    with pytest.raises(RuntimeError, match="indices should be either on cpu"):
+        x[cr.tensor([0], device=cuda)] = 1.0
+
+
+def test_copy_crosses_devices(cuda: str) -> None:
+    y = cr.zeros(2, 3, device=cuda)
+    y.copy_(cr.arange(6.0).reshape(2, 3))
+    assert y.device.type == "cuda"
+    np.testing.assert_array_equal(host(y), np.arange(6.0).reshape(2, 3))
+    y.copy_(cr.tensor([1.0, 2.0, 3.0], dtype=cr.float64))  # broadcast and cast, as torch
+    np.testing.assert_array_equal(host(y), [[1.0, 2.0, 3.0]] * 2)
+    z = cr.zeros(2, 3, dtype=cr.float64)
+    z.copy_(y * 2)
+    assert z.device.type == "cpu" and z.dtype is cr.float64
+    np.testing.assert_array_equal(z.numpy(), [[2.0, 4.0, 6.0]] * 2)
+    y.copy_(np.ones((2, 3)))  # a host array too
+    np.testing.assert_array_equal(host(y), np.ones((2, 3)))
+    with cr.no_grad():
+        w = cr.zeros(3, device=cuda, requires_grad=True)
+        w.copy_(cr.ones(3))
+    assert w.requires_grad and host(w).tolist() == [1.0, 1.0, 1.0]

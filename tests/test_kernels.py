@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+import chainrule as cr
+import chainrule.nn.functional as F
 import conftest
 from chainrule import backend
 from chainrule import kernels as K
@@ -187,10 +189,10 @@ def test_cross_entropy_matches_autograd(
     g = rng.standard_normal(loss.shape).astype(dtype)
     loss.backward(torch.tensor(g))
     dx, dt, dw = dev(x, device), dev(t, device), None if w is None else dev(w, device)
-    ours, lse, total = K.cross_entropy_forward(dx, dt, dw, reduction=reduction)
+    ours, stats, total = K.cross_entropy_forward(dx, dt, dw, reduction=reduction)
     assert host(ours).dtype == dtype
     np.testing.assert_allclose(host(ours), loss.detach().numpy(), **TOL[dtype])
-    grad = K.cross_entropy_backward(dev(g, device), dx, dt, lse, total, dw, reduction=reduction)
+    grad = K.cross_entropy_backward(dev(g, device), dx, dt, stats, total, dw, reduction=reduction)
     np.testing.assert_allclose(host(grad), tx.grad.numpy(), **TOL[dtype])
 
 
@@ -237,6 +239,100 @@ def test_dispatch_uses_kernels_only_on_real_cupy(device: str) -> None:
     a = dev(np.zeros(4, np.float32), device)
     real = device == "cuda" and not conftest.is_fake()
     assert (_launch.kernel_module(a) is not None) == real
+
+
+# ------------------------------------------------------------------ the ops use the kernels
+def _spy(monkeypatch: pytest.MonkeyPatch, *names: str) -> dict:
+    """Wrap ``chainrule.kernels.<name>`` (the ops look them up there at call time) to count
+    calls; returns {name: count}."""
+    calls = dict.fromkeys(names, 0)
+    for name in names:
+        real = getattr(K, name)
+
+        def spy(*a: object, _real: object = real, _name: str = name, **k: object) -> object:
+            calls[_name] += 1
+            return _real(*a, **k)
+
+        monkeypatch.setattr(K, name, spy)
+    return calls
+
+
+def _run_ops(device: str) -> dict:
+    """Forward and backward through GELU (both kinds), LayerNorm over the last dim and
+    cross-entropy (2-d, and (N, C, d) with weights and 'none'); returns the gradients."""
+    rng = np.random.default_rng(7)
+    x = cr.tensor(rng.standard_normal((6, 5)), device=device, requires_grad=True)
+    w = cr.tensor(rng.uniform(0.5, 2, 5), device=device, requires_grad=True)
+    b = cr.tensor(rng.standard_normal(5), device=device, requires_grad=True)
+    x3 = cr.tensor(rng.standard_normal((2, 5, 3)), device=device, requires_grad=True)
+    t = cr.tensor(rng.integers(0, 5, 6), device=device)
+    t3 = cr.tensor([[0, 4, -100], [2, 2, 1]], device=device)
+    h = F.gelu(x) + F.gelu(x, approximate="tanh")
+    h = F.layer_norm(h, (5,), w, b)
+    loss = (
+        F.cross_entropy(h, t) + F.cross_entropy(x3, t3, weight=w.detach(), reduction="none").sum()
+    )
+    loss.backward()
+    return {"x": x.grad, "w": w.grad, "b": b.grad, "x3": x3.grad, "loss": loss}
+
+
+FUSED = (
+    "gelu_backward",
+    "layer_norm_forward",
+    "layer_norm_backward",
+    "cross_entropy_forward",
+    "cross_entropy_backward",
+)
+
+
+def test_ops_use_the_fused_kernels_on_device_arrays_only(
+    device: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On CUDA the ops call the kernel functions (each once per use above), and give the CPU's
+    values; on the CPU they never call them (the CPU path is unchanged)."""
+    calls = _spy(monkeypatch, *FUSED)
+    got = _run_ops(device)
+    want = {"gelu_backward": 2, "layer_norm_forward": 1, "layer_norm_backward": 1}
+    want |= {"cross_entropy_forward": 2, "cross_entropy_backward": 2}
+    assert calls == (want if device == "cuda" else dict.fromkeys(FUSED, 0))
+    if device == "cuda":
+        ref = _run_ops("cpu")
+        for k, v in got.items():
+            assert v.device.type == "cuda", k
+            np.testing.assert_allclose(
+                v.detach().cpu().numpy(), ref[k].detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=k
+            )
+
+
+def test_fused_paths_fall_back_where_the_kernels_do_not_apply(
+    cuda: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LayerNorm over two dims, and any create_graph backward, keep the general rules on the
+    device (the kernels cover the last dim and array backwards only)."""
+    calls = _spy(monkeypatch, *FUSED)
+    rng = np.random.default_rng(8)
+    x = cr.tensor(rng.standard_normal((4, 2, 3)), device=cuda, requires_grad=True)
+    F.layer_norm(x, (2, 3)).sum().backward()
+    assert calls["layer_norm_forward"] == calls["layer_norm_backward"] == 0
+    t = cr.tensor([0, 2, 1, 2], device=cuda)
+    xs = x.reshape(4, 6)[:, :3]
+    loss = F.cross_entropy(F.gelu(xs), t)
+    (g,) = cr.autograd.grad(loss, [x], create_graph=True)
+    (g * g).sum().backward()
+    assert calls["cross_entropy_forward"] == 1  # the forward is fused either way
+    assert calls["cross_entropy_backward"] == 0
+    # the second (array) backward reaches the GELU node again through the softmax recomputed
+    # from its output: that one is fused
+    assert calls["gelu_backward"] == 1
+    xc = cr.tensor(x.detach().cpu().numpy(), requires_grad=True)
+    lc = F.cross_entropy(F.gelu(xc.reshape(4, 6)[:, :3]), cr.tensor([0, 2, 1, 2]))
+    (gc,) = cr.autograd.grad(lc, [xc], create_graph=True)
+    (gc * gc).sum().backward()
+    np.testing.assert_allclose(host_t(x.grad), xc.grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+def host_t(t: object) -> np.ndarray:
+    return t.detach().cpu().numpy()
 
 
 def _nvrtc() -> object:

@@ -703,3 +703,67 @@ def test_losses_refuse_operands_on_another_device(cuda: str) -> None:
     loss = F.cross_entropy(x, t.to(cuda), weight=w.to(cuda))
     loss.backward()
     assert loss.device == x.device and x.grad.device == x.device
+
+
+# ------------------------------------------------------------- out-of-range targets on CUDA
+BAD_TARGETS = {
+    "cross_entropy": lambda x, t, **k: F.cross_entropy(x, t, **k),
+    "nll_loss": lambda x, t, **k: F.nll_loss(x.log_softmax(1), t, **k),
+}
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name", list(BAD_TARGETS))
+def test_out_of_range_target_on_cuda_gives_nan_without_a_sync(
+    name: str, reduction: str, cuda: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By default a CUDA target outside [0, C) is not checked on the host (that would wait for
+    the GPU every batch): it makes its loss and the gradient NaN instead of a wrong number; the
+    other rows of a 'none' loss keep their values. The CPU raises at once."""
+    monkeypatch.delenv("CHAINRULE_CUDA_STRICT", raising=False)
+    x0 = _rng(20).standard_normal((3, 4))
+    t0 = np.array([1, 7, -100])
+    with pytest.raises(IndexError, match=rf"{name}: target 7 is out of bounds"):
+        BAD_TARGETS[name](cr.tensor(x0), cr.tensor(t0), reduction=reduction)
+    x = cr.tensor(x0, device=cuda, requires_grad=True)
+    loss = BAD_TARGETS[name](x, cr.tensor(t0, device=cuda), reduction=reduction)
+    loss.sum().backward()
+    got, grad = host(loss), host(x.grad)
+    if reduction == "none":
+        assert np.isnan(got[1]) and got[2] == 0
+        want = TF.cross_entropy(torch.tensor(x0[:1]), torch.tensor(t0[:1]), reduction="none")
+        np.testing.assert_allclose(got[0], want.numpy()[0], **TOL[np.float64])
+        assert np.isnan(grad[1]).all() and not np.isnan(grad[0]).any()
+    else:
+        assert np.isnan(got) and np.isnan(grad[1]).all()  # ('mean': every row, via the divisor)
+
+
+@pytest.mark.parametrize("how", ["env", "anomaly"])
+@pytest.mark.parametrize("name", list(BAD_TARGETS))
+def test_out_of_range_target_on_cuda_raises_in_strict_mode(
+    name: str, how: str, cuda: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CHAINRULE_CUDA_STRICT=1 or detect_anomaly: the CPU's error, naming the target and the
+    class count (one sync per call); valid targets still give torch's values."""
+    x0 = _rng(21).standard_normal((3, 4))
+    x = cr.tensor(x0, device=cuda, requires_grad=True)
+    bad, good = np.array([1, -2, 0]), np.array([3, -100, 0])
+    if how == "env":
+        monkeypatch.setenv("CHAINRULE_CUDA_STRICT", "1")
+        mode = cr.autograd.detect_anomaly(check_nan=False)  # no anomaly mode: the env var alone
+    else:
+        monkeypatch.delenv("CHAINRULE_CUDA_STRICT", raising=False)
+        mode = cr.autograd.detect_anomaly()
+    with mode:
+        with pytest.raises(
+            IndexError,
+            match=rf"{name}: target -2 is out of bounds: class indices must be in \[0, 3\]",
+        ):
+            BAD_TARGETS[name](x, cr.tensor(bad, device=cuda))
+        loss = BAD_TARGETS[name](x, cr.tensor(good, device=cuda))
+        loss.backward()
+    tx = torch.tensor(x0, requires_grad=True)
+    tl = TF.cross_entropy(tx, torch.tensor(good))
+    tl.backward()
+    np.testing.assert_allclose(host(loss), tl.detach().numpy(), **TOL[np.float64])
+    np.testing.assert_allclose(host(x.grad), tx.grad.numpy(), **TOL[np.float64])

@@ -35,7 +35,21 @@ torch.set_num_threads(1)
 # edge-case inputs (zeros, infinities, empty reductions) make NumPy warn, as they should
 pytestmark = pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")
 
-TOL = {"float64": {"rtol": 1e-10, "atol": 1e-12}, "float32": {"rtol": 1e-5, "atol": 1e-6}}
+try:
+    import ml_dtypes  # noqa: F401 - gives NumPy the name "bfloat16"
+
+    HAVE_BF16 = True
+except ImportError:
+    HAVE_BF16 = False
+
+TOL = {
+    "float64": {"rtol": 1e-10, "atol": 1e-12},
+    "float32": {"rtol": 1e-5, "atol": 1e-6},
+    # 8 bits of mantissa; NumPy rounds every step to bfloat16, torch computes in float32 inside
+    "bfloat16": {"rtol": 2e-2, "atol": 2e-2},
+}
+# bfloat16 cases run alone (torch's bfloat16 is the reference; gradcheck needs float64)
+BF16 = {"dtypes": ("bfloat16",), "marks": pytest.mark.skipif(not HAVE_BF16, reason="ml_dtypes")}
 INF = float("inf")
 
 
@@ -53,6 +67,14 @@ def pad(m: Any, x: Any, p: Any, mode: str = "constant", value: float | None = No
     if m is not torch:
         return cr.pad(x, p, mode=mode, value=value)
     return F.pad(x, p, mode=mode, value=value)
+
+
+def _torch(a: np.ndarray, requires_grad: bool = False) -> torch.Tensor:
+    """A torch leaf with ``a``'s values and dtype (torch cannot read ml_dtypes' bfloat16)."""
+    if a.dtype.name == "bfloat16":
+        t = torch.tensor(a.astype(np.float32)).to(torch.bfloat16)
+        return t.requires_grad_(requires_grad)
+    return torch.tensor(a, requires_grad=requires_grad)
 
 
 def _np_dtype(t: Any) -> np.dtype:
@@ -112,10 +134,13 @@ class OnDevice:
 
 
 def host(t: Any) -> np.ndarray:
-    """A chainrule or torch tensor's values as a NumPy array (copied off the device)."""
+    """A chainrule or torch tensor's values as a NumPy array (copied off the device); bfloat16
+    comes back as float32."""
     if isinstance(t, torch.Tensor):
-        return t.detach().numpy()
-    return t.detach().cpu().numpy()
+        t = t.detach()
+        return (t.float() if t.dtype is torch.bfloat16 else t).numpy()
+    a = t.detach().cpu().numpy()
+    return a.astype(np.float32) if a.dtype.name == "bfloat16" else a
 
 
 def _close(a: np.ndarray, b: np.ndarray, tol: dict, what: str) -> None:
@@ -150,7 +175,7 @@ def check(
         t = {k: v * tol for k, v in TOL[dtype].items()}
         arrays, rng = make_inputs(shapes, dtype, low, high)
         xs = _cr_leaves(arrays, f_order, nograd, device)
-        txs = [torch.tensor(a, requires_grad=i not in nograd) for i, a in enumerate(arrays)]
+        txs = [_torch(a, i not in nograd) for i, a in enumerate(arrays)]
         outs = _flat(fn(m, *xs))
         touts = _flat(tfn(torch, *txs))
         assert len(outs) == len(touts), f"{len(outs)} outputs, torch has {len(touts)}"
@@ -168,23 +193,23 @@ def check(
         cgs = [cr.tensor(g, device=o.device) for g, (o, _) in zip(gs, pairs)]
         if len(pairs) == 1:
             pairs[0][0].backward(cgs[0])
-            pairs[0][1].backward(torch.tensor(gs[0]))
+            pairs[0][1].backward(_torch(gs[0]))
         else:
             cr.autograd.backward([o for o, _ in pairs], cgs)
-            torch.autograd.backward([to for _, to in pairs], [torch.tensor(g) for g in gs])
+            torch.autograd.backward([to for _, to in pairs], [_torch(g) for g in gs])
         for i, (x, tx) in enumerate(zip(xs, txs)):
             if i in nograd:
                 assert x.grad is None
                 continue
-            ref = np.zeros(tx.shape, dtype) if tx.grad is None else tx.grad.numpy()
+            ref = np.zeros(tx.shape, dtype) if tx.grad is None else host(tx.grad)
             # (torch gives an empty .grad to an empty input that cat skipped; None is as good)
             assert x.grad is not None or tx.grad is None or x.numel() == 0, f"input {i}: no grad"
             if x.grad is None:
                 got = np.zeros(x.shape, dtype)
             else:
                 assert x.grad.device == x.device, f"grad {i} is on {x.grad.device}, not {x.device}"
+                assert x.grad.data.dtype == x.data.dtype, f"grad {i}: dtype {x.grad.dtype}"
                 got = host(x.grad)
-            assert got.dtype == x.data.dtype, f"grad {i}: dtype {got.dtype} != {x.data.dtype}"
             _close(got, ref, t, f"{dtype} grad of input {i}")
     if device == "cpu" and grad and "float64" in dtypes and (gradcheck or gradgrad):
         arrays, _ = make_inputs(shapes, "float64", low, high)
@@ -910,6 +935,24 @@ C("bce_with_logits", lambda m, x, y: nnf(m).binary_cross_entropy_with_logits(x, 
 C("bce_with_logits_pos_weight", lambda m, x, y: nnf(m).binary_cross_entropy_with_logits(x, y, pos_weight=m.tensor(W4).to(x.dtype), reduction="none"), shapes=[U(x34, -5, 5), U(x34, 0, 1)])
 C("bce_with_logits_weight_sum", lambda m, x, y: nnf(m).binary_cross_entropy_with_logits(x, y, weight=m.tensor(W4[:, None][:3]).to(x.dtype), reduction="sum"), shapes=[U(x34, -5, 5), U(x34, 0, 1)])
 C("bce_with_logits_large", lambda m, x, y: nnf(m).binary_cross_entropy_with_logits(x * 100, y), shapes=[x34, U(x34, 0, 1)])
+
+# ---- bfloat16 (ml_dtypes'; kind 'V'): results stay bfloat16, as torch's, and match its values
+C("bf16_exp", lambda m, x: x.exp(), **BF16)
+C("bf16_tanh_noncontig", lambda m, x: x.mT.tanh(), shapes=[x234], **BF16)
+C("bf16_mul_bcast", lambda m, x, y: x * y, shapes=[(2, 3, 1), (3, 4)], **BF16)
+C("bf16_sub_float_scalar", lambda m, x: x * 0.5 - 1.25, **BF16)
+C("bf16_div_int_scalar", lambda m, x: 3 / (x + 4) + x / 2, **BF16)
+C("bf16_pow_clamp", lambda m, x: x.clamp(-0.5, 1.5) ** 2, **BF16)
+C("bf16_sum_dim", lambda m, x: x.sum(1), shapes=[x234], **BF16)
+C("bf16_mean_var", lambda m, x: (x.mean(-1), x.var(0)), shapes=[x234], **BF16)
+C("bf16_norm_p3", lambda m, x: x.norm(p=3, dim=0), **BF16)
+C("bf16_matmul", lambda m, x, y: x @ y, shapes=[x234, (4, 2)], **BF16)
+C("bf16_matmul_1d", lambda m, x, y: x @ y, shapes=[x34, (4,)], **BF16)
+C("bf16_einsum", lambda m, x, y: m.einsum("bij,jk->bk", x, y), shapes=[x234, (4, 2)], **BF16)
+C("bf16_softmax", lambda m, x: x.softmax(-1), shapes=[x234], **BF16)
+C("bf16_log_softmax", lambda m, x: x.log_softmax(1), shapes=[x234], **BF16)
+C("bf16_float32_mix", lambda m, x, y: x + y.float(), shapes=[x34, (4,)], **BF16)
+C("bf16_cast_round_trip", lambda m, x: (x.double() * 3).to(m.bfloat16), **BF16)
 # fmt: on
 
 
@@ -1367,7 +1410,11 @@ def test_integer_ops_on_cuda(cuda: str) -> None:
     np.testing.assert_array_equal(host(i.nonzero()), [[0, 0], [0, 1], [1, 1]])
 
 
-def test_cross_entropy_target_out_of_range_on_cuda(cuda: str) -> None:
+def test_cross_entropy_target_out_of_range_on_cuda(
+    cuda: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Strict mode brings back the CPU's error (by default CUDA gives NaN, test_losses.py)."""
+    monkeypatch.setenv("CHAINRULE_CUDA_STRICT", "1")
     x = cr.zeros(2, 3, device=cuda)
     with pytest.raises(IndexError, match="target 3 is out of bounds"):
         cr.nn.functional.cross_entropy(x, cr.tensor([0, 3], device=cuda))

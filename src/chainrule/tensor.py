@@ -99,7 +99,7 @@ class Tensor:
         return self._vc[0]
 
     def is_floating_point(self) -> bool:
-        return self.data.dtype.kind == "f"
+        return dtypes.is_floating(self.data.dtype)
 
     def size(self, dim: int | None = None) -> Any:
         return self.data.shape if dim is None else self.data.shape[dim]
@@ -181,8 +181,11 @@ class Tensor:
         return iter(self.unbind(0))
 
     def __repr__(self) -> str:
+        a = backend.to_host(self.data)
+        if a.dtype.kind == "V":  # bfloat16 prints through float32 (its own str drops the ".")
+            a = a.astype(np.float32)
         body = np.array2string(
-            backend.to_host(self.data),
+            a,
             separator=", ",
             prefix="tensor(",
             precision=4,
@@ -213,7 +216,8 @@ class Tensor:
                 "requires_grad_(False) on a non-leaf tensor: it is part of a graph; use "
                 ".detach() to get a tensor without history"
             )
-        if requires_grad and self.data.dtype.kind not in "fc":
+        d = self.data.dtype
+        if requires_grad and d.kind not in "fc" and not dtypes.is_floating(d):
             raise RuntimeError(
                 f"only floating-point tensors can require gradients, got dtype {self.dtype}: "
                 "an integer tensor has no derivative (convert with .float() first)"
@@ -301,7 +305,11 @@ class Tensor:
         return self._inplace("fill_", lambda a: a.fill(_raw(value)), value)
 
     def copy_(self, src: Any) -> Tensor:
-        return self._inplace("copy_", lambda a: np.copyto(a, _raw(src), casting="unsafe"), src)
+        """Copy ``src``'s values in (broadcast, cast); like torch's, it copies across devices."""
+        v = _raw(src)
+        if type(v) is not type(self.data) and backend.is_array(v):
+            v = backend.to_device(v, self.device)
+        return self._inplace("copy_", lambda a: np.copyto(a, v, casting="unsafe"), src)
 
     def add_(self, other: Any, alpha: float = 1) -> Tensor:
         o = _raw(other)
@@ -365,13 +373,42 @@ class Tensor:
     def __setitem__(self, index: Any, value: Any) -> None:
         from .ops.movement import _norm_index  # noqa: PLC0415
 
-        idx = _norm_index(index)
+        a = self.data
+        idx = _norm_index(index, a)  # CPU index tensors and lists go to a CUDA tensor's device
         v = _raw(value)
+        if type(v) is not type(a) and (type(a) is not np.ndarray or isinstance(value, Tensor)):
+            v = _setitem_value(v, value, a, idx)
         self._inplace("__setitem__ (x[i] = v)", lambda a: a.__setitem__(idx, v), value)
 
 
 def _raw(x: Any) -> Any:
     return x.data if isinstance(x, Tensor) else x
+
+
+def _setitem_value(v: Any, value: Any, a: Any, idx: Any) -> Any:
+    """The value of ``a[idx] = value`` on ``a``'s device, with PyTorch's rules: arrays, lists and
+    0-d tensors are copied over; a tensor with dims crosses devices only into a basic index
+    (ints and slices: a copy_) and is refused for an advanced one (index_put_)."""
+    if isinstance(v, (list, tuple)):
+        v = np.asarray(v)
+    if not backend.is_array(v) or backend.device_of(v) == backend.device_of(a):
+        return v
+    if isinstance(value, Tensor) and v.ndim and not _basic(idx):
+        raise backend.same_device_error("index_put_ (x[index] = v)", [a, v])
+    return backend.to_device(v, backend.device_of(a))
+
+
+def _basic(idx: Any) -> bool:
+    """Whether an index holds only ints, slices, None and Ellipsis (0-d integer arrays act as
+    ints)."""
+    for i in idx if type(idx) is tuple else (idx,):
+        t = type(i)
+        if t is int or t is slice or i is None or i is Ellipsis:
+            continue
+        if backend.is_array(i) and i.ndim == 0 and i.dtype.kind in "iu":
+            continue
+        return False
+    return True
 
 
 def wrap(data: np.ndarray, requires_grad: bool = False) -> Tensor:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import dtypes
 from ..tensor import Tensor
 from .grad_mode import state
 
@@ -23,8 +24,10 @@ from .grad_mode import state
 def _stats(a: Any) -> str:
     if not isinstance(a, np.ndarray):
         return repr(a)
-    if a.dtype.kind not in "fc" or a.size == 0:
+    if not (a.dtype.kind == "c" or dtypes.is_floating(a.dtype)) or a.size == 0:
         return f"shape {a.shape} {a.dtype}"
+    if a.dtype.kind == "V":  # bfloat16: its scalars do not take format specs
+        a = a.astype(np.float32)
     fin = np.isfinite(a)
     n_nan = int(np.isnan(a).sum())
     n_inf = int((~fin).sum()) - n_nan
@@ -63,7 +66,10 @@ def _where() -> str:
 
 
 def _finite(a: Any) -> bool:
-    return not (isinstance(a, np.ndarray) and a.dtype.kind == "f" and not np.isfinite(a).all())
+    if not isinstance(a, np.ndarray):
+        return True
+    d = a.dtype
+    return not ((d.kind == "f" or dtypes.is_floating(d)) and not np.isfinite(a).all())
 
 
 class detect_anomaly:  # noqa: N801 - PyTorch's name

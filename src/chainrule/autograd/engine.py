@@ -125,10 +125,12 @@ def _device_retry(op: type, args: Sequence[Any], arrays: list, err: Exception) -
     if err2 is None:
         return None
     dev = next(a for a in arrays if backend.is_device_array(a))
-    if any(
-        isinstance(a, Tensor) and a.data is not dev and a.device.type == "cpu" and a.ndim
-        for a in args
-    ):
+    movable = [isinstance(a, Tensor) and a.device.type == "cpu" and a.ndim == 0 for a in args]
+    host_left = any(
+        not m and backend.is_array(x) and not backend.is_device_array(x)
+        for m, x in zip(movable, arrays)
+    )
+    if host_left or not any(movable):  # a CPU tensor with dims, or a bare host array
         raise err2 from err
     from ..ops.device import to_device  # noqa: PLC0415 - the differentiable copy
 

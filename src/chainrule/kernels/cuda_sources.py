@@ -198,10 +198,12 @@ _ACT_BODIES = {
 
 # --------------------------------------------------------------- softmax + cross-entropy
 _CE_FWD = r"""
-// One warp a row of x (rows x C): lse = max + log(sum(exp(x - max))); loss = w[t] (lse - x[t]),
-// wrow = w[t]; an ignored row gives 0 and 0; a target outside [0, C) gives NaN and NaN.
+// One warp a row of x (rows x C): stats[row] = max, stats[rows + row] = log(sum(exp(x - max)))
+// (kept apart: their sum, the log-sum-exp, would lose the small part next to a large max);
+// loss = w[t] (logsum - (x[t] - max)) as -w[t] log_softmax(x)[t], wrow = w[t]; an ignored row
+// gives 0 and 0; a target outside [0, C) gives NaN and NaN.
 extern "C" __global__ void $NAME(const T* x, const long long* target, const T* weight,
-                                 int has_weight, A* loss, A* lse, A* wrow, long long rows,
+                                 int has_weight, A* loss, A* stats, A* wrow, long long rows,
                                  long long C, long long ignore_index) {
     CR_ROWS(row, lane, rows) {
         const T* xr = x + row * C;
@@ -212,8 +214,9 @@ extern "C" __global__ void $NAME(const T* x, const long long* target, const T* w
         for (long long c = lane; c < C; c += 32) s += cr_exp(ld(xr[c]) - mx);
         s = warp_sum(s);
         if (lane == 0) {
-            A l = mx + cr_log(s);
-            lse[row] = l;
+            A ls = cr_log(s);
+            stats[row] = mx;
+            stats[rows + row] = ls;
             long long t = target[row];
             if (t == ignore_index) {
                 loss[row] = 0;
@@ -223,7 +226,7 @@ extern "C" __global__ void $NAME(const T* x, const long long* target, const T* w
                 wrow[row] = cr_nan((A)0);
             } else {
                 A w = has_weight ? ld(weight[t]) : (A)1;
-                loss[row] = w * (l - ld(xr[t]));
+                loss[row] = w * (ls - (ld(xr[t]) - mx));
                 wrow[row] = w;
             }
         }
@@ -232,11 +235,12 @@ extern "C" __global__ void $NAME(const T* x, const long long* target, const T* w
 """
 
 _CE_BWD = r"""
-// dx[r, c] = scale[r * scale_stride] * w[t_r] * (exp(x[r, c] - lse[r]) - (c == t_r)): the whole
-// backward in one pass over x. scale is grad / total weight ('mean'), grad ('sum', stride 0)
-// or the per-row grad ('none', stride 1), kept on the device (no host sync).
+// dx[r, c] = scale[r * scale_stride] * w[t_r] * (softmax(x)[r, c] - (c == t_r)), the softmax as
+// exp((x - max) - logsum) from the forward's stats (as exp(log_softmax)): the whole backward in
+// one pass over x. scale is grad / total weight ('mean'), grad ('sum', stride 0) or the per-row
+// grad ('none', stride 1), kept on the device (no host sync).
 extern "C" __global__ void $NAME(const T* x, const long long* target, const T* weight,
-                                 int has_weight, const A* lse, const A* scale,
+                                 int has_weight, const A* stats, const A* scale,
                                  long long scale_stride, T* dx, long long rows, long long C,
                                  long long ignore_index) {
     CR_LOOP(i, rows * C) {
@@ -247,7 +251,7 @@ extern "C" __global__ void $NAME(const T* x, const long long* target, const T* w
         if (t == ignore_index) coef = 0;
         else if (t < 0 || t >= C) coef = cr_nan((A)0);
         else coef = scale[row * scale_stride] * (has_weight ? ld(weight[t]) : (A)1);
-        A p = cr_exp(ld(x[i]) - lse[row]);
+        A p = cr_exp((ld(x[i]) - stats[row]) - stats[rows + row]);
         dx[i] = st(coef * (p - (c == t ? (A)1 : (A)0)));
     }
 }

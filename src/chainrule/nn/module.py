@@ -430,7 +430,7 @@ class Module:
         for m in self.modules():
             for store in (m._parameters, m._buffers):
                 for t in store.values():
-                    if t is None or (floats_only and t.data.dtype.kind != "f"):
+                    if t is None or (floats_only and not dtypes.is_floating(t.data.dtype)):
                         continue
                     t.data = fn(t.data)
                     if t.grad is not None:
@@ -455,7 +455,7 @@ class Module:
             self._cast(lambda a: backend.to_device(a, d), floats_only=False)
         if dtype is not None:
             nd = dtypes.np_dtype(dtype)
-            if nd.kind != "f":
+            if not dtypes.is_floating(nd):
                 raise TypeError(
                     f"nn.Module.to only accepts floating point dtypes, but got desired dtype={dtype}"
                 )

@@ -43,7 +43,7 @@ def _inplace_op(fn: Any, name: str) -> Any:
                 self._check_inplace(name, other)
             return fn(self, other)
         res = fn(self, other)
-        if res.data.dtype != self.data.dtype and not (self.data.dtype.kind == "f"):
+        if res.data.dtype != self.data.dtype and not dtypes.is_floating(self.data.dtype):
             raise RuntimeError(
                 f"{name}: result type {res.dtype} can't be cast to the desired output type {self.dtype}"
             )

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import backend
+from .. import backend, kernels
 from ..autograd.engine import Op, apply
 from ..tensor import Tensor
 from . import elementwise as E
@@ -233,11 +233,15 @@ class Gelu(Op):
             return 0.5 * x * (1 + np.tanh(inner))
         cdf = 1 + erf_array(x * _SQRT1_2)
         cdf *= 0.5
-        ctx.cdf = cdf  # for the backward on arrays (x * cdf is PyTorch's x * 0.5 * (1 + erf))
+        # for the backward on host arrays (x * cdf is PyTorch's x * 0.5 * (1 + erf)); a device
+        # backward is one fused kernel from x alone
+        ctx.cdf = cdf if type(x) is np.ndarray else None
         return x * cdf
 
     def backward(ctx, g: Any, m: Any) -> Any:
         x = ctx.inputs[0]
+        if type(x) is not np.ndarray and not m.graph and _fusable(g, x):
+            return kernels.gelu_backward(g, x, ctx.approximate)  # one pass on the device
         if ctx.approximate == "tanh":
             x_sq = x * x
             t = _fn(m, "tanh", _GELU_BETA * (x + _GELU_KAPPA * (x_sq * x)))
@@ -245,9 +249,19 @@ class Gelu(Op):
             right = 1 + t
             d_right = left * (1 - t * t) * (_GELU_BETA * (1 + 3 * _GELU_KAPPA * x_sq))
             return g * (0.5 * right + d_right)
-        cdf = 0.5 * (1 + erf(x * _SQRT1_2)) if m.graph else ctx.cdf
+        cdf = (
+            ctx.cdf
+            if not m.graph and ctx.cdf is not None
+            else 0.5 * (1 + _fn(m, "erf", x * _SQRT1_2))
+        )
         pdf = _INV_SQRT_2PI * m.exp(x * x * -0.5)
         return g * (cdf + x * pdf)
+
+
+def _fusable(g: Any, x: Any) -> bool:
+    """Whether a fused activation backward takes (g, x): device arrays of one shape and dtype
+    (otherwise the rule's broadcasting and type promotion apply)."""
+    return backend.is_device_array(g) and g.shape == x.shape and g.dtype == x.dtype
 
 
 class Silu(Op):

@@ -235,7 +235,8 @@ class Clamp(Op):
 
     def forward(ctx, x, min=None, max=None):  # noqa: A002
         ctx.lo, ctx.hi = min, max
-        return np.clip(x, min, max)
+        r = np.clip(x, min, max)
+        return r if r.dtype == x.dtype else r.astype(x.dtype)  # (NumPy: bfloat16 -> float32)
 
     def backward(ctx, g, m):
         x = ctx.inputs[0]
@@ -496,7 +497,7 @@ def clamp(input: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A
         if max is not None:
             out = where(out > max, max, out)
         return out
-    if input.data.dtype.kind == "f":
+    if _floating(input.data.dtype):
         pass
     elif isinstance(min, float) or isinstance(max, float):
         input = as_float(input)
@@ -504,6 +505,11 @@ def clamp(input: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A
 
 
 clip = clamp
+
+
+def _floating(d: np.dtype) -> bool:
+    """``dtypes.is_floating`` with the common case (kind 'f') answered without a call."""
+    return d.kind == "f" or dtypes.is_floating(d)
 
 
 def _binary(op: type, a: Any, b: Any) -> Tensor:
@@ -514,7 +520,7 @@ def _binary(op: type, a: Any, b: Any) -> Tensor:
     elif type(b) is float and isinstance(a, Tensor) and a.data.dtype.kind == "f":
         pass
     elif type(a) is float and isinstance(b, Tensor) and b.data.dtype.kind == "f":
-        pass
+        pass  # (bfloat16, kind 'V', takes promote_pair's path, which keeps it bfloat16)
     else:
         a, b = promote_pair(a, b)
     return apply(op, a, b)
@@ -556,9 +562,11 @@ divide = true_divide = div
 
 
 def _float_pair(a: Any, b: Any) -> tuple:
-    ka = a.data.dtype.kind if isinstance(a, Tensor) else ("f" if isinstance(a, float) else "i")
-    kb = b.data.dtype.kind if isinstance(b, Tensor) else ("f" if isinstance(b, float) else "i")
-    if ka != "f" and kb != "f":
+    fa = _floating(a.data.dtype) if isinstance(a, Tensor) else isinstance(a, float)
+    if fa:
+        return a, b
+    fb = _floating(b.data.dtype) if isinstance(b, Tensor) else isinstance(b, float)
+    if not fb:
         a = as_float(a) if isinstance(a, Tensor) else float(a)
     return a, b
 
@@ -678,7 +686,7 @@ def cast(input: Tensor, dtype: Any) -> Tensor:  # noqa: A002
     d = dtypes.np_dtype(dtype)
     if input.data.dtype == d:
         return input
-    op = Cast if d.kind == "f" and input.data.dtype.kind == "f" else NonDiffCast
+    op = Cast if _floating(d) and _floating(input.data.dtype) else NonDiffCast
     return apply(op, input, dtype=d)
 
 

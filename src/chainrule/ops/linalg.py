@@ -12,6 +12,28 @@ from ..autograd.engine import Op, apply
 from ..tensor import Tensor, wrap
 from .util import promote_pair
 
+# bfloat16 is ml_dtypes' dtype (kind 'V'): NumPy has no BLAS product or einsum for it, and its
+# matmul returns float32
+
+
+def _mm(a: Any, b: Any) -> Any:
+    """``a @ b`` in ``a``'s dtype. Host bfloat16 multiplies in float32 and rounds once (PyTorch's
+    CPU arithmetic: low-precision operands, float32 accumulation)."""
+    if a.dtype.kind != "V":
+        return np.matmul(a, b)
+    if type(a) is np.ndarray:
+        return np.matmul(a.astype(np.float32), b.astype(np.float32)).astype(a.dtype)
+    r = np.matmul(a, b)
+    return r if r.dtype == a.dtype else r.astype(a.dtype)
+
+
+def _einsum(eq: str, *xs: Any, optimize: bool = False) -> Any:
+    """``np.einsum`` in the operands' dtype; bfloat16 is computed in float32 and rounded once."""
+    if xs[0].dtype.kind != "V":
+        return np.einsum(eq, *xs, optimize=optimize)
+    d = xs[0].dtype
+    return np.einsum(eq, *[x.astype(np.float32) for x in xs], optimize=optimize).astype(d)
+
 
 class Matmul(Op):
     """a @ b. 2-d: ga = g b^T, gb = a^T g; 1-d operands are treated as a row (a) or column (b)
@@ -27,11 +49,12 @@ class Matmul(Op):
                 f"inner dimensions differ: {a.shape[-1]} (last dim of {a.shape}) vs "
                 f"{b.shape[-2 if b.ndim > 1 else 0]} (dim -2 of {b.shape})"
             )
-        return np.matmul(a, b)
+        return np.matmul(a, b) if a.dtype.kind != "V" else _mm(a, b)
 
     def backward(ctx, g, m):
         a, b = ctx.inputs
         need = ctx.needs_input_grad
+        mm = m.matmul if m.graph else _mm
         ga = gb = None
         if a.ndim == 1 and b.ndim == 1:
             return (g * b if need[0] else None), (g * a if need[1] else None)
@@ -40,19 +63,19 @@ class Matmul(Op):
             if need[0]:
                 ga = gc * b
             if need[1]:
-                gb = m.reshape(m.matmul(m.mT(a), gc), a.shape[:-2] + (a.shape[-1],))
+                gb = m.reshape(mm(m.mT(a), gc), a.shape[:-2] + (a.shape[-1],))
             return ga, gb
         if a.ndim == 1:  # (k,) @ (..., k, m) -> (..., m)
             gr = m.reshape(g, g.shape[:-1] + (1, g.shape[-1]))
             if need[0]:
-                ga = m.reshape(m.matmul(gr, m.mT(b)), g.shape[:-1] + (a.shape[0],))
+                ga = m.reshape(mm(gr, m.mT(b)), g.shape[:-1] + (a.shape[0],))
             if need[1]:
                 gb = m.reshape(a, (a.shape[0], 1)) * gr
             return ga, gb
         if need[0]:
-            ga = m.matmul(g, m.mT(b))
+            ga = mm(g, m.mT(b))
         if need[1]:
-            gb = m.matmul(m.mT(a), g)
+            gb = mm(m.mT(a), g)
         return ga, gb
 
 
@@ -151,7 +174,7 @@ class Einsum(Op):
     def forward(ctx, *xs, ins, out):
         ctx.ins, ctx.outsub = ins, out
         eq = ",".join(ins) + "->" + out
-        return np.einsum(eq, *xs, optimize=len(xs) > 2)
+        return _einsum(eq, *xs, optimize=len(xs) > 2)
 
     def backward(ctx, g, m):
         xs = ctx.inputs
@@ -167,7 +190,8 @@ class Einsum(Op):
             avail = set(out).union(*others) if others else set(out)
             kept = "".join(c for c in uniq if c in avail)
             eq = ",".join([out] + others) + "->" + kept
-            gk = m.einsum(eq, g, *[x for j, x in enumerate(xs) if j != k])
+            es = m.einsum if m.graph else _einsum
+            gk = es(eq, g, *[x for j, x in enumerate(xs) if j != k])
             if kept != uniq:  # labels only this operand had: the gradient is constant along them
                 ushape = tuple(size[c] for c in uniq)
                 ones = tuple(size[c] if c in avail else 1 for c in uniq)
@@ -196,7 +220,8 @@ def _undiagonal(gk: Any, uniq: str, sub: str, size: dict, m: Any) -> Any:
         eye = xp.eye(size[c], dtype=dt)
         eyes.append(wrap(eye) if isinstance(gk, Tensor) else eye)
         eye_subs.append(c + f)
-    return m.einsum(",".join([uniq] + eye_subs) + "->" + "".join(new_sub), gk, *eyes)
+    es = m.einsum if m.graph else _einsum
+    return es(",".join([uniq] + eye_subs) + "->" + "".join(new_sub), gk, *eyes)
 
 
 def einsum(equation: str, *operands: Any) -> Tensor:

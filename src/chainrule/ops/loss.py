@@ -1,13 +1,25 @@
 """Fused loss primitives: cross-entropy (log-softmax + negative log-likelihood in one node) and
 NLL. Both take class indices with optional per-class ``weight`` and ``ignore_index``; the class
-dim is dim 1 (or dim 0 for an unbatched input), as in PyTorch."""
+dim is dim 1 (or dim 0 for an unbatched input), as in PyTorch.
+
+Target range on CUDA: checking class indices on the host would stop the GPU every batch (a
+device-to-host copy of the check's result). So on device arrays a target outside [0, C) (and
+not ``ignore_index``) is not checked: it makes the loss NaN (its row, and the mean and sum) and
+its gradient NaN, never a silently wrong number. The check that raises (the CPU's IndexError,
+naming the bad target and the class count) runs on CUDA too when ``detect_anomaly`` is on or
+the environment variable ``CHAINRULE_CUDA_STRICT=1`` is set (one sync per call). On the CPU it
+always runs.
+"""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
-from .. import backend
+from .. import backend, kernels
 from ..autograd.engine import Op, OpError
+from ..autograd.grad_mode import state
 from ..tensor import Tensor
 from . import elementwise as E
 
@@ -67,24 +79,56 @@ def check_weight(weight: np.ndarray | None, C: int, name: str) -> None:
         )
 
 
+def strict_device_checks() -> bool:
+    """Whether device ops run the checks that need a device-to-host sync (target ranges):
+    under ``detect_anomaly`` or with ``CHAINRULE_CUDA_STRICT=1``."""
+    return state.anomaly is not None or os.environ.get("CHAINRULE_CUDA_STRICT", "0") not in (
+        "",
+        "0",
+    )
+
+
+def _range_error(tc: np.ndarray, C: int, name: str) -> TargetIndexError:
+    bad = int(tc[(tc < 0) | (tc >= C)][0])
+    return TargetIndexError(
+        f"{name}: target {bad} is out of bounds: class indices must be in [0, {C - 1}]"
+    )
+
+
+def _check_device_targets(t: object, C: int, ignore_index: int, name: str) -> None:
+    """The CPU's range check for device targets: one sync (strict mode only)."""
+    tc = np.where(t != ignore_index, t, 0)
+    if tc.size and bool(((tc < 0) | (tc >= C)).any()):
+        raise _range_error(tc, C, name)
+
+
 def _weights(
     t: np.ndarray, C: int, weight: np.ndarray | None, ignore_index: int, dtype: np.dtype, name: str
 ) -> tuple:
     check_weight(weight, C, name)
     valid = t != ignore_index
-    if type(t) is np.ndarray:
-        tc = np.where(valid, t, 0) if not valid.all() else t
-        out_of_range = tc.size and (tc.min() < 0 or tc.max() >= C)
-    else:  # on a device: one sync for the bounds check, none for the rest
-        tc = np.where(valid, t, 0)
-        out_of_range = tc.size and bool(((tc < 0) | (tc >= C)).any())
-    if out_of_range:
-        bad = int(tc[(tc < 0) | (tc >= C)][0])
-        raise TargetIndexError(
-            f"{name}: target {bad} is out of bounds: class indices must be in [0, {C - 1}]"
-        )
+    if type(t) is not np.ndarray:
+        return _device_weights(t, C, weight, valid, dtype, name)
+    tc = np.where(valid, t, 0) if not valid.all() else t
+    if tc.size and (tc.min() < 0 or tc.max() >= C):
+        raise _range_error(tc, C, name)
     w = weight[tc] * valid if weight is not None else valid
     return tc, w.astype(dtype, copy=False), valid
+
+
+def _device_weights(
+    t: object, C: int, weight: object, valid: object, dtype: np.dtype, name: str
+) -> tuple:
+    """``_weights`` without a sync: an out-of-range target gets a NaN weight (a NaN loss and
+    gradient) and index 0; strict mode raises as the CPU does."""
+    tc = np.where(valid, t, 0)
+    bad = (tc < 0) | (tc >= C)
+    if strict_device_checks() and tc.size and bool(bad.any()):
+        raise _range_error(tc, C, name)
+    tc = np.where(bad, 0, tc)
+    w = weight[tc] * valid if weight is not None else valid
+    w = np.where(bad, np.nan, w.astype(dtype, copy=False)).astype(dtype, copy=False)
+    return tc, w, valid
 
 
 def _mean(losses: np.ndarray, w: np.ndarray, dtype: np.dtype) -> tuple:
@@ -110,7 +154,12 @@ def _coeff(w: np.ndarray, valid: np.ndarray, reduction: str, denom: object) -> n
 
 class CrossEntropy(Op):
     """loss_i = -w[t_i] * log_softmax(x)_i[t_i]; mean divides by the sum of the w[t_i].
-    d loss / d x_i = coeff_i * (softmax(x_i) - onehot(t_i))."""
+    d loss / d x_i = coeff_i * (softmax(x_i) - onehot(t_i)).
+
+    x: (N, C), (N, C, d...) or (C,); target: x's shape without the class dim. On device arrays
+    the forward and the array backward are the fused kernels ``kernels.cross_entropy_forward`` /
+    ``cross_entropy_backward`` (one pass each, no host sync; an out-of-range target gives NaN,
+    see the module docstring); a ``create_graph`` backward recomputes the softmax from x."""
 
     save_inputs = True
     name = "cross_entropy"
@@ -120,6 +169,9 @@ class CrossEntropy(Op):
         _check_target(x, target, "cross_entropy")
         xl, t = _flatten_classes(x, target)
         C = xl.shape[1]
+        if type(xl) is not np.ndarray:
+            ctx.lsm, ctx.reduction, ctx.shape = None, reduction, x.shape
+            return _fused_forward(ctx, xl, t, weight, ignore_index, target.shape)
         tc, w, valid = _weights(t, C, weight, ignore_index, x.dtype, "cross_entropy")
         s = xl - np.amax(xl, axis=1, keepdims=True) if xl.size else xl.copy()
         s -= np.log(np.sum(np.exp(s), axis=1, keepdims=True))
@@ -135,6 +187,10 @@ class CrossEntropy(Op):
         return losses.reshape(target.shape)
 
     def backward(ctx, g, m):
+        if ctx.lsm is None:  # the fused device forward
+            if not m.graph:
+                return _fused_backward(ctx, g, m), None, None
+            _fused_graph_state(ctx)
         coeff = _coeff(ctx.w, ctx.valid, ctx.reduction, ctx.denom)
         coeff = (
             m.reshape(g, (-1, 1)) * coeff[:, None]
@@ -149,10 +205,51 @@ class CrossEntropy(Op):
             p *= coeff
             return _unflatten_classes(p, ctx.shape, m), None, None
         x = ctx.inputs[0]  # differentiable: recompute the softmax from the input tensor
-        p = m.exp(m.log_softmax(_unflatten_inverse(x, m), 1))
-        onehot = xp.zeros(ctx.lsm.shape, ctx.lsm.dtype)
+        xl = _unflatten_inverse(x, m)
+        p = m.exp(m.log_softmax(xl, 1))
+        onehot = xp.zeros(tuple(xl.shape), ctx.w.dtype)
         onehot[rows, ctx.tc] = 1
         return _unflatten_classes((p - onehot) * coeff, ctx.shape, m), None, None
+
+
+def _fused_forward(
+    ctx: object,
+    xl: object,
+    t: object,
+    weight: object,
+    ignore_index: int,
+    tshape: tuple,
+) -> object:
+    """CrossEntropy.forward on device arrays: ``xl`` (N, C) logits, ``t`` (N,) targets; the
+    loss has ``tshape`` for reduction 'none'."""
+    reduction = ctx.reduction
+    C = xl.shape[1]
+    check_weight(weight, C, "cross_entropy")
+    if strict_device_checks():
+        _check_device_targets(t, C, ignore_index, "cross_entropy")
+    if weight is not None:
+        weight = weight.astype(xl.dtype, copy=False)  # the CPU weighs in x's dtype too
+    loss, lse, total = kernels.cross_entropy_forward(xl, t, weight, ignore_index, reduction)
+    ctx.fused = (xl, t, weight, ignore_index, lse, total)
+    return loss.reshape(tshape) if reduction == "none" else loss
+
+
+def _fused_backward(ctx: object, g: object, m: object) -> object:
+    xl, t, weight, ignore_index, lse, total = ctx.fused
+    if ctx.reduction == "none":
+        g = g.reshape(-1)
+    dx = kernels.cross_entropy_backward(g, xl, t, lse, total, weight, ignore_index, ctx.reduction)
+    return _unflatten_classes(dx, ctx.shape, m)
+
+
+def _fused_graph_state(ctx: object) -> None:
+    """What the create_graph rule needs (target indices, per-row weights), from the fused
+    forward's saved targets; computed only when such a backward runs."""
+    xl, t, weight, ignore_index, _, _ = ctx.fused
+    ctx.tc, ctx.w, ctx.valid = _weights(
+        t, xl.shape[1], weight, ignore_index, xl.dtype, "cross_entropy"
+    )
+    ctx.denom = ctx.w.sum() if ctx.reduction == "mean" else None
 
 
 def _unflatten_inverse(x: object, m: object) -> object:

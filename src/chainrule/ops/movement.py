@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import backend
+from .. import backend, dtypes
 from ..autograd.engine import Op, apply
 from ..tensor import Tensor, wrap
 from .reduce import norm_dims
@@ -76,8 +76,6 @@ def reshape(input: Tensor, *shape: Any) -> Tensor:  # noqa: A002
 
 def view(input: Tensor, *shape: Any) -> Tensor:  # noqa: A002
     """Same as ``reshape`` (NumPy copies only when it must; PyTorch would refuse instead)."""
-    from .. import dtypes  # noqa: PLC0415
-
     if len(shape) == 1 and not isinstance(shape[0], (int, np.integer, tuple, list)):
         return view_dtype(input, dtypes.np_dtype(shape[0]))
     return reshape(input, *shape)
@@ -320,7 +318,7 @@ def masked_fill(input: Tensor, mask: Any, value: Any) -> Tensor:  # noqa: A002
 
 
 def _scalar_like(v: Any, like: Tensor) -> Any:
-    if like.data.dtype.kind == "f":
+    if dtypes.is_floating(like.data.dtype):
         return float(v)
     return v
 

@@ -3,12 +3,20 @@ softmax and log-softmax (one pass each way, no overflow)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..autograd.engine import Op, apply
 from ..tensor import Tensor
 from .movement import _dim
 from .util import as_float
+
+
+def _via_float32(forward: Any, ctx: Any, x: Any, dim: int) -> Any:
+    """bfloat16 (ml_dtypes, kind 'V'): computed in float32 and rounded once, as PyTorch does; the
+    result keeps the input's dtype (ml_dtypes' scalar arithmetic would drift to float32)."""
+    return forward(ctx, x.astype(np.float32), dim).astype(x.dtype)
 
 
 class Softmax(Op):
@@ -20,6 +28,8 @@ class Softmax(Op):
         ctx.dim = dim
         if x.size == 0:
             return x.copy()
+        if x.dtype.kind == "V":
+            return _via_float32(Softmax.forward, ctx, x, dim)
         e = x - np.amax(x, axis=dim, keepdims=True)
         np.exp(e, out=e)
         e /= np.sum(e, axis=dim, keepdims=True)
@@ -40,6 +50,8 @@ class LogSoftmax(Op):
         ctx.dim = dim
         if x.size == 0:
             return x.copy()
+        if x.dtype.kind == "V":
+            return _via_float32(LogSoftmax.forward, ctx, x, dim)
         s = x - np.amax(x, axis=dim, keepdims=True)
         s -= np.log(np.sum(np.exp(s), axis=dim, keepdims=True))
         return s

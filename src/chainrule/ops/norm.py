@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import kernels
 from ..autograd.engine import Op, apply
 from ..tensor import Tensor
 from .util import as_float
@@ -222,7 +223,11 @@ def batch_norm(
 
 
 class LayerNorm(Op):
-    """Normalise over the last ``k`` dims; weight/bias have those dims' shape (or are None)."""
+    """Normalise over the last ``k`` dims; weight/bias have those dims' shape (or are None).
+
+    On device arrays with k = 1 (the transformer case) the forward and the array backward are
+    the fused row kernels ``kernels.layer_norm_forward`` / ``layer_norm_backward``; ``ctx.mean``
+    and ``ctx.rstd`` then have shape (rows,) instead of x's with size-1 last dims."""
 
     save_inputs = True
     name = "layer_norm"
@@ -231,6 +236,10 @@ class LayerNorm(Op):
         axes = tuple(range(x.ndim - k, x.ndim))
         n = int(np.prod(x.shape[x.ndim - k :]))
         ctx.axes, ctx.lead, ctx.n, ctx.eps = axes, tuple(range(x.ndim - k)), n, eps
+        ctx.fused = type(x) is not np.ndarray and k == 1 and x.size > 0
+        if ctx.fused:
+            y, ctx.mean, ctx.rstd = kernels.layer_norm_forward(x, w, b, eps)
+            return y
         mean, var = _moments(x, axes)
         rstd = 1 / np.sqrt(var + eps)
         ctx.mean, ctx.rstd = mean, rstd
@@ -245,6 +254,8 @@ class LayerNorm(Op):
     def backward(ctx, g: Any, m: Any) -> Any:
         x, w, b = ctx.inputs
         need = ctx.needs_input_grad
+        if ctx.fused and not m.graph:
+            return _layer_norm_fused_backward(ctx, g, x, w, b, need)
         if m.graph:
             xhat, rstd = _graph_stats(m, x, ctx.axes, ctx.n, ctx.eps)
         else:
@@ -259,6 +270,17 @@ class LayerNorm(Op):
         if b is not None and need[2]:
             gb = _sum_or_self(m, g, ctx.lead)
         return gx, gw, gb
+
+
+def _layer_norm_fused_backward(ctx: Any, g: Any, x: Any, w: Any, b: Any, need: Any) -> tuple:
+    """The array backward over the last dim on the device: dx in one row kernel, dweight and
+    dbias in one column-sum kernel (only when wanted)."""
+    want_w = w is not None and need[1]
+    want_b = b is not None and need[2]
+    dx, dw, db = kernels.layer_norm_backward(
+        g, x, ctx.mean, ctx.rstd, w, need_weight_grads=want_w or want_b
+    )
+    return (dx if need[0] else None), (dw if want_w else None), (db if want_b else None)
 
 
 def layer_norm(

@@ -235,6 +235,12 @@ class Norm(_Reduction):
     def forward(ctx, x, p=2.0, dim=None, keepdim=False):
         axes = _Reduction.setup(ctx, x, dim, keepdim)
         ctx.p = p
+        if x.dtype.kind == "V":  # bfloat16: powers of a Python float would give float32
+            return Norm._norm(x.astype(np.float32), p, axes, keepdim).astype(x.dtype)
+        return Norm._norm(x, p, axes, keepdim)
+
+    @staticmethod
+    def _norm(x: Any, p: float, axes: Any, keepdim: bool) -> Any:
         a = np.abs(x)
         if p == 2:
             return np.sqrt(np.sum(x * x, axis=axes, keepdims=keepdim))
@@ -318,7 +324,7 @@ def sum(input: Tensor, dim: Any = None, keepdim: bool = False, *, dtype: Any = N
 
 def mean(input: Tensor, dim: Any = None, keepdim: bool = False, *, dtype: Any = None) -> Tensor:  # noqa: A002
     d = dtypes.np_dtype(dtype)
-    if d is None and input.data.dtype.kind != "f":
+    if d is None and not dtypes.is_floating(input.data.dtype):
         raise RuntimeError(
             f"mean(): could not infer output dtype. Input dtype must be floating point, got "
             f"{input.dtype}; pass dtype= or convert with .float()"

@@ -12,7 +12,8 @@ from ..tensor import Tensor, wrap
 
 def as_float(x: Tensor) -> Tensor:
     """``x`` itself if floating, else ``x`` in the default float dtype (PyTorch's int -> float)."""
-    if x.data.dtype.kind == "f":
+    d = x.data.dtype
+    if d.kind == "f" or dtypes.is_floating(d):
         return x
     from .elementwise import cast  # noqa: PLC0415
 
@@ -54,6 +55,8 @@ def _to(x: Any, d: np.dtype) -> Any:
         return cast(x, d)
     if d.kind == "f":
         return float(x)
+    if dtypes.is_floating(d):  # bfloat16: NumPy promotes bf16_array * 0.5 to float32, not so
+        return d.type(x)  # with a bfloat16 scalar (CuPy takes ml_dtypes' scalars too)
     if d.kind == "b":
         return bool(x)
     return int(x)
