@@ -10,7 +10,10 @@ It keeps CuPy's rules that catch device bugs, not its speed:
   ``__array_function__``: only to names CuPy 14.2 has (``cupy_api.json`` is a snapshot of its
   namespace), and mixing a host ``np.ndarray`` into them raises TypeError;
 - reductions return 0-d device arrays, not NumPy scalars;
-- ``fuse`` runs the function eagerly; ``ElementwiseKernel``/``RawKernel`` are not emulated.
+- ``fuse`` runs the function eagerly; ``ElementwiseKernel``/``RawKernel`` are not emulated;
+- every operation that on a GPU makes the host wait for the device (a device-to-host copy, a
+  Python scalar from a device value, an output whose shape depends on the data) is recorded
+  while ``syncs()`` is active, with the call site that asked for it (tests/test_gpu_syncs.py).
 
 Everything computes with NumPy underneath, so a test that passes here checks the code's device
 hygiene and the NumPy-level maths; the real kernels are checked on a GPU (``tests/gpu``).
@@ -18,11 +21,14 @@ hygiene and the NumPy-level maths; the real kernels are checked on a GPU (``test
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import sys
 import types
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -40,6 +46,82 @@ _UFUNC_METHODS = {
     "reduceat": {"add"},
     "at": {"add", "subtract", "maximum", "minimum", "bitwise_and", "bitwise_or", "bitwise_xor"},
 }
+
+
+# ------------------------------------------------------------------ device-to-host syncs
+class Sync(NamedTuple):
+    """One host wait: what asked for it (``kind``: "float", "item", "nonzero", ...), the first
+    call site outside this file and NumPy (``site``, "path:line"), and up to four callers
+    (``stack``, innermost first) so that a failure says whose code it is."""
+
+    kind: str
+    site: str
+    stack: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return f"{self.kind} at {' < '.join(self.stack) or self.site}"
+
+
+_RECORDERS: list[list[Sync]] = []
+_QUIET = [0]  # >0 while one recorded operation calls another (asnumpy -> get)
+_HERE = __file__
+_SKIP = (_HERE, str(Path(np.__file__).parent), functools.__file__, contextlib.__file__)
+
+
+def _short(path: str) -> str:
+    path = path.replace("\\", "/")
+    for marker in ("/src/", "/tests/", "/site-packages/"):
+        if marker in path:
+            return path.rsplit(marker, 1)[1]
+    return path.rsplit("/", 2)[-1] if "/" in path else path
+
+
+def _record(kind: str) -> None:
+    """Notes a host wait in every active ``syncs()`` block."""
+    if not _RECORDERS or _QUIET[0]:
+        return
+    f = sys._getframe(1)
+    stack: list[str] = []
+    while f is not None and len(stack) < 4:
+        path = f.f_code.co_filename
+        if not path.startswith(_SKIP):
+            stack.append(f"{_short(path)}:{f.f_lineno}")
+        f = f.f_back
+    rec = Sync(kind, stack[0] if stack else "?", tuple(stack))
+    for r in _RECORDERS:
+        r.append(rec)
+
+
+@contextlib.contextmanager
+def syncs() -> Iterator[list[Sync]]:
+    """Records the host waits made inside the block into the list it yields (blocks nest)."""
+    recs: list[Sync] = []
+    _RECORDERS.append(recs)
+    try:
+        yield recs
+    finally:
+        _RECORDERS.remove(recs)
+
+
+def _is_bool_index(idx: Any) -> bool:
+    if type(idx) is tuple:
+        return any(_is_bool_index(i) for i in idx)
+    return type(idx) is ndarray and idx.dtype == np.bool_
+
+
+# functions whose output shape depends on the data: CuPy reads a count back to allocate it
+_DATA_SHAPED = {"nonzero", "argwhere", "flatnonzero", "unique", "compress", "extract", "bincount"}
+
+
+def _data_shaped(name: str, args: Any, kwargs: Any) -> bool:
+    if name in _DATA_SHAPED:
+        return True
+    if name == "where":
+        return len(args) + len(kwargs) == 1
+    if name == "repeat":
+        reps = args[1] if len(args) > 1 else kwargs.get("repeats")
+        return type(reps) is ndarray and reps.size > 1
+    return False
 
 
 def _reject(x: Any) -> None:
@@ -104,6 +186,7 @@ class ndarray:  # noqa: N801 - CuPy's name
         )
 
     def get(self, stream: Any = None, order: str = "C", out: Any = None) -> np.ndarray:
+        _record("get")
         return np.array(self._a, order=order)
 
     def set(self, arr: np.ndarray, stream: Any = None) -> None:
@@ -135,6 +218,8 @@ class ndarray:  # noqa: N801 - CuPy's name
             return NotImplemented
         if _host_in(args) or _host_in(kwargs):
             raise TypeError(f"Unsupported type {np.ndarray} in {func.__name__}")
+        if _data_shaped(func.__name__, args, kwargs):
+            _record(func.__name__)
         return _wrap(func(*_unwrap(args), **_unwrap(kwargs)))
 
     # --- attributes
@@ -165,19 +250,25 @@ class ndarray:  # noqa: N801 - CuPy's name
         def method(*args: Any, **kwargs: Any) -> Any:
             if _host_in(args) or _host_in(kwargs):
                 raise TypeError(f"Unsupported type {np.ndarray} in ndarray.{name}")
+            if _data_shaped(name, (self, *args), kwargs):
+                _record(name)
             return _wrap(attr(*_unwrap(args), **_unwrap(kwargs)))
 
         return method
 
     def item(self) -> Any:
+        _record("item")
         return self._a.item()
 
     def tolist(self) -> Any:
+        _record("tolist")
         return self._a.tolist()
 
     def __getitem__(self, idx: Any) -> Any:
         if _host_in(idx):
             _reject(idx)
+        if _is_bool_index(idx):
+            _record("boolean index")
         return _wrap(self._a[_unwrap(idx)])
 
     def __setitem__(self, idx: Any, value: Any) -> None:
@@ -185,25 +276,29 @@ class ndarray:  # noqa: N801 - CuPy's name
             _reject(idx if _host_in(idx) else value)
         self._a[_unwrap(idx)] = _unwrap(value)
 
-    def __len__(self) -> int:
+    def __len__(self) -> int:  # the shape only: no host wait
         return len(self._a)
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Any:  # CuPy's yields self[i], device views: no host wait
         return (ndarray(np.asarray(v)) for v in self._a)
 
     def __bool__(self) -> bool:
+        _record("bool")
         return bool(self._a)
 
     def __float__(self) -> float:
+        _record("float")
         return float(self._a)
 
     def __int__(self) -> int:
+        _record("int")
         return int(self._a)
 
     def __complex__(self) -> complex:
+        _record("complex")
         return complex(self._a)
 
-    def __index__(self) -> int:
+    def __index__(self) -> int:  # CuPy has none: a device value is never a Python index
         raise TypeError("only integer scalar arrays can be converted to a scalar index")
 
     def __repr__(self) -> str:
@@ -273,6 +368,8 @@ def _make(fn: Any) -> Any:
         if _host_in(args) or _host_in(kwargs):
             raise TypeError(f"Unsupported type {np.ndarray} in {fn.__name__}")
         kwargs.pop("like", None)
+        if _data_shaped(fn.__name__, args, kwargs):
+            _record(fn.__name__)
         return _wrap(fn(*_unwrap(args), **_unwrap(kwargs)))
 
     return wrapper
@@ -301,7 +398,12 @@ def _unwrap_host(x: Any) -> Any:
 
 def asnumpy(a: Any, stream: Any = None, order: str = "C", out: Any = None) -> np.ndarray:
     if type(a) is ndarray:
-        return a.get(order=order)
+        _record("asnumpy")
+        _QUIET[0] += 1
+        try:
+            return a.get(order=order)
+        finally:
+            _QUIET[0] -= 1
     return np.asarray(a, order=order)
 
 

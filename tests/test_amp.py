@@ -496,3 +496,65 @@ def test_mixed_precision_training_tracks_float32(cdt: object, tdt: object, eps: 
     mixed, full = run(True), run(False)
     assert mixed[-1] < 0.7 * mixed[0]
     np.testing.assert_allclose(mixed, full, rtol=20 * eps, atol=20 * eps)
+
+
+@needs_bf16
+def test_bfloat16_autocast_trains_a_conv1d_model(device: str) -> None:
+    """A Conv1d / max-pool / Linear model trained under bfloat16 autocast: the convolution and
+    the linear layer run in bfloat16 (float32 products rounded once), pooling and the loss take
+    what they get, gradients reach the float32 parameters, and the loss tracks float32's."""
+    rng = np.random.default_rng(1)
+    xs = rng.standard_normal((32, 2, 16)).astype(np.float32)
+    x = cr.tensor(xs, device=device)
+    y = cr.tensor((xs[:, 0, :8].sum(1) > xs[:, 1, 8:].sum(1)).astype(np.int64), device=device)
+
+    def run(amp: bool) -> list[float]:
+        cr.manual_seed(0)
+        model = cr.nn.Sequential(
+            cr.nn.Conv1d(2, 8, 3, padding=1),
+            cr.nn.ReLU(),
+            cr.nn.MaxPool1d(2),
+            cr.nn.Flatten(),
+            cr.nn.Linear(64, 2),
+        ).to(device)
+        opt = cr.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        losses = []
+        for _ in range(15):
+            opt.zero_grad()
+            with cr.autocast(device, dtype=cr.bfloat16, enabled=amp):
+                h = model[0](x)
+                out = model[4](model[3](model[2](model[1](h))))
+                loss = F.cross_entropy(out, y)
+            assert h.dtype is out.dtype is (cr.bfloat16 if amp else cr.float32)
+            loss.backward()
+            for p in model.parameters():
+                assert p.grad.dtype is cr.float32 and p.grad.device.type == device
+            opt.step()
+            losses.append(float(loss))
+        return losses
+
+    mixed, full = run(True), run(False)
+    assert mixed[-1] < 0.7 * mixed[0]
+    np.testing.assert_allclose(mixed, full, rtol=0.1, atol=0.05)
+
+
+@needs_bf16
+def test_bfloat16_scalars_and_gradient_health() -> None:
+    """``cr.tensor`` of an ml_dtypes bfloat16 scalar keeps its dtype; the gradient-health callback
+    watches bfloat16 activations (saturated sigmoids, dead ReLUs) as float ones."""
+    import chainrule.train as T  # noqa: PLC0415
+    from chainrule.nn import Linear, MSELoss, ReLU, Sequential, Sigmoid  # noqa: PLC0415
+
+    s = cr.tensor(ml_dtypes.bfloat16(1.5))
+    assert s.dtype is cr.bfloat16 and s.shape == () and float(s) == 1.5
+    cr.manual_seed(0)
+    m = Sequential(Linear(4, 16), Sigmoid(), Linear(16, 8), ReLU(), Linear(8, 1))
+    m[0].weight.data *= 200
+    m[2].bias.data[:] = -1000.0
+    m = m.to(cr.bfloat16)
+    x, y = cr.randn(32, 4).to(cr.bfloat16), cr.randn(32, 1).to(cr.bfloat16)
+    cb = T.GradientHealth(None, on_warning=lambda msg: None)
+    T.fit(m, MSELoss(), cr.optim.SGD(m.parameters(), lr=0.01), [(x[:16], y[:16]), (x[16:], y[16:])],
+          epochs=1, progress=False, callbacks=[cb])  # fmt: skip
+    rows = {r["layer"]: r for r in cb.rows}
+    assert rows["0"]["saturated"] > 0.9 and rows["2"]["dead_relu"] == 1.0

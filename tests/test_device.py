@@ -262,3 +262,43 @@ def test_copy_crosses_devices(cuda: str) -> None:
         w = cr.zeros(3, device=cuda, requires_grad=True)
         w.copy_(cr.ones(3))
     assert w.requires_grad and host(w).tolist() == [1.0, 1.0, 1.0]
+
+
+# ----------------------------------------------------------------------------- a real GPU only
+def _real_gpu_only() -> None:
+    from conftest import is_fake  # noqa: PLC0415
+
+    if is_fake():
+        pytest.skip("needs a real GPU (the fake CuPy computes with NumPy)")
+
+
+def test_gpu_float32_and_tf32_matmul_tolerances(cuda: str) -> None:
+    """float32 products on the GPU match the CPU to 1e-5; TF32 (opt-in) to the documented 5e-3."""
+    _real_gpu_only()
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 512, 512)).astype(np.float32)
+    exact = a.astype(np.float64) @ b.astype(np.float64)
+    scale = np.abs(exact).max()
+    x, y = cr.tensor(a, device=cuda), cr.tensor(b, device=cuda)
+    try:
+        cr.set_float32_matmul_precision("highest")
+        assert np.abs(host(x @ y) - exact).max() / scale < 1e-5
+        cr.set_float32_matmul_precision("high")
+        err = np.abs(host(x @ y) - exact).max() / scale
+        assert err < 5e-3
+    finally:
+        cr.set_float32_matmul_precision("highest")
+
+
+def test_gpu_bf16_autocast_tolerance(cuda: str) -> None:
+    """A Linear layer under bf16 autocast on the GPU: bf16 output within the documented 2e-2."""
+    _real_gpu_only()
+    cr.manual_seed(0)
+    lin = cr.nn.Linear(256, 128).to(cuda)
+    x = cr.randn(64, 256, device=cuda)
+    ref = host(lin(x))
+    with cr.autocast(device_type="cuda", dtype=cr.bfloat16):
+        y = lin(x)
+    assert y.dtype == cr.bfloat16
+    out = host(y.float())
+    assert np.abs(out - ref).max() / np.abs(ref).max() < 2e-2

@@ -331,6 +331,51 @@ def test_fused_paths_fall_back_where_the_kernels_do_not_apply(
     np.testing.assert_allclose(host_t(x.grad), xc.grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
+ACT_KERNELS = ("relu_backward", "sigmoid_backward", "tanh_backward")
+
+
+def _run_acts(device: str, create_graph: bool = False) -> dict:
+    """ReLU, sigmoid and tanh (tensor methods and layers) forward and backward; with
+    ``create_graph`` a differentiable first backward, then a second one."""
+    rng = np.random.default_rng(9)
+    x = cr.tensor(rng.standard_normal((6, 5)), device=device, requires_grad=True)
+    h = cr.nn.ReLU()(x) * 2 + x.sigmoid() + cr.nn.Tanh()(x * 0.5)
+    loss = (h * h).sum()
+    if create_graph:
+        (g,) = cr.autograd.grad(loss, [x], create_graph=True)
+        loss = (g * g).sum()
+    loss.backward()
+    return {"x": x.grad, "loss": loss}
+
+
+def test_activation_backwards_use_the_fused_kernels_on_device_arrays_only(
+    device: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ReLU, Sigmoid and Tanh take their array backward through the kernels on CUDA (once per
+    use) with the CPU's values; the CPU never calls them."""
+    calls = _spy(monkeypatch, *ACT_KERNELS)
+    got = _run_acts(device)
+    assert calls == dict.fromkeys(ACT_KERNELS, 1 if device == "cuda" else 0)
+    if device == "cuda":
+        ref = _run_acts("cpu")
+        for k, v in got.items():
+            assert v.device.type == "cuda", k
+            np.testing.assert_allclose(host_t(v), host_t(ref[k]), rtol=1e-10, atol=1e-12)
+
+
+def test_activation_kernels_stay_out_of_create_graph_backwards(
+    cuda: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A differentiable backward keeps the recorded rules (same values as the CPU)."""
+    calls = _spy(monkeypatch, *ACT_KERNELS)
+    got = _run_acts(cuda, create_graph=True)
+    ref = _run_acts("cpu", create_graph=True)
+    np.testing.assert_allclose(host_t(got["x"]), host_t(ref["x"]), rtol=1e-10, atol=1e-12)
+    # once each: the second backward reaches each activation node again through its output,
+    # rematerialised by the first; the create_graph pass itself used none
+    assert calls == dict.fromkeys(ACT_KERNELS, 1)
+
+
 def host_t(t: object) -> np.ndarray:
     return t.detach().cpu().numpy()
 

@@ -767,3 +767,73 @@ def test_out_of_range_target_on_cuda_raises_in_strict_mode(
     tl.backward()
     np.testing.assert_allclose(host(loss), tl.detach().numpy(), **TOL[np.float64])
     np.testing.assert_allclose(host(x.grad), tx.grad.numpy(), **TOL[np.float64])
+
+
+# ------------------------------------------------------------- binary cross-entropy range on CUDA
+@pytest.mark.parametrize("bad", ["input", "target"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_bce_out_of_range_on_cuda_gives_nan_without_a_sync(
+    bad: str, reduction: str, cuda: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A probability outside [0, 1] on CUDA is not checked on the host by default: its loss
+    element and gradient are NaN (and the mean / sum); the other elements keep torch's values.
+    The CPU raises at once."""
+    monkeypatch.delenv("CHAINRULE_CUDA_STRICT", raising=False)
+    p0 = np.array([[0.2, 0.7], [0.4, 0.9]])
+    y0 = np.array([[0.0, 1.0], [0.5, 0.25]])
+    (p0 if bad == "input" else y0)[1, 0] = 1.5
+    with pytest.raises(RuntimeError, match=f"all elements of {bad} should be between 0 and 1"):
+        F.binary_cross_entropy(cr.tensor(p0), cr.tensor(y0))
+    p = cr.tensor(p0, device=cuda, requires_grad=True)
+    loss = F.binary_cross_entropy(p, cr.tensor(y0, device=cuda), reduction=reduction)
+    loss.sum().backward()
+    got, grad = host(loss), host(p.grad)
+    ok = np.ones((2, 2), bool)
+    ok[1, 0] = False
+    if reduction == "none":
+        assert np.isnan(got[1, 0]) and np.isnan(grad[1, 0])
+        want = TF.binary_cross_entropy(torch.tensor(p0[ok]), torch.tensor(y0[ok]), reduction="none")
+        np.testing.assert_allclose(got[ok], want.numpy(), **TOL[np.float64])
+        assert not np.isnan(grad[ok]).any()
+    else:
+        assert np.isnan(got) and np.isnan(grad[1, 0])
+
+
+@pytest.mark.parametrize("how", ["env", "anomaly"])
+def test_bce_out_of_range_on_cuda_raises_in_strict_mode(
+    how: str, cuda: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CHAINRULE_CUDA_STRICT=1 or detect_anomaly: the CPU's error (one sync per call)."""
+    if how == "env":
+        monkeypatch.setenv("CHAINRULE_CUDA_STRICT", "1")
+        mode = cr.autograd.detect_anomaly(check_nan=False)
+    else:
+        monkeypatch.delenv("CHAINRULE_CUDA_STRICT", raising=False)
+        mode = cr.autograd.detect_anomaly()
+    p = cr.tensor([0.2, -0.1], device=cuda, requires_grad=True)
+    y = cr.tensor([0.0, 1.0], device=cuda)
+    with mode:
+        with pytest.raises(RuntimeError, match="all elements of input should be between 0 and 1"):
+            F.binary_cross_entropy(p, y)
+        with pytest.raises(RuntimeError, match="all elements of target should be between 0 and 1"):
+            F.binary_cross_entropy(p.detach().abs(), y * 2)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_label_smoothing_mean_on_device_matches_torch(weighted: bool, device: str) -> None:
+    """The 'mean' divisor of label smoothing (the kept targets' weight) stays on the device;
+    values and gradients are torch's, ignored targets included."""
+    x0 = _rng(30).standard_normal((5, 4))
+    t0 = np.array([1, -100, 3, 0, 3])
+    w0 = np.array([0.5, 2.0, 1.0, 1.5]) if weighted else None
+    x = cr.tensor(x0, device=device, requires_grad=True)
+    w = None if w0 is None else cr.tensor(w0, device=device)
+    loss = F.cross_entropy(x, cr.tensor(t0, device=device), weight=w, label_smoothing=0.3)
+    loss.backward()
+    tx = torch.tensor(x0, requires_grad=True)
+    tw = None if w0 is None else torch.tensor(w0)
+    tl = TF.cross_entropy(tx, torch.tensor(t0), weight=tw, label_smoothing=0.3)
+    tl.backward()
+    assert loss.device.type == device
+    np.testing.assert_allclose(host(loss), tl.detach().numpy(), **TOL[np.float64])
+    np.testing.assert_allclose(host(x.grad), tx.grad.numpy(), **TOL[np.float64])

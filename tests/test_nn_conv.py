@@ -263,6 +263,40 @@ def test_conv_float32_stays_float32(device: str) -> None:
     assert x.grad.device.type == w.grad.device.type == device
 
 
+BF16_CASES = {
+    "conv1d": (lambda f, x, w, b: f.conv1d(x, w, b, padding=1, stride=2), [(2, 3, 9), (4, 3, 3), (4,)]),
+    "conv2d": (lambda f, x, w, b: f.conv2d(x, w, b, padding=1, groups=2), [(2, 4, 6, 5), (6, 2, 3, 3), (6,)]),
+    "max_pool1d": (lambda f, x: f.max_pool1d(x, 3, stride=2, padding=1), [(2, 3, 9)]),
+    "max_pool2d": (lambda f, x: f.max_pool2d(x, 3, stride=2, padding=1), [(2, 3, 7, 6)]),
+    "avg_pool1d": (lambda f, x: f.avg_pool1d(x, 3, stride=2), [(2, 3, 9)]),
+    "avg_pool2d": (lambda f, x: f.avg_pool2d(x, 2, padding=1, count_include_pad=False), [(2, 3, 5, 6)]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(BF16_CASES))
+def test_bfloat16_matches_torch(name: str, device: str) -> None:
+    """bfloat16 convolution and pooling: outputs and gradients stay bfloat16 and match torch's
+    bfloat16 (products accumulated in float32 and rounded once, as PyTorch) to bfloat16's
+    precision, relative to the largest value."""
+    bf16 = pytest.importorskip("ml_dtypes").bfloat16
+    fn, shapes = BF16_CASES[name]
+    arrays = [rnd(*s, seed=i).astype(bf16) for i, s in enumerate(shapes)]
+    xs = [on(a, device, True) for a in arrays]
+    ts = [torch.tensor(a.astype(np.float32)).bfloat16().requires_grad_() for a in arrays]
+    y, yt = fn(F, *xs), fn(TF, *ts)
+    g = rnd(*y.shape, seed=9).astype(bf16)
+    y.backward(on(g, device))
+    yt.backward(torch.tensor(g.astype(np.float32)).bfloat16())
+    pairs = [(y, yt, "output")] + [
+        (x.grad, t.grad, f"grad {i}") for i, (x, t) in enumerate(zip(xs, ts))
+    ]
+    for got, want, what in pairs:
+        assert got.dtype == cr.bfloat16 and got.device.type == device, what
+        ref = want.detach().float().numpy()
+        scale = max(1.0, float(np.abs(ref).max()))
+        np.testing.assert_allclose(host(got).astype(np.float32), ref, rtol=2e-2, atol=2e-2 * scale, err_msg=what)  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- pooling
 
 MAXPOOL2D = [

@@ -953,6 +953,26 @@ C("bf16_softmax", lambda m, x: x.softmax(-1), shapes=[x234], **BF16)
 C("bf16_log_softmax", lambda m, x: x.log_softmax(1), shapes=[x234], **BF16)
 C("bf16_float32_mix", lambda m, x, y: x + y.float(), shapes=[x34, (4,)], **BF16)
 C("bf16_cast_round_trip", lambda m, x: (x.double() * 3).to(m.bfloat16), **BF16)
+C("bf16_erf", lambda m, x: act(m, "erf", x), low=-3, high=3, **BF16)
+C("bf16_leaky_relu", lambda m, x: act(m, "leaky_relu", x, 0.1), **BF16)
+C("bf16_gelu", lambda m, x: act(m, "gelu", x), low=-4, high=4, **BF16)
+C("bf16_gelu_tanh", lambda m, x: act(m, "gelu", x, approximate="tanh"), low=-4, high=4, **BF16)
+C("bf16_softplus", lambda m, x: act(m, "softplus", x, beta=2.0, threshold=3.0), low=-3, high=3, **BF16)
+C("bf16_hardtanh", lambda m, x: act(m, "hardtanh", x, -0.5, 1.0), **BF16)
+C("bf16_chain_intermediate", lambda m, x: act(m, "leaky_relu", act(m, "gelu", x), 0.2).tanh() * 1.5, **BF16)
+C("bf16_linear", lambda m, x, w, b: nnf(m).linear(x, w, b), shapes=[x234, (5, 4), (5,)], **BF16)
+C("bf16_rnn_cell_relu", lambda m, xg, h, w, b: cell(m, "rnn_relu", xg, h, w, b), shapes=[(3, 2), (3, 2), (2, 2), (2,)], **BF16)
+C("bf16_gru_cell", lambda m, xg, h, w, b: cell(m, "gru", xg, h, w, b), shapes=[(3, 6), (3, 2), (6, 2), (6,)], **BF16)
+C("bf16_lstm_cell", lambda m, xg, h, c, w, b: cell(m, "lstm", xg, h, c, w, b), shapes=[(3, 8), (3, 2), (3, 2), (8, 2), (8,)], **BF16)
+C("bf16_conv1d", lambda m, x, w, b: conv(m, "conv1d", x, w, b, padding=1), shapes=[(2, 3, 6), (4, 3, 3), (4,)], **BF16)
+C("bf16_conv_transpose2d", lambda m, x, w: conv(m, "conv_transpose2d", x, w, stride=2), shapes=[(1, 2, 3, 3), (2, 3, 2, 2)], **BF16)
+C("bf16_max_pool2d", lambda m, x: conv(m, "max_pool2d", x, (3, 2), stride=1, padding=1), shapes=[(2, 1, 4, 5)], **BF16)
+C("bf16_avg_pool1d", lambda m, x: conv(m, "avg_pool1d", x, 3, stride=2, padding=1), shapes=[(2, 3, 7)], **BF16)
+C("bf16_adaptive_avg_pool2d", lambda m, x: conv(m, "adaptive_avg_pool2d", x, (2, 3)), shapes=[(1, 2, 5, 7)], **BF16)
+C("bf16_cross_entropy_probs", lambda m, x, p: nnf(m).cross_entropy(x, p.softmax(1)), shapes=[x34, x34], **BF16)
+C("bf16_cross_entropy_probs_smoothing", lambda m, x, p: nnf(m).cross_entropy(x, p.softmax(1), label_smoothing=0.2), shapes=[x34, x34], **BF16)
+C("bf16_sdpa_float_mask", lambda m, q, k, v, mask: nnf(m).scaled_dot_product_attention(q, k, v, attn_mask=mask), shapes=[(2, 3, 4), (2, 5, 4), (2, 5, 4), (3, 5)], nograd=(3,), **BF16)
+C("bf16_bce", lambda m, p, y: nnf(m).binary_cross_entropy(p, y), shapes=[PROB, U(x34, 0, 1)], **BF16)
 # fmt: on
 
 
@@ -967,6 +987,24 @@ def test_op(fn: Callable, tfn: Callable | None, kw: dict, device: str) -> None:
 def test_case_ids_unique() -> None:
     ids = [p.id for p in CASES]
     assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+
+
+@BF16["marks"]
+def test_bf16_intermediate_grads_keep_their_dtype(device: str) -> None:
+    """Rules that mix Python floats with bfloat16 arrays compute in float32/float64 (NumPy's
+    promotion); the engine rounds each gradient to its tensor's dtype, as PyTorch."""
+    x = cr.tensor(np.linspace(-2, 2, 12).reshape(3, 4), device=device).to(cr.bfloat16)
+    x.requires_grad_()
+    F = cr.nn.functional
+    y = F.leaky_relu(x, 0.1)  # backward: g * 0.1
+    z = F.hardtanh(y, -0.5, 1.0)  # backward: where(..., g, 0.0)
+    seen = []
+    y.register_hook(lambda g: seen.append(g.dtype))
+    z.retain_grad()
+    (z * 1.5).sum().backward()
+    assert seen == [cr.bfloat16] and z.grad.dtype == cr.bfloat16 and x.grad.dtype == cr.bfloat16
+    (g,) = cr.autograd.grad((F.leaky_relu(x, 0.1) * 0.5).sum(), [x])
+    assert g.dtype == cr.bfloat16 and g.device == x.device
 
 
 def test_cast_dtype_round_trip(device: str) -> None:

@@ -31,6 +31,8 @@ def _to_array(data: Any, dtype: Any = None, copy: bool = True) -> np.ndarray:
     a = np.asarray(data)
     if d is None:
         k = a.dtype.kind
+        if k == "V" and dtypes.is_floating(a.dtype):  # ml_dtypes' bfloat16
+            k = "f"
         if k == "f" and not isinstance(data, np.generic):
             d = dtypes.defaults.float.np
         elif k == "f":

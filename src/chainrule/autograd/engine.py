@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import backend
+from .. import backend, dtypes
 from ..tensor import Tensor, wrap
 from .grad_mode import state
 
@@ -518,6 +518,8 @@ def run_backward(
                 if tp is Node:
                     if gi.shape != p.out_shape:
                         gi = sum_to(gi, p.out_shape, node)
+                    if gi.dtype is not p.out_dtype:
+                        gi = _as_dtype(gi, p.out_dtype)
                     prev = grads.get(p)
                     if prev is None:
                         grads[p] = gi
@@ -527,6 +529,8 @@ def run_backward(
                 elif tp is tuple:
                     pn, nr = p
                     gi = sum_to(gi, pn.out_shape[nr], node)
+                    if gi.dtype is not pn.out_dtype[nr]:
+                        gi = _as_dtype(gi, pn.out_dtype[nr])
                     if pn not in grads:
                         push(heap, (-pn.seq, pn))
                     _node_add(grads, pn, nr, gi)
@@ -568,6 +572,15 @@ def _namespaces() -> tuple:
 
         _NS = (A, T)
     return _NS
+
+
+def _as_dtype(g: Any, dt: np.dtype) -> Any:
+    """``g`` in its node's output dtype ``dt``. A rule that mixes Python floats with bfloat16
+    arrays computes in float32 (NumPy's promotion); PyTorch rounds every gradient to its tensor's
+    dtype. (The caller compares dtypes by identity first: same-dtype arrays never get here.)"""
+    if isinstance(g, Tensor):
+        return g if g.data.dtype == dt else g.to(dtypes.from_numpy_dtype(dt))
+    return g if g.dtype == dt else g.astype(dt)
 
 
 def _node_add(grads: dict, node: Node, nr: int, g: Any) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import backend
 from ..creation import as_tensor, randperm
 from ..random import Generator
 from ..tensor import Tensor, wrap
@@ -62,7 +63,10 @@ class ChainDataset(IterableDataset):
 
 def _gather(t: Tensor, idx: np.ndarray) -> Tensor:
     """``t[idx]`` for an int64 index array: one NumPy gather, outside autograd unless ``t``
-    requires grad (then the recorded indexing op, so gradients still flow)."""
+    requires grad (then the recorded indexing op, so gradients still flow). A tensor on a GPU
+    is gathered there (the indices are copied over, as torch's indexing does)."""
+    if type(t.data) is not np.ndarray:
+        idx = backend.to_device(idx, backend.device_of(t.data))
     if t.requires_grad:
         return t[idx]
     return wrap(t.data[idx])

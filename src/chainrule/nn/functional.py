@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import backend
+from .. import backend, dtypes
 from ..autograd.engine import apply
 from ..ops.activation import (  # noqa: F401
     elu,
@@ -231,7 +231,7 @@ def cross_entropy(
         else (None if weight is None else _arr(weight, input))
     )
     check_weight(w, C, "cross_entropy")
-    if target.data.dtype.kind == "f":  # class probabilities
+    if dtypes.is_floating(target.data.dtype):  # class probabilities
         _same_shape(input, target, "cross_entropy")
         if label_smoothing:
             target = target * (1 - label_smoothing) + label_smoothing / C
@@ -256,7 +256,9 @@ def cross_entropy(
         lsm = lsm * wrap(w.reshape((C,) + (1,) * (input.ndim - cdim - 1)).astype(input.data.dtype))
     # masked (not multiplied by 0), so that ignored targets get an exact 0 gradient
     smooth = where(wrap(ignore), 0.0, -lsm.sum(cdim))
-    if reduction == "mean":
+    if reduction == "mean" and type(t) is not np.ndarray:
+        smooth = smooth.sum() / wrap(_smoothing_divisor(t, ignore, w, input.data.dtype))
+    elif reduction == "mean":
         if w is not None:
             denom = float(w[t[~ignore]].sum())
         else:
@@ -266,6 +268,19 @@ def cross_entropy(
     elif reduction == "sum":
         smooth = smooth.sum()
     return (1 - label_smoothing) * nll + smooth * (label_smoothing / C)
+
+
+def _smoothing_divisor(t: Any, ignore: Any, w: Any, dtype: np.dtype) -> Any:
+    """The mean's divisor of the smoothing term on a device, without a sync (a 0-d array): the
+    weight of the kept targets (their count without weights); NaN instead of 0 (every target
+    ignored: 0/0 = NaN as in PyTorch, a NaN gradient rather than a 1/0)."""
+    keep = ~ignore
+    if w is None:
+        d = keep.sum()
+    else:
+        # (a target out of range, made NaN by the loss itself, must not fail the gather)
+        d = (w.take(np.clip(np.where(ignore, 0, t), 0, w.shape[0] - 1)) * keep).sum()
+    return np.where(d == 0, np.nan, d).astype(dtype)
 
 
 def nll_loss(

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import dtypes
 from ..autograd import engine
 from ..autograd.grad_mode import enable_grad
 from ..nn.module import Module
@@ -68,7 +69,9 @@ def export(
                 )
     inputs = []
     for a, name in zip(arrays, names_in):
-        t = wrap(a, a.dtype.kind == "f")  # requires grad: untraced computation shows a grad_fn
+        t = wrap(
+            a, dtypes.is_floating(a.dtype)
+        )  # requires grad: untraced computation shows a grad_fn
         bax = 0 if tr.batch is not None and a.ndim else None
         v = tr.bind(t, name, bax)
         tr.graph_inputs.append(v)

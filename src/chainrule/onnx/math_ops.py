@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from .. import dtypes
 from ..ops import activation as A
 from ..ops import elementwise as E
 from ..ops import linalg as LA
@@ -163,7 +164,7 @@ for _op, _name in _BINARY.items():
 @_conv(E.Remainder)
 def _remainder(t: _Tracer, args: tuple, kw: dict, outs: list) -> list:
     a, b = _pair(t, args, outs[0].ndim)
-    if a.dtype.kind == "f":  # Python's a % b (sign of b): a - floor(a / b) * b
+    if dtypes.is_floating(a.dtype):  # Python's a % b (sign of b): a - floor(a / b) * b
         fl = t.emit("Floor", [t.emit("Div", [a.name, b.name])])
         y = t.emit("Sub", [a.name, t.emit("Mul", [fl, b.name])])
     else:
@@ -174,7 +175,7 @@ def _remainder(t: _Tracer, args: tuple, kw: dict, outs: list) -> list:
 @_conv(E.FloorDivide)
 def _floor_divide(t: _Tracer, args: tuple, kw: dict, outs: list) -> list:
     a, b = _pair(t, args, outs[0].ndim)
-    if a.dtype.kind == "f":
+    if dtypes.is_floating(a.dtype):
         y = t.emit("Floor", [t.emit("Div", [a.name, b.name])])
     else:  # exact: (a - a mod b) / b, with Python's mod
         y = t.emit(

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import backend, kernels
+from .. import backend, dtypes, kernels
 from ..autograd.engine import Op, apply
 from ..tensor import Tensor
 from . import elementwise as E
@@ -73,12 +73,12 @@ _ERF_CENTRES, _ERF_COEFS = _erf_taylor_table()
 def erf_array(x: Any) -> np.ndarray:
     """The error function of an array, element-wise (NaN stays NaN, erf(+-inf) = +-1).
 
-    Floating inputs keep their dtype; anything else gives float64.
+    Floating inputs keep their dtype (bfloat16 included); anything else gives float64.
     """
     if backend.is_device_array(x):
         return _erf_device(x, backend.array_module(x))
     x = np.asarray(x)
-    out_dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+    out_dtype = x.dtype if dtypes.is_floating(x.dtype) else np.dtype(np.float64)
     xf = x.astype(np.float64, copy=False).ravel()
     a = np.abs(xf)
     out = np.ones_like(a)  # |x| >= 6 (and inf)
@@ -118,7 +118,7 @@ def _erf_device(x: Any, xp: Any) -> Any:
     if tables is None:
         tables = _ERF_TABLES[xp] = (xp.asarray(_ERF_CENTRES), xp.asarray(_ERF_COEFS))
     centres, coefs = tables
-    out_dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+    out_dtype = x.dtype if dtypes.is_floating(x.dtype) else np.dtype(np.float64)
     a = xp.abs(x.astype(np.float64))
     s = xp.minimum(a, _ERF_SMALL)  # the series, on |x| < 0.5
     u = s * s
@@ -178,6 +178,13 @@ def _fn(m: Any, name: str, x: Any) -> Any:
 # ----------------------------------------------------------------------------- activations
 
 
+def _via_float32(forward: Any, ctx: Any, x: Any, *args: Any) -> Any:
+    """A forward on bfloat16 ``x`` computed in float32 and rounded once (PyTorch's reduced-float
+    arithmetic; NumPy would give float32, or round every step). Backward rules need no twin: the
+    engine rounds a gradient to its node's dtype."""
+    return forward(ctx, x.astype(np.float32), *args).astype(x.dtype)
+
+
 class LeakyRelu(Op):
     """x if x > 0 else slope * x; the gradient at 0 is ``slope`` (PyTorch: ``x > 0 ? g : g * slope``)."""
 
@@ -185,6 +192,8 @@ class LeakyRelu(Op):
     name = "leaky_relu"
 
     def forward(ctx, x: Any, negative_slope: Any) -> Any:
+        if x.dtype.kind == "V":
+            return _via_float32(LeakyRelu.forward, ctx, x, negative_slope)
         ctx.slope = negative_slope
         return np.where(x > 0, x, x * negative_slope)
 
@@ -227,6 +236,8 @@ class Gelu(Op):
     name = "gelu"
 
     def forward(ctx, x: Any, approximate: Any) -> Any:
+        if x.dtype.kind == "V":
+            return _via_float32(Gelu.forward, ctx, x, approximate)
         ctx.approximate = approximate
         if approximate == "tanh":
             inner = _GELU_BETA * (x + _GELU_KAPPA * (x * x * x))
@@ -287,6 +298,8 @@ class Softplus(Op):
     name = "softplus"
 
     def forward(ctx, x: Any, beta: Any, threshold: Any) -> Any:
+        if x.dtype.kind == "V":
+            return _via_float32(Softplus.forward, ctx, x, beta, threshold)
         ctx.beta, ctx.threshold = beta, threshold
         xb = x * beta
         lin = xb > threshold
@@ -308,6 +321,8 @@ class Hardtanh(Op):
     name = "hardtanh"
 
     def forward(ctx, x: Any, min_val: Any, max_val: Any) -> Any:
+        if x.dtype.kind == "V":
+            return _via_float32(Hardtanh.forward, ctx, x, min_val, max_val)
         ctx.lo, ctx.hi = min_val, max_val
         return np.clip(x, min_val, max_val)
 

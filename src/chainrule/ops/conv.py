@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import backend
+from .. import backend, dtypes
 from ..autograd.engine import Op, apply
 from ..tensor import Tensor, wrap
 from ._conv_util import _as2d, _buf, _dims2, _padded, _strided, _sz2, _tuple
@@ -125,8 +125,16 @@ def _by_group(u: np.ndarray, G: int, bl: bool) -> np.ndarray:
     return out.reshape(G, Co // G, oh * ow * N)
 
 
+def _f32(*arrays: Any) -> tuple:
+    """bfloat16 operands in float32: NumPy has no bfloat16 GEMM, and PyTorch's bfloat16
+    convolutions accumulate in float32 and round once (the callers round the result)."""
+    return tuple(None if a is None else a.astype(np.float32) for a in arrays)
+
+
 def _conv(x: np.ndarray, w: np.ndarray, b: Any, geom: tuple, osize: tuple) -> np.ndarray:
     """Convolution of x (N, C, [H,] W) with w (Co, C/G, [kh,] kw) (+ bias)."""
+    if x.dtype.kind == "V":
+        return _conv(*_f32(x, w, b), geom, osize).astype(x.dtype)
     one = x.ndim == 3
     x2, w2 = _as2d(x), _as2d(w)
     G = geom[3]
@@ -186,6 +194,8 @@ def _col2im(
 
 def _conv_t(u: np.ndarray, w: np.ndarray, b: Any, geom: tuple, isize: tuple) -> np.ndarray:
     """Transposed convolution: u (N, Co, [oh,] ow), w (Co, C/G, [kh,] kw) -> (N, C, [H,] W)."""
+    if u.dtype.kind == "V":
+        return _conv_t(*_f32(u, w, b), geom, isize).astype(u.dtype)
     one = u.ndim == 3
     u2, w2 = _as2d(u), _as2d(w)
     G = geom[3]
@@ -202,6 +212,8 @@ def _conv_t(u: np.ndarray, w: np.ndarray, b: Any, geom: tuple, isize: tuple) -> 
 
 def _conv_wgrad(x: np.ndarray, u: np.ndarray, geom: tuple, ksize: tuple) -> np.ndarray:
     """Weight gradient: x (N, C, [H,] W), u (N, Co, [oh,] ow) -> (Co, C/G, [kh,] kw)."""
+    if x.dtype.kind == "V":
+        return _conv_wgrad(*_f32(x, u), geom, ksize).astype(x.dtype)
     one = x.ndim == 3
     x2, u2 = _as2d(x), _as2d(u)
     G = geom[3]
@@ -324,7 +336,7 @@ def _prep(input: Tensor, weight: Tensor, bias: Any, nd: int, name: str) -> tuple
         input = input.reshape((1, *input.shape))  # noqa: A001
     if input.data.dtype is not weight.data.dtype:
         input, weight = promote_pair(input, weight)  # noqa: A001
-    if input.data.dtype.kind != "f":
+    if not dtypes.is_floating(input.data.dtype):
         raise RuntimeError(f'"{name}" not implemented for integer input (dtype {input.dtype})')
     if bias is not None:
         if not isinstance(bias, Tensor):

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import backend, dtypes
+from .. import backend, dtypes, kernels
 from ..autograd.engine import Op, apply
 from ..tensor import Tensor
 from .util import as_float, promote_pair
@@ -119,6 +119,12 @@ class Tan(Op):
         return g * (1 + out * out)
 
 
+def _fusable(g: Any, out: Any) -> bool:
+    """Whether a fused activation backward takes (g, saved output): one shape and dtype
+    (otherwise the rule's broadcasting and type promotion apply)."""
+    return g.shape == out.shape and g.dtype == out.dtype
+
+
 class Tanh(Op):
     save_output = True
 
@@ -127,6 +133,8 @@ class Tanh(Op):
 
     def backward(ctx, g, m):
         out = ctx.out
+        if type(out) is not np.ndarray and not m.graph and _fusable(g, out):
+            return kernels.tanh_backward(g, out)  # one pass on the device
         return g * (1 - out * out)
 
 
@@ -150,6 +158,8 @@ class Sigmoid(Op):
 
     def backward(ctx, g, m):
         out = ctx.out
+        if type(out) is not np.ndarray and not m.graph and _fusable(g, out):
+            return kernels.sigmoid_backward(g, out)  # one pass on the device
         return g * (out * (1 - out))
 
 
@@ -160,7 +170,10 @@ class Relu(Op):
         return np.maximum(x, 0)
 
     def backward(ctx, g, m):  # relu'(0) = 0
-        return g * (ctx.out > 0)
+        out = ctx.out
+        if type(out) is not np.ndarray and not m.graph and _fusable(g, out):
+            return kernels.relu_backward(g, out)  # one pass on the device
+        return g * (out > 0)
 
 
 class Abs(Op):

@@ -8,6 +8,7 @@ import numpy as np
 
 from ..autograd.engine import Op, apply
 from ..tensor import Tensor
+from .linalg import _mm
 from .util import promote_pair
 
 
@@ -23,7 +24,7 @@ class Linear(Op):
                 f"mat1 and mat2 shapes cannot be multiplied: input {x.shape} has {x.shape[-1] if x.ndim else 0} "
                 f"features, weight {w.shape} expects {w.shape[1]}"
             )
-        y = np.matmul(x, w.T)
+        y = np.matmul(x, w.T) if x.dtype.kind != "V" else _mm(x, w.T)
         if b is not None:
             y += b
         return y
@@ -32,14 +33,15 @@ class Linear(Op):
         x, w, b = ctx.inputs
         need = ctx.needs_input_grad
         gx = gw = gb = None
+        mm = np.matmul if not m.graph and g.dtype.kind != "V" else m.matmul  # the hot path
         if need[0]:
-            gx = m.matmul(g, w)
+            gx = mm(g, w)
         if need[1]:
             if x.ndim == 2:
-                gw = m.matmul(m.mT(g), x)
+                gw = mm(m.mT(g), x)
             else:
                 g2 = m.reshape(g, (-1, w.shape[0]))
-                gw = m.matmul(m.mT(g2), m.reshape(x, (-1, w.shape[1])))
+                gw = mm(m.mT(g2), m.reshape(x, (-1, w.shape[1])))
         if b is not None and need[2]:
             gb = m.sum(g, tuple(range(g.ndim - 1)), False) if g.ndim > 1 else g
         return gx, gw, gb

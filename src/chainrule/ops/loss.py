@@ -2,10 +2,11 @@
 NLL. Both take class indices with optional per-class ``weight`` and ``ignore_index``; the class
 dim is dim 1 (or dim 0 for an unbatched input), as in PyTorch.
 
-Target range on CUDA: checking class indices on the host would stop the GPU every batch (a
-device-to-host copy of the check's result). So on device arrays a target outside [0, C) (and
-not ``ignore_index``) is not checked: it makes the loss NaN (its row, and the mean and sum) and
-its gradient NaN, never a silently wrong number. The check that raises (the CPU's IndexError,
+Target range on CUDA: checking class indices (or binary cross-entropy's [0, 1] range) on the
+host would stop the GPU every batch (a device-to-host copy of the check's result). So on device
+arrays a target outside [0, C) (and not ``ignore_index``), or a binary cross-entropy input or
+target outside [0, 1], is not checked: it makes the loss NaN (its element, and the mean and sum)
+and its gradient NaN, never a silently wrong number. The check that raises (the CPU's error,
 naming the bad target and the class count) runs on CUDA too when ``detect_anomaly`` is on or
 the environment variable ``CHAINRULE_CUDA_STRICT=1`` is set (one sync per call). On the CPU it
 always runs.
@@ -344,11 +345,18 @@ class BinaryCrossEntropy(Op):
 
     def forward(ctx, x, y, weight, reduction):
         _same_device("binary_cross_entropy", x, weight)
-        # one device-to-host sync for both checks (on the CPU: no cost to speak of)
-        if x.size and not bool(((x >= 0) & (x <= 1)).all() & ((y >= 0) & (y <= 1)).all()):
-            _bce_range_error(x, y)
-        with np.errstate(divide="ignore"):
+        ctx.nan = None
+        if type(x) is np.ndarray or strict_device_checks():
+            # one device-to-host sync for both checks (on the CPU: no cost to speak of)
+            if x.size and not bool(((x >= 0) & (x <= 1)).all() & ((y >= 0) & (y <= 1)).all()):
+                _bce_range_error(x, y)
+        else:  # no sync: an input or target outside [0, 1] makes its loss and gradient NaN
+            bad = (x < 0) | (x > 1) | (y < 0) | (y > 1)
+            ctx.nan = np.where(bad, np.nan, 0).astype(x.dtype)
+        with np.errstate(divide="ignore", invalid="ignore"):  # (invalid: device NaN elements)
             loss = (y - 1) * np.maximum(np.log1p(-x), -100) - y * np.maximum(np.log(x), -100)
+        if ctx.nan is not None:
+            loss = loss + ctx.nan
         if weight is not None:
             weight = weight.astype(x.dtype, copy=False)
             loss = loss * weight
@@ -358,6 +366,8 @@ class BinaryCrossEntropy(Op):
     def backward(ctx, g, m):
         x, y = ctx.inputs[0], ctx.inputs[1]
         g = _bwd_scale(g, ctx, m)
+        if ctx.nan is not None:
+            g = g + ctx.nan
         gx = gy = None
         if ctx.needs_input_grad[0]:
             gx = g * (x - y) / _clamp_min((1 - x) * x, _BCE_EPS)
@@ -365,7 +375,7 @@ class BinaryCrossEntropy(Op):
             if isinstance(x, Tensor):
                 gy = g * ((-x).log1p() - x.log())
             else:
-                with np.errstate(divide="ignore"):
+                with np.errstate(divide="ignore", invalid="ignore"):
                     gy = g * (np.log1p(-x) - np.log(x))
         return gx, gy
 

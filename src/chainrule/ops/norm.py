@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import kernels
+from .. import backend, kernels
 from ..autograd.engine import Op, apply
 from ..tensor import Tensor
 from .util import as_float
@@ -89,12 +89,15 @@ class BatchNorm(Op):
         ctx.axes, ctx.n, ctx.pshape, ctx.eps, ctx.training = axes, n, pshape, eps, training
         if training:
             mean, var = _moments(x, axes)
-            if running_mean is not None:
-                running_mean *= 1 - momentum
-                running_mean += momentum * mean.reshape(C)
-            if running_var is not None:
-                running_var *= 1 - momentum
-                running_var += (momentum * n / max(n - 1, 1)) * var.reshape(C)
+            if type(momentum) is float:
+                if running_mean is not None:
+                    running_mean *= 1 - momentum
+                    running_mean += momentum * mean.reshape(C)
+                if running_var is not None:
+                    running_var *= 1 - momentum
+                    running_var += (momentum * n / max(n - 1, 1)) * var.reshape(C)
+            else:
+                _update_running(running_mean, running_var, mean, var, momentum, n)
         else:
             mean = running_mean.reshape(pshape).astype(x.dtype)  # a copy: the buffer may change
             var = running_var.reshape(pshape).astype(x.dtype)
@@ -129,6 +132,19 @@ class BatchNorm(Op):
         if b is not None and need[2]:
             gb = m.sum(g, axes, False)
         return gx, gw, gb
+
+
+def _update_running(rm: Any, rv: Any, mean: Any, var: Any, momentum: Any, n: int) -> None:
+    """The running-statistics update with ``momentum`` a 0-d float64 device array (BatchNorm's
+    ``1 / num_batches_tracked`` for momentum=None, kept off the host). Each factor is computed in
+    float64 and rounded to the dtype it multiplies, as a Python float is: the CPU's numbers."""
+    C = mean.size
+    if rm is not None:
+        rm *= (1 - momentum).astype(rm.dtype)
+        rm += momentum.astype(mean.dtype) * mean.reshape(C)
+    if rv is not None:
+        rv *= (1 - momentum).astype(rv.dtype)
+        rv += (momentum * n / max(n - 1, 1)).astype(var.dtype) * var.reshape(C)
 
 
 def _verify_batch_size(shape: Sequence[int]) -> None:
@@ -170,7 +186,8 @@ def batch_norm(
     ``running_var`` are given, updates them in place (exponential average with factor
     ``momentum``, unbiased variance). ``training=False`` normalises with the running statistics.
     ``momentum=None`` (a cumulative average) needs the count of batches seen, which the
-    ``BatchNorm`` modules keep in ``num_batches_tracked``; here it must be a number.
+    ``BatchNorm`` modules keep in ``num_batches_tracked``; here it must be a number, or a 0-d
+    device array on a GPU (their ``1 / num_batches_tracked``, read without a host wait).
     """
     x = as_float(input)
     if x.ndim < 2:
@@ -209,7 +226,7 @@ def batch_norm(
         running_mean=rm,
         running_var=rv,
         training=bool(training),
-        momentum=float(momentum),
+        momentum=momentum if backend.is_device_array(momentum) else float(momentum),
         eps=float(eps),
     )
     if training:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import backend
+from .. import backend, dtypes
 from ..autograd.engine import Op, apply
 from ..tensor import Tensor, wrap
 from ._conv_util import _as2d, _call, _dims2, _padded, _sz2, _tuple
@@ -20,7 +20,7 @@ from ._conv_util import _as2d, _call, _dims2, _padded, _sz2, _tuple
 
 
 def _lowest(dtype: np.dtype) -> Any:
-    return -np.inf if dtype.kind == "f" else np.iinfo(dtype).min
+    return -np.inf if dtypes.is_floating(dtype) else np.iinfo(dtype).min
 
 
 def _slice(k: int, s: int, d: int, o: int) -> slice:
@@ -64,7 +64,7 @@ class MaxPool(Op):
         arg[...] = am.asarray((a0[:, None] * kw + b0[None, :]).astype(idt))
         # The NaN-aware scan is slower on the host, so it runs only when x has NaNs; on a device
         # it always runs (it gives the same result without NaNs, and the check would sync).
-        nan = x.dtype.kind == "f" and (am is not np or bool(np.isnan(x).any()))
+        nan = dtypes.is_floating(x.dtype) and (am is not np or bool(np.isnan(x).any()))
         upd = am.empty((N, C, oh, ow), bool)
         tmp = am.empty((N, C, oh, ow), idt)
         # Branch-free: a masked copy (np.where / copyto(where=)) is ~10x slower on random masks.
@@ -175,6 +175,11 @@ class AvgPool(Op):
         include_pad: bool,
         divisor: Any,
     ) -> Any:
+        if x.dtype.kind == "V":  # bfloat16: window sums in float32, rounded once (PyTorch)
+            y = AvgPool.forward(
+                ctx, x.astype(np.float32), ksize, stride, pads, osize, include_pad, divisor
+            )
+            return y.astype(x.dtype)
         ctx.params = (ksize, stride, pads, osize, include_pad, divisor)
         ctx.xshape = x.shape
         x2 = _as2d(x)
@@ -199,6 +204,8 @@ class AvgPoolT(Op):
     name = "avg_pool_backward"
 
     def forward(ctx, g: Any, xshape: tuple, params: tuple) -> Any:
+        if g.dtype.kind == "V":  # bfloat16: in float32, rounded once
+            return AvgPoolT.forward(ctx, g.astype(np.float32), xshape, params).astype(g.dtype)
         ctx.xshape, ctx.params = xshape, params
         ksize, stride, pads, osize, include_pad, divisor = params
         (kh, kw), (sh, sw), ((t, bt), (lf, r)) = ksize, stride, pads
@@ -357,7 +364,7 @@ def _avg_pool(
 ) -> Tensor:
     if divisor_override is not None and divisor_override == 0:
         raise RuntimeError(f"{name}: divisor must be not zero")
-    if input.data.dtype.kind != "f":
+    if not dtypes.is_floating(input.data.dtype):
         raise RuntimeError(f'"{name}" not implemented for integer input (dtype {input.dtype})')
     x, (k, s, pads, _, osize), unbatched = _pool_prep(
         input, kernel_size, stride, padding, 1, ceil_mode, nd, name
@@ -419,7 +426,7 @@ def _adaptive(input: Tensor, output_size: Any, nd: int, name: str) -> Tensor:  #
         raise RuntimeError(
             f"{name}(): Expected {nd + 1}D or {nd + 2}D tensor, but got {list(input.shape)}"
         )
-    if input.data.dtype.kind != "f":
+    if not dtypes.is_floating(input.data.dtype):
         raise RuntimeError(f'"{name}" not implemented for integer input (dtype {input.dtype})')
     spatial = tuple(input.shape[-nd:])
     if isinstance(output_size, (list, tuple)):

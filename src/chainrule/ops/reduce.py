@@ -118,6 +118,8 @@ class Prod(_Reduction):
         x = ctx.inputs[0]
         gk = m.expand(m.reshape(g, ctx.kshape), ctx.shape)
         xa = x.data if isinstance(x, Tensor) else x
+        if type(xa) is not np.ndarray and not m.graph:
+            return gk * _prod_others(xa, ctx.axes)  # checking for zeros would be a host wait
         if np.all(xa != 0):
             return gk * m.expand(m.reshape(ctx.out, ctx.kshape), ctx.shape) / x
         # zeros present: the product of the others, by exclusive cumulative products on arrays,
@@ -128,6 +130,8 @@ class Prod(_Reduction):
 
 
 def _prod_others(x: np.ndarray, axes: tuple) -> np.ndarray:
+    if x.size == 0:
+        return np.zeros_like(x)
     keep = [i for i in range(x.ndim) if i not in axes]
     perm = keep + list(axes)
     xt = np.transpose(x, perm)
@@ -434,7 +438,7 @@ def std(
 
     v = var(input, dim, unbiased, keepdim, correction=correction)
     zero = v.data == 0
-    if not zero.any():
+    if type(zero) is np.ndarray and not zero.any():  # (on a GPU, any() would be a host wait)
         return sqrt(v)
     # sqrt'(0) is infinite; PyTorch takes the gradient of a zero std (all values equal) as 0:
     # those entries bypass the sqrt (which sees 1 there and passes no gradient back)

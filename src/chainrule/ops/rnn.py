@@ -28,6 +28,7 @@ from .. import backend
 from ..autograd.engine import Op, apply
 from ..tensor import Tensor
 from .elementwise import relu, sigmoid, tanh
+from .linalg import _mm
 from .linear import linear
 from .movement import split
 
@@ -82,7 +83,7 @@ class RNNCellOp(Op):
     def forward(ctx, xg, h, w, b, nonlinearity):
         H = _check("rnn_cell", xg, h, w, 1)
         ctx.relu = nonlinearity == "relu"
-        a = np.matmul(h.reshape(-1, H), w.T)
+        a = _mm(h.reshape(-1, H), w.T)
         a += xg.reshape(-1, H)
         if b is not None:
             a += b
@@ -145,7 +146,7 @@ class GRUCellOp(Op):
         H = _check("gru_cell", xg, h, w, 3)
         h2 = h.reshape(-1, H)
         xv = _gate_major(xg.reshape(-1, 3 * H), 3)
-        gh = np.matmul(h2, w.reshape(3, H, H).transpose(0, 2, 1))  # (3, N, H): becomes r, z, hn
+        gh = _mm(h2, w.reshape(3, H, H).transpose(0, 2, 1))  # (3, N, H): becomes r, z, hn
         if b is not None:
             gh += b.reshape(3, 1, H)
         rz = gh[:2]
@@ -192,10 +193,10 @@ class GRUCellOp(Op):
         dn *= r  # da becomes the gradient of the hidden product: [da_r, da_z, da_n r]
         gh_ = None
         if need[1]:
-            gh_ = np.matmul(da, w.reshape(3, H, H)).sum(0)
+            gh_ = _mm(da, w.reshape(3, H, H)).sum(0)
             gh_ += g2 * z
             gh_ = gh_.reshape(h.shape)
-        gw = np.matmul(da.transpose(0, 2, 1), h2).reshape(3 * H, H) if need[2] else None
+        gw = _mm(da.transpose(0, 2, 1), h2).reshape(3 * H, H) if need[2] else None
         gb = da.sum(1).reshape(3 * H) if b is not None and need[3] else None
         return gx, gh_, gw, gb
 
@@ -248,7 +249,7 @@ class LSTMCellOp(Op):
         H = _check("lstm_cell", xg, h, w, 4)
         if c.shape != h.shape:
             raise RuntimeError(f"lstm_cell: hidden state {h.shape} and cell state {c.shape} differ")
-        a = np.matmul(h.reshape(-1, H), w.reshape(4, H, H).transpose(0, 2, 1))  # (4, N, H)
+        a = _mm(h.reshape(-1, H), w.reshape(4, H, H).transpose(0, 2, 1))  # (4, N, H)
         a += _gate_major(xg.reshape(-1, 4 * H), 4)
         if b is not None:
             a += b.reshape(4, 1, H)
@@ -296,9 +297,9 @@ class LSTMCellOp(Op):
         d_o *= o
         d_o *= one_m[3]
         gx = da.transpose(1, 0, 2).reshape(xg.shape) if need[0] else None
-        gh = np.matmul(da, w.reshape(4, H, H)).sum(0).reshape(h.shape) if need[1] else None
+        gh = _mm(da, w.reshape(4, H, H)).sum(0).reshape(h.shape) if need[1] else None
         gc = (dc * f).reshape(c.shape) if need[2] else None
-        gw = np.matmul(da.transpose(0, 2, 1), h2).reshape(4 * H, H) if need[3] else None
+        gw = _mm(da.transpose(0, 2, 1), h2).reshape(4 * H, H) if need[3] else None
         gb = da.sum(1).reshape(4 * H) if b is not None and need[4] else None
         return gx, gh, gc, gw, gb
 

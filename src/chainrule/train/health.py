@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import backend, io
+from .. import backend, dtypes, io
 from ..tensor import Tensor
 from .callbacks import Callback
 from .leaks import _show, _user_site
@@ -129,7 +129,7 @@ class _ActStats:
         self.count = 0
 
     def add(self, out: np.ndarray, eps: float) -> None:
-        if out.size == 0 or out.dtype.kind != "f":
+        if out.size == 0 or not dtypes.is_floating(out.dtype):
             return
         if self.kind == "relu":
             ax = _unit_axes(out)

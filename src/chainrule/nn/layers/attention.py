@@ -65,7 +65,7 @@ def _float_mask(
     if kind == "b":
         ignore = mask.data if true_means_ignore else ~mask.data
         return wrap(np.where(ignore, -np.inf, 0.0).astype(dtype))
-    if kind != "f":
+    if not dtypes.is_floating(mask.data.dtype):
         raise AssertionError(f"only bool and floating types of {name} are supported")
     if mask.data.dtype != dtype:
         return mask.to(dtypes._FROM_NP[np.dtype(dtype)])

@@ -1,9 +1,17 @@
 """``Embedding``: a lookup table of learnable vectors, and ``embedding``, its functional form.
 
 The lookup is one node; its backward scatters the output gradient into the rows that were
-looked up, summing the contributions of repeated indices (one ``bincount`` over the distinct
-rows: no Python loop, no ``np.add.at``). The padding row gets no gradient. The scatter is an op
-too, whose own backward is the lookup again, so ``create_graph`` works through embeddings.
+looked up, summing the contributions of repeated indices (on the CPU one ``bincount`` over the
+distinct rows: no Python loop, no ``np.add.at``; on a GPU an atomic ``add.at``, since the
+distinct rows have a data-dependent count that the host would have to wait for). The padding row
+gets no gradient. The scatter is an op too, whose own backward is the lookup again, so
+``create_graph`` works through embeddings.
+
+Index range on CUDA: as for cross-entropy's targets (ops/loss.py), checking the indices on the
+host would stop the GPU every batch. So on device arrays an index outside [0, num_embeddings) is
+not checked: its output row is NaN and its gradient goes to row 0 as NaN, never a silently wrong
+number. ``detect_anomaly`` or ``CHAINRULE_CUDA_STRICT=1`` run the CPU's check (an IndexError, one
+sync per call); on the CPU it always runs.
 """
 
 from __future__ import annotations
@@ -15,23 +23,50 @@ import numpy as np
 from ... import backend, dtypes
 from ...autograd.engine import Op, apply
 from ...autograd.grad_mode import no_grad
+from ...ops.loss import strict_device_checks
 from ...tensor import Tensor, check_device
 from .. import init
 from ..module import Module, Parameter, place
 
 
 def _grad_factor(
-    index: np.ndarray, num: int, padding_idx: int | None, scale: bool, dtype: Any
+    index: np.ndarray,
+    num: int,
+    padding_idx: int | None,
+    scale: bool,
+    dtype: Any,
+    bad: Any = None,
 ) -> np.ndarray | None:
-    """Per looked-up position: 0 at the padding index, 1/count(index) with scale_grad_by_freq."""
-    if padding_idx is None and not scale:
+    """Per looked-up position: 0 at the padding index, 1/count(index) with scale_grad_by_freq,
+    NaN where ``bad`` (device indices out of range, sent to row 0)."""
+    if padding_idx is None and not scale and bad is None:
         return None
-    f = backend.array_module(index).ones(index.shape, dtype)
+    if type(index) is not np.ndarray:
+        return _device_grad_factor(index, num, padding_idx, scale, dtype, bad)
+    f = np.ones(index.shape, dtype)
     if scale:
         counts = np.bincount(index.ravel(), minlength=num)
         f /= counts[index]
     if padding_idx is not None:
         f[index == padding_idx] = 0
+    return f[..., None]
+
+
+def _device_grad_factor(
+    index: Any, num: int, padding_idx: int | None, scale: bool, dtype: Any, bad: Any
+) -> Any:
+    """``_grad_factor`` without a host wait (bincount and a boolean mask would need one)."""
+    xp = backend.array_module(index)
+    f = xp.ones(index.shape, dtype)
+    if scale:
+        flat = index.ravel()
+        counts = xp.zeros(num, np.float64)  # float64 counts: exact, and 1/c rounds as the CPU's
+        np.add.at(counts, flat, xp.ones(flat.size, np.float64))
+        f /= counts[index]
+    if padding_idx is not None:
+        f = xp.where(index == padding_idx, 0, f).astype(dtype, copy=False)
+    if bad is not None:
+        f = xp.where(bad, np.nan, f).astype(dtype, copy=False)
     return f[..., None]
 
 
@@ -43,6 +78,12 @@ def _scatter_rows(
     g2 = g.reshape(-1, D) if factor is None else (g * factor).reshape(-1, D)
     flat = index.ravel()
     xp = backend.array_module(g)
+    if xp is not np:  # atomic adds in float32 (float64 for float64), as torch's accumulation
+        acc = np.float64 if g.dtype == np.float64 else np.float32
+        out = xp.zeros((num, D), acc)
+        if flat.size and D:
+            np.add.at(out, flat, g2.astype(acc, copy=False))
+        return out.astype(g.dtype, copy=False)
     out = xp.zeros((num, D), g.dtype)
     if flat.size == 0 or D == 0:
         return out
@@ -73,14 +114,26 @@ class EmbeddingLookup(Op):
 
     name = "embedding"
 
-    def forward(ctx, weight: Any, index: Any, padding_idx: Any, scale_grad_by_freq: Any) -> Any:  # noqa: N805
+    def forward(
+        ctx,  # noqa: N805
+        weight: Any,
+        index: Any,
+        padding_idx: Any,
+        scale_grad_by_freq: Any,
+        bad: Any = None,
+    ) -> Any:
+        """``bad``: on a GPU, where the caller's indices were out of range (``index`` holds 0
+        there); those output rows are NaN."""
         ctx.index, ctx.num = index, weight.shape[0]
-        ctx.pad, ctx.scale = padding_idx, scale_grad_by_freq
-        return weight[index]
+        ctx.pad, ctx.scale, ctx.bad = padding_idx, scale_grad_by_freq, bad
+        out = weight[index]
+        if bad is not None and out.dtype.kind in "fcV":
+            out = np.where(bad[..., None], np.nan, out).astype(out.dtype, copy=False)
+        return out
 
     def backward(ctx, g: Any, m: Any) -> Any:  # noqa: N805
         dtype = g.data.dtype if isinstance(g, Tensor) else g.dtype
-        factor = _grad_factor(ctx.index, ctx.num, ctx.pad, ctx.scale, dtype)
+        factor = _grad_factor(ctx.index, ctx.num, ctx.pad, ctx.scale, dtype, ctx.bad)
         if m.graph:
             return apply(EmbeddingBackward, g, index=ctx.index, num=ctx.num, factor=factor)
         return _scatter_rows(g, ctx.index, ctx.num, factor)
@@ -89,6 +142,9 @@ class EmbeddingLookup(Op):
 def _renorm_(weight: Tensor, index: np.ndarray, max_norm: float, norm_type: float) -> None:
     """Scale the looked-up rows whose ``norm_type``-norm exceeds ``max_norm`` down to it, in
     place and without recording (PyTorch's ``embedding_renorm_``)."""
+    if type(index) is not np.ndarray:
+        _device_renorm_(weight, index, max_norm, norm_type)
+        return
     rows = np.unique(index)
     w = weight.data
     sub = w[rows]
@@ -101,6 +157,20 @@ def _renorm_(weight: Tensor, index: np.ndarray, max_norm: float, norm_type: floa
         scale = max_norm / (norms[big] + 1e-7)
         w[rows[big]] = sub[big] * scale[:, None].astype(w.dtype)
         weight._vc[0] += 1
+
+
+def _device_renorm_(weight: Tensor, index: Any, max_norm: float, norm_type: float) -> None:
+    """``_renorm_`` without a host wait: every looked-up position's row is rescaled (by 1 when
+    within ``max_norm``; repeated rows write the same values). Always a new version of the
+    weight, as torch's in-place ``embedding_renorm_``."""
+    w = weight.data
+    flat = index.ravel()
+    sub = w[flat]
+    if sub.size:
+        norms = backend.array_module(w).linalg.norm(sub, ord=norm_type, axis=1)
+        scale = np.where(norms > max_norm, max_norm / (norms + 1e-7), 1)
+        w[flat] = sub * scale[:, None].astype(w.dtype)
+    weight._vc[0] += 1
 
 
 def embedding(
@@ -141,13 +211,13 @@ def embedding(
             "Expected tensor for argument #1 'indices' to have one of the following scalar types: "
             f"Long, Int; but got {index.dtype} instead"
         )
-    if index.size:
-        lo, hi = int(index.min()), int(index.max())  # (a device sync, as torch's own check)
-        if lo < 0 or hi >= num:
-            raise IndexError(
-                f"index out of range in self: embedding index {lo if lo < 0 else hi} for a "
-                f"table of {num} rows"
-            )
+    kw = {}
+    if type(index) is np.ndarray or strict_device_checks():
+        _check_range(index, num)
+    elif index.size:  # out-of-range device indices: NaN rows (module docstring), no host wait
+        bad = (index < 0) | (index >= num)
+        index = np.where(bad, 0, index)
+        kw["bad"] = bad
     if padding_idx is not None:
         if not -num <= padding_idx < num:
             raise AssertionError("Padding_idx must be within num_embeddings")
@@ -161,7 +231,19 @@ def embedding(
         index=index,
         padding_idx=padding_idx,
         scale_grad_by_freq=bool(scale_grad_by_freq),
+        **kw,
     )
+
+
+def _check_range(index: Any, num: int) -> None:
+    """The IndexError for indices outside [0, num) (on a GPU: one host wait)."""
+    if index.size:
+        lo, hi = int(index.min()), int(index.max())
+        if lo < 0 or hi >= num:
+            raise IndexError(
+                f"index out of range in self: embedding index {lo if lo < 0 else hi} for a "
+                f"table of {num} rows"
+            )
 
 
 class Embedding(Module):

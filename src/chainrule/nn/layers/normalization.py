@@ -103,7 +103,9 @@ class _BatchNorm(Module):
             nbt.data[...] += 1
             nbt._vc[0] += 1
             if self.momentum is None:
-                factor = 1.0 / float(nbt.data)
+                n = nbt.data
+                # on a GPU a 0-d device array: float() would make the host wait every batch
+                factor = 1.0 / float(n) if type(n) is np.ndarray else 1.0 / n
         use_batch = self.training or (self.running_mean is None and self.running_var is None)
         keep = not self.training or self.track_running_stats
         return batch_norm(
