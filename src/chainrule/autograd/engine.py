@@ -663,8 +663,7 @@ def _run_rule(node: Node, g: Any, m: Any, create_graph: bool, retain_graph: bool
     return res
 
 
-def _is_buf(x: Any) -> bool:
-    return isinstance(x, (np.ndarray, Tensor)) or backend.is_device_array(x)
+_HOST_BUF = (np.ndarray, Tensor)
 
 
 def _holds_buffers(d: dict) -> bool:
@@ -673,13 +672,14 @@ def _holds_buffers(d: dict) -> bool:
     and a freed-graph error names the first op that really lost a buffer."""
     if "_outs" in d and not d.get("_saved"):  # a Function that saved no tensors
         del d["_outs"]
+    buf = _HOST_BUF if backend._cuda is None else _HOST_BUF + backend._cuda_types
     for v in d.values():
         t = type(v)
         if t is tuple or t is list:
             for x in v:
-                if type(x) is not int and _is_buf(x):  # shapes: skip ints fast
+                if type(x) is not int and isinstance(x, buf):  # shapes: skip ints fast
                     return True
-        elif t is np.ndarray or _is_buf(v):
+        elif t is np.ndarray or isinstance(v, buf):
             return True
     return False
 
@@ -743,10 +743,13 @@ def _accumulate(leaf: Tensor, g: Any, owned: bool, handed: set, create_graph: bo
         owned = True
     cur = leaf.grad
     if cur is None:
-        if not backend.is_array(g) or (
-            not owned and (g.base is not None or id(g) in handed or not backend.writeable(g))
+        if type(g) is np.ndarray:
+            if not owned and (g.base is not None or id(g) in handed or not g.flags.writeable):
+                g = np.array(g)
+        elif not backend.is_device_array(g) or (
+            not owned and (g.base is not None or id(g) in handed)
         ):
-            g = backend.fresh_copy(g)
+            g = backend.fresh_copy(g)  # a NumPy scalar, or a device array someone else holds
         handed.add(id(g))
         leaf.grad = wrap(g)
     elif cur.requires_grad:
