@@ -33,6 +33,8 @@ import time
 
 import numpy as np
 
+import bench_nn  # the CPU benchmark's model definitions (this folder is on sys.path)
+
 CASES = {
     "mlp": (4096, ("fp32", "tf32", "bf16")),
     "cnn1d": (8192, ("fp32", "tf32")),
@@ -43,24 +45,11 @@ CASES = {
 
 def build(M, name: str):  # noqa: ANN201 - M is chainrule or torch
     nn = M.nn
-    if name == "mlp":
-        return nn.Sequential(
-            nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10)
-        )
+    if name in ("mlp", "cnn1d"):  # the CPU benchmark's models (cnn1d: the 'mnist1d-cnn' preset)
+        return bench_nn.build(M, name)
     if name == "big":
         return nn.Sequential(
             nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, 10)
-        )
-    if name == "cnn1d":  # chainrule's preset 'mnist1d-cnn' (without its Unflatten: inputs N,1,40)
-        return nn.Sequential(
-            nn.Conv1d(1, 25, 5, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Conv1d(25, 25, 3, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Conv1d(25, 25, 3, stride=2, padding=1),
-            nn.ReLU(),
-            nn.Flatten(),
-            nn.Linear(125, 10),
         )
     if name == "cnn2d":
         layers, c = [], 3

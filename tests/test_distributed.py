@@ -308,16 +308,16 @@ def test_distributed_sampler_shuffles_per_epoch_and_resumes_at_a_global_position
 
 
 def test_engine_runs_queued_callbacks_once_every_grad_is_accumulated() -> None:
-    from chainrule.autograd import engine
+    from chainrule.autograd import backward_pass
 
     w = cr.tensor([1.0, 2.0], requires_grad=True)
     b = cr.tensor([3.0], requires_grad=True)
     seen: list = []
 
     def hook(g: cr.Tensor) -> None:
-        p = engine._end_callbacks[-1]
+        p = backward_pass._end_callbacks[-1]
         seen.append(("hook", p.accumulate))
-        engine.queue_callback(
+        backward_pass.queue_callback(
             lambda: seen.append(("end", w.grad.data.tolist(), b.grad.data.tolist()))
         )
 
@@ -328,7 +328,7 @@ def test_engine_runs_queued_callbacks_once_every_grad_is_accumulated() -> None:
     cr.autograd.grad((w * w).sum(), w)
     assert seen[0] == ("hook", False) and len(seen) == 2
     with pytest.raises(RuntimeError, match="no backward pass is running"):
-        engine.queue_callback(lambda: None)
+        backward_pass.queue_callback(lambda: None)
 
 
 def test_without_a_process_group_the_functions_say_what_to_do() -> None:

@@ -133,9 +133,11 @@ def test_draw_network_units_for_a_small_mlp_and_blocks_for_a_cnn(tmp_path: Path)
     q = viz.draw_network(cnn, tmp_path / "sub" / "cnn.png", example_input=cr.randn(2, 1, 8))
     w2, h2 = png_size(Path(q))
     assert w2 >= 400 and h2 > h and os.path.getsize(q) > 10_000
-    assert viz._mlp_layers(cnn, 50) is None and viz._mlp_layers(mlp, 50) is not None
+    assert viz.network._mlp_layers(cnn, 50) is None and viz.network._mlp_layers(mlp, 50) is not None
     wide = nn.Sequential(nn.Linear(4, 80), nn.ReLU(), nn.Linear(80, 2))
-    assert viz._mlp_layers(wide, 50) is None and viz._mlp_layers(wide, 100) is not None
+    assert (
+        viz.network._mlp_layers(wide, 50) is None and viz.network._mlp_layers(wide, 100) is not None
+    )
 
 
 # ------------------------------------------------------------------------------------ loss landscape
@@ -214,9 +216,9 @@ def test_health_flags_saturated_sigmoids_and_dead_relus_naming_the_layer(tmp_pat
     assert "deadfc" in (tmp_path / "health.txt").read_text()
     assert "squash" in cb.report()
     # the hooks and the op patches are gone after training
-    from chainrule.ops import elementwise as E
+    from chainrule.ops import unary as U
 
-    assert E.Relu.forward.__qualname__.startswith("Relu")
+    assert U.Relu.forward.__qualname__.startswith("Relu")
     assert not model.squash._forward_hooks and not model.sig._forward_hooks
 
 

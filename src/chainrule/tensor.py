@@ -371,7 +371,7 @@ class Tensor:
         return self._inplace("normal_", lambda arr: np.copyto(arr, vals, casting="unsafe"))
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        from .ops.movement import _norm_index  # noqa: PLC0415
+        from .ops.indexing import _norm_index  # noqa: PLC0415
 
         a = self.data
         idx = _norm_index(index, a)  # CPU index tensors and lists go to a CUDA tensor's device

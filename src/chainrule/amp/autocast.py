@@ -28,11 +28,12 @@ from typing import Any
 import numpy as np
 
 from .. import backend, dtypes
-from ..autograd.engine import Op, OpError, apply
+from ..autograd.engine import Op, apply
+from ..autograd.errors import OpError
 from ..autograd.grad_mode import state
 from ..ops.activation import Softplus
 from ..ops.conv import Conv, ConvT
-from ..ops.elementwise import Cast, Exp, Expm1, Log, Log1p, Pow, Reciprocal, Rsqrt, Tan
+from ..ops.elementwise import Cast, Pow
 from ..ops.linalg import Einsum, Matmul
 from ..ops.linear import Linear
 from ..ops.loss import (
@@ -47,6 +48,7 @@ from ..ops.nn import LogSoftmax, Softmax
 from ..ops.norm import GroupNorm, LayerNorm
 from ..ops.reduce import Cumsum, LogSumExp, Norm, Prod, Sum
 from ..ops.rnn import GRUCellOp, LSTMCellOp, RNNCellOp
+from ..ops.unary import Exp, Expm1, Log, Log1p, Reciprocal, Rsqrt, Tan
 from ..tensor import Tensor
 
 LOWER = "lower"  # run in the autocast dtype (float16 or bfloat16)

@@ -27,7 +27,9 @@ from typing import Any
 import numpy as np
 
 from ..tensor import Tensor, wrap
-from .engine import Node, Op, _record, _rematerialize
+from .backward_pass import _rematerialize
+from .engine import Node, Op, _record
+from .errors import _freed_error, _version_error
 from .grad_mode import state
 
 
@@ -48,8 +50,6 @@ def _saved_tensors(self: Node) -> tuple:
     d = self.__dict__
     if "_saved" not in d:
         if self.freed if hasattr(self, "op") else False:
-            from .engine import _freed_error  # noqa: PLC0415
-
             raise _freed_error(self)
         return tuple(d.get("_to_save", ()))
     out = []
@@ -57,8 +57,6 @@ def _saved_tensors(self: Node) -> tuple:
         if isinstance(s, _Saved):
             data = d["_outs"][s.nr]
             if v is not None and v[0][0] != v[1]:
-                from .engine import _version_error  # noqa: PLC0415
-
                 t = wrap(data)
                 t._vc = v[0]
                 raise _version_error(self, t, v[1], None)
@@ -68,8 +66,6 @@ def _saved_tensors(self: Node) -> tuple:
             out.append(t)
         else:
             if isinstance(s, Tensor) and v is not None and s._vc[0] != v:
-                from .engine import _version_error  # noqa: PLC0415
-
                 raise _version_error(self, s, v, None)
             out.append(s)
     return tuple(out)

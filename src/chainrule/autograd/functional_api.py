@@ -8,7 +8,8 @@ import numpy as np
 
 from .. import backend
 from ..tensor import Tensor, wrap
-from .engine import _no_path_error, run_backward
+from .backward_pass import run_backward
+from .errors import _no_path_error
 
 
 def _as_list(x: Any) -> list:

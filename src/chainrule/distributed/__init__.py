@@ -35,8 +35,8 @@ gradients are produced), into buckets of at most ``bucket_cap_mb`` (25 MiB) per 
 flat buffer each; a hook on every parameter (``Tensor.register_hook``) copies its gradient into
 its bucket and, when a bucket is complete, starts its ``MPI_Iallreduce`` (buckets start in index
 order on every rank, as MPI requires of collectives). The first hook of a backward pass queues
-an end-of-backward callback (``autograd.engine.queue_callback``) that starts the buckets not
-yet started, waits for all of them and writes the averages into ``.grad`` — so ``backward()``
+an end-of-backward callback (``autograd.backward_pass.queue_callback``) that starts the buckets
+not yet started, waits for all of them and writes the averages into ``.grad`` — so ``backward()``
 returns with synchronised gradients and ``optimizer.step()`` needs nothing else (call
 ``model.finish_gradient_sync()`` yourself only in code that bypasses backward). Parameters that
 got no gradient on some rank count as zero there; one that got none on every rank keeps

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import engine
+from ..autograd import backward_pass
 from ..nn.module import Module
 from ..tensor import Tensor, wrap
 from .collectives import all_gather_object
@@ -143,13 +143,13 @@ class DistributedDataParallel(Module):
     # ------------------------------------------------------------------ gradient sync
     def _hook_for(self, p: Tensor) -> Any:
         def hook(grad: Tensor) -> None:
-            current = engine._end_callbacks[-1]  # this backward pass's callbacks
+            current = backward_pass._end_callbacks[-1]  # this backward pass's callbacks
             if not self._sync or not current.accumulate:  # no_sync(), or autograd.grad()
                 return
             if self._queued is not current:  # the first hook of this backward pass
                 if self._queued is not None:
                     self._reset()
-                engine.queue_callback(self.finish_gradient_sync)
+                backward_pass.queue_callback(self.finish_gradient_sync)
                 self.__dict__["_queued"] = current
             b, j = self._where[id(p)]
             off, n = b.offsets[j], p.data.size

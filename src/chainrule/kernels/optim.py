@@ -62,6 +62,13 @@ def sgd_step(
     )
 
 
+def _in_acc(p: Any, g: Any, maximize: bool) -> tuple:
+    """The accumulation dtype and p, g (negated to maximize) in it: the references' first lines."""
+    acc = L.acc_dtype(p.dtype)
+    ga = g.astype(acc)
+    return acc, p.astype(acc), -ga if maximize else ga
+
+
 def _sgd_reference(
     p: Any,
     g: Any,
@@ -74,11 +81,7 @@ def _sgd_reference(
     maximize: bool,
     first: bool,
 ) -> None:
-    acc = L.acc_dtype(p.dtype)
-    pa = p.astype(acc)
-    ga = g.astype(acc)
-    if maximize:
-        ga = -ga
+    acc, pa, ga = _in_acc(p, g, maximize)
     if wd:
         ga = ga + wd * pa
     if momentum:
@@ -159,11 +162,7 @@ def _adam_reference(
     amsgrad: bool,
     maximize: bool,
 ) -> None:
-    acc = L.acc_dtype(p.dtype)
-    pa = p.astype(acc)
-    ga = g.astype(acc)
-    if maximize:
-        ga = -ga
+    acc, pa, ga = _in_acc(p, g, maximize)
     if wd:
         if decoupled:
             pa = (pa * (1 - lr * wd)).astype(p.dtype).astype(acc)

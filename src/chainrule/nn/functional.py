@@ -25,7 +25,7 @@ from ..ops.conv import (  # noqa: F401
     conv_transpose1d,
     conv_transpose2d,
 )
-from ..ops.elementwise import relu, sigmoid, tanh, where  # noqa: F401
+from ..ops.elementwise import where  # noqa: F401
 from ..ops.linear import bilinear, linear  # noqa: F401
 from ..ops.loss import (
     MSE,
@@ -46,6 +46,7 @@ from ..ops.pooling import (  # noqa: F401
     max_pool1d,
     max_pool2d,
 )
+from ..ops.unary import relu, sigmoid, tanh  # noqa: F401
 from ..ops.util import promote_pair
 from ..random import _gen
 from ..tensor import Tensor, wrap

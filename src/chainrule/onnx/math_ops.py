@@ -14,14 +14,15 @@ from ..ops import linalg as LA
 from ..ops import linear as LI
 from ..ops import nn as N
 from ..ops import reduce as R
+from ..ops import unary as U
 from .tracer import _CONVERTERS, _bcast, _conv, _operand_dtype, _same, _Tracer, _Value
 
 # ------------------------------------------------------------------ element-wise
 
 _UNARY = {
-    E.Neg: "Neg", E.Exp: "Exp", E.Log: "Log", E.Sqrt: "Sqrt", E.Sin: "Sin", E.Cos: "Cos",
-    E.Tan: "Tan", E.Tanh: "Tanh", E.Sigmoid: "Sigmoid", E.Relu: "Relu", E.Abs: "Abs",
-    E.Sign: "Sign", E.Floor: "Floor", E.Ceil: "Ceil", E.Reciprocal: "Reciprocal",
+    U.Neg: "Neg", U.Exp: "Exp", U.Log: "Log", U.Sqrt: "Sqrt", U.Sin: "Sin", U.Cos: "Cos",
+    U.Tan: "Tan", U.Tanh: "Tanh", U.Sigmoid: "Sigmoid", U.Relu: "Relu", U.Abs: "Abs",
+    U.Sign: "Sign", U.Floor: "Floor", U.Ceil: "Ceil", U.Reciprocal: "Reciprocal",
     E.Clone: "Identity", A.Erf: "Erf", A.SignSurrogate: "Sign",
 }  # fmt: skip
 
@@ -52,15 +53,15 @@ def _c(t: _Tracer, x: _Value, value: float) -> str:
     return t.scalar(value, x.dtype)
 
 
-_CONVERTERS[E.Log1p] = _unary_fn(
+_CONVERTERS[U.Log1p] = _unary_fn(
     lambda t, x, kw: t.emit("Log", [t.emit("Add", [x.name, _c(t, x, 1)])])
 )
-_CONVERTERS[E.Expm1] = _unary_fn(
+_CONVERTERS[U.Expm1] = _unary_fn(
     lambda t, x, kw: t.emit("Sub", [t.emit("Exp", [x.name]), _c(t, x, 1)])
 )
-_CONVERTERS[E.Rsqrt] = _unary_fn(lambda t, x, kw: t.emit("Reciprocal", [t.emit("Sqrt", [x.name])]))
-_CONVERTERS[E.Square] = _unary_fn(lambda t, x, kw: t.emit("Mul", [x.name, x.name]))
-_CONVERTERS[E.Trunc] = _unary_fn(
+_CONVERTERS[U.Rsqrt] = _unary_fn(lambda t, x, kw: t.emit("Reciprocal", [t.emit("Sqrt", [x.name])]))
+_CONVERTERS[U.Square] = _unary_fn(lambda t, x, kw: t.emit("Mul", [x.name, x.name]))
+_CONVERTERS[U.Trunc] = _unary_fn(
     lambda t, x, kw: t.emit(
         "Where",
         [
@@ -85,7 +86,7 @@ _CONVERTERS[A.Hardtanh] = _unary_fn(
 )
 
 
-@_conv(E.Round)
+@_conv(U.Round)
 def _round(t: _Tracer, args: tuple, kw: dict, outs: list) -> list:
     x = t.v(args[0])
     d = kw.get("decimals", 0) or 0
@@ -124,7 +125,7 @@ def _softplus(t: _Tracer, args: tuple, kw: dict, outs: list) -> list:
     return _same(y, x)
 
 
-@_conv(E.Clamp)
+@_conv(U.Clamp)
 def _clamp(t: _Tracer, args: tuple, kw: dict, outs: list) -> list:
     x = t.v(args[0])
     lo, hi = kw.get("min"), kw.get("max")

@@ -1,4 +1,4 @@
-"""Converters of the movement ops: reshape, permute, expand, indexing, cat/split, pad ..."""
+"""Converters of the movement and indexing ops: reshape, permute, expand, x[i], cat, pad ..."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..ops import indexing as Ix
 from ..ops import movement as M
 from .math_ops import _c
 from .tracer import _bcast, _conv, _same, _Tracer, _Value
@@ -75,7 +76,7 @@ def _static_slice(s: slice) -> bool:
     return s.stop is None or s.stop < 0
 
 
-@_conv(M.GetItem, M.GetItemView)
+@_conv(Ix.GetItem, Ix.GetItemView)
 def _getitem(t: _Tracer, args: tuple, kw: dict, outs: list) -> list:
     x = t.v(args[0])
     idx = kw["index"]
@@ -156,7 +157,7 @@ def _advanced_index(t: _Tracer, x: _Value, items: list, arrays: list) -> list:
     return [(y, bax, bf)]
 
 
-@_conv(M.Gather)
+@_conv(Ix.Gather)
 def _gather(t: _Tracer, args: tuple, kw: dict, outs: list) -> list:
     x = t.v(args[0])
     d, index = kw["dim"], kw["index"]

@@ -1,8 +1,10 @@
 """Every differentiable primitive, by family, and the Tensor methods and operators built on them.
 
-elementwise.py  unary and binary maths, comparisons, casts
+unary.py        exp, log, sqrt, trig, tanh/sigmoid/relu, abs, sign, floor/round, clamp, ...
+elementwise.py  binary maths (add, mul, pow, maximum, ...), comparisons, where, casts, clone
 reduce.py       sum, mean, prod, max/min, logsumexp, norm, cumsum, var/std
-movement.py     reshape, permute, expand, indexing, cat/split, gather/scatter, pad, ...
+movement.py     reshape, permute, expand, squeeze, cat/split, flip, roll, tril/triu, repeat, pad
+indexing.py     x[index], index_select, masked_fill/select, gather/scatter, take_along_dim
 linalg.py       matmul, einsum
 nn.py           fused softmax / log-softmax
 device.py       to_device: copies between host and GPU, differentiable
@@ -18,10 +20,12 @@ from ..autograd.grad_mode import state
 from ..tensor import Tensor
 from . import device as D
 from . import elementwise as E
+from . import indexing as Ix
 from . import linalg as L
 from . import movement as M
 from . import nn as N
 from . import reduce as R
+from . import unary as U
 
 # ----------------------------------------------------------------------------- operators
 
@@ -69,9 +73,9 @@ _OPS = {
     "__rpow__": _r(E.pow),
     "__matmul__": L.matmul,
     "__rmatmul__": _r(L.matmul),
-    "__neg__": E.neg,
+    "__neg__": U.neg,
     "__pos__": lambda self: self,
-    "__abs__": E.abs,
+    "__abs__": U.abs,
     "__eq__": E.eq,
     "__ne__": E.ne,
     "__lt__": E.lt,
@@ -85,7 +89,7 @@ _OPS = {
     "__xor__": E.bitwise_xor,
     "__rxor__": _r(E.bitwise_xor),
     "__invert__": E.bitwise_not,
-    "__getitem__": M.getitem,
+    "__getitem__": Ix.getitem,
     "__iadd__": _inplace_op(E.add, "__iadd__ (x += y)"),
     "__isub__": _inplace_op(E.sub, "__isub__ (x -= y)"),
     "__imul__": _inplace_op(E.mul, "__imul__ (x *= y)"),
@@ -95,15 +99,22 @@ _OPS = {
 # ----------------------------------------------------------------------------- methods
 
 _METHODS = {
-    # element-wise
+    # unary maths
+    **{
+        n: getattr(U, n)
+        for n in (
+            "exp log log1p expm1 sqrt rsqrt sin cos tan tanh sigmoid relu abs sign square reciprocal "
+            "floor ceil round trunc clamp clip neg negative"
+        ).split()
+    },
+    # element-wise: binary, comparisons, predicates, copies
     **{
         n: getattr(E, n)
         for n in (
-            "exp log log1p expm1 sqrt rsqrt sin cos tan tanh sigmoid relu abs sign square reciprocal "
-            "floor ceil round trunc clamp clip neg negative add sub subtract mul multiply div divide "
-            "true_divide pow maximum minimum remainder floor_divide eq ne lt le gt ge greater "
-            "greater_equal less less_equal not_equal logical_and logical_or logical_xor logical_not "
-            "bitwise_not isnan isinf isfinite clone lerp addcmul addcdiv"
+            "add sub subtract mul multiply div divide true_divide pow maximum minimum remainder "
+            "floor_divide eq ne lt le gt ge greater greater_equal less less_equal not_equal "
+            "logical_and logical_or logical_xor logical_not bitwise_not isnan isinf isfinite clone "
+            "lerp addcmul addcdiv"
         ).split()
     },
     # reductions
@@ -119,9 +130,15 @@ _METHODS = {
         n: getattr(M, n)
         for n in (
             "reshape view permute transpose swapaxes swapdims t movedim moveaxis expand expand_as "
-            "broadcast_to squeeze unsqueeze flatten unflatten index_select masked_fill masked_select "
-            "gather scatter scatter_add take_along_dim split chunk tensor_split unbind flip fliplr "
-            "flipud roll tril triu repeat tile repeat_interleave"
+            "broadcast_to squeeze unsqueeze flatten unflatten split chunk tensor_split unbind flip "
+            "fliplr flipud roll tril triu repeat tile repeat_interleave"
+        ).split()
+    },
+    # indexing
+    **{
+        n: getattr(Ix, n)
+        for n in (
+            "index_select masked_fill masked_select gather scatter scatter_add take_along_dim"
         ).split()
     },
     # products

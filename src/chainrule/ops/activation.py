@@ -19,7 +19,7 @@ import numpy as np
 from .. import backend, dtypes, kernels
 from ..autograd.engine import Op, apply
 from ..tensor import Tensor
-from . import elementwise as E
+from . import unary as U
 from .util import as_float
 
 # ----------------------------------------------------------------------------- erf
@@ -163,11 +163,11 @@ def erf(input: Tensor) -> Tensor:  # noqa: A002
 
 
 def _sigmoid_array(x: np.ndarray) -> np.ndarray:
-    return E.Sigmoid.forward(None, x)
+    return U.Sigmoid.forward(None, x)
 
 
 _ARRAY_FNS = {"erf": erf_array, "tanh": np.tanh, "sigmoid": _sigmoid_array}
-_TENSOR_FNS = {"erf": erf, "tanh": E.tanh, "sigmoid": E.sigmoid}
+_TENSOR_FNS = {"erf": erf, "tanh": U.tanh, "sigmoid": U.sigmoid}
 
 
 def _fn(m: Any, name: str, x: Any) -> Any:

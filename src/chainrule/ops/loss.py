@@ -19,10 +19,11 @@ import os
 import numpy as np
 
 from .. import backend, kernels
-from ..autograd.engine import Op, OpError
+from ..autograd.engine import Op
+from ..autograd.errors import OpError
 from ..autograd.grad_mode import state
 from ..tensor import Tensor
-from . import elementwise as E
+from . import unary as U
 
 
 class TargetIndexError(OpError, IndexError):
@@ -321,7 +322,7 @@ def _clamp_min(v: object, lo: float) -> object:
 
 
 def _sigmoid(x: object) -> object:
-    return E.sigmoid(x) if isinstance(x, Tensor) else E.Sigmoid.forward(None, x)
+    return U.sigmoid(x) if isinstance(x, Tensor) else U.Sigmoid.forward(None, x)
 
 
 def _log_sigmoid(x: object) -> object:

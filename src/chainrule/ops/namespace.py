@@ -14,15 +14,18 @@ from typing import Any
 import numpy as np
 
 from .. import backend
-from ..autograd.engine import apply, sum_to
+from ..autograd.backward_pass import sum_to
+from ..autograd.engine import apply
 from ..tensor import wrap
 from . import conv as C
 from . import device as D
 from . import elementwise as E
+from . import indexing as Ix
 from . import linalg as L
 from . import movement as M
 from . import nn as N
 from . import reduce as R
+from . import unary as U
 
 
 class _Scratch:
@@ -100,15 +103,15 @@ class A:
 
     @staticmethod
     def put_new(shape: tuple, index: Any, g: np.ndarray, basic: bool) -> np.ndarray:
-        return M.PutNew.forward(_Scratch(), g, shape, index, basic)
+        return Ix.PutNew.forward(_Scratch(), g, shape, index, basic)
 
     @staticmethod
     def gather(x: np.ndarray, dim: int, index: np.ndarray) -> np.ndarray:
-        return M.Gather.forward(_Scratch(), x, dim, index)
+        return Ix.Gather.forward(_Scratch(), x, dim, index)
 
     @staticmethod
     def scatter_add_new(shape: tuple, dim: int, index: np.ndarray, g: np.ndarray) -> np.ndarray:
-        return M.ScatterAddNew.forward(_Scratch(), g, shape, dim, index)
+        return Ix.ScatterAddNew.forward(_Scratch(), g, shape, dim, index)
 
     @staticmethod
     def split(x: np.ndarray, sizes: list, dim: int) -> list:
@@ -145,13 +148,13 @@ class T:
     graph = True
 
     sum_to = staticmethod(sum_to)
-    exp = staticmethod(E.exp)
-    log = staticmethod(E.log)
-    sin = staticmethod(E.sin)
-    cos = staticmethod(E.cos)
-    sign = staticmethod(E.sign)
-    abs = staticmethod(E.abs)
-    floor = staticmethod(E.floor)
+    exp = staticmethod(U.exp)
+    log = staticmethod(U.log)
+    sin = staticmethod(U.sin)
+    cos = staticmethod(U.cos)
+    sign = staticmethod(U.sign)
+    abs = staticmethod(U.abs)
+    floor = staticmethod(U.floor)
     matmul = staticmethod(L.matmul)
     where = staticmethod(E.where)
     einsum = staticmethod(L.einsum)
@@ -200,19 +203,19 @@ class T:
 
     @staticmethod
     def getitem(x: Any, index: Any, basic: bool) -> Any:
-        return apply(M.GetItemView if basic else M.GetItem, x, index=index, basic=basic)
+        return apply(Ix.GetItemView if basic else Ix.GetItem, x, index=index, basic=basic)
 
     @staticmethod
     def put_new(shape: tuple, index: Any, g: Any, basic: bool) -> Any:
-        return apply(M.PutNew, g, shape=shape, index=index, basic=basic)
+        return apply(Ix.PutNew, g, shape=shape, index=index, basic=basic)
 
     @staticmethod
     def gather(x: Any, dim: int, index: np.ndarray) -> Any:
-        return apply(M.Gather, x, dim=dim, index=index)
+        return apply(Ix.Gather, x, dim=dim, index=index)
 
     @staticmethod
     def scatter_add_new(shape: tuple, dim: int, index: np.ndarray, g: Any) -> Any:
-        return apply(M.ScatterAddNew, g, shape=shape, dim=dim, index=index)
+        return apply(Ix.ScatterAddNew, g, shape=shape, dim=dim, index=index)
 
     @staticmethod
     def split(x: Any, sizes: list, dim: int) -> Any:

@@ -434,7 +434,8 @@ def std(
     *,
     correction: Any = None,
 ) -> Tensor:  # noqa: A002
-    from .elementwise import sqrt, where  # noqa: PLC0415
+    from .elementwise import where  # noqa: PLC0415
+    from .unary import sqrt  # noqa: PLC0415
 
     v = var(input, dim, unbiased, keepdim, correction=correction)
     zero = v.data == 0

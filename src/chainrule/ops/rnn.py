@@ -27,10 +27,10 @@ import numpy as np
 from .. import backend
 from ..autograd.engine import Op, apply
 from ..tensor import Tensor
-from .elementwise import relu, sigmoid, tanh
 from .linalg import _mm
 from .linear import linear
 from .movement import split
+from .unary import relu, sigmoid, tanh
 
 
 def _sigmoid_(x: np.ndarray) -> np.ndarray:

@@ -13,7 +13,8 @@ from .callbacks import (
     ProgressBar,
 )
 from .health import GradientHealth
+from .history import History
 from .leaks import LeakGuard, LeakGuardCallback, leak_guard
 from .metrics import Accuracy, Loss, Mean, Metric, TopKAccuracy, accuracy, top_k_accuracy
 from .plots import plot_history
-from .trainer import History, Trainer, evaluate, fit
+from .trainer import Trainer, evaluate, fit

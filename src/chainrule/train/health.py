@@ -70,9 +70,9 @@ def _watch_activations(h: GradientHealth) -> None:
         return
     _act_watchers.append(h)
     if len(_act_watchers) == 1:
-        from ..ops import elementwise as E  # noqa: PLC0415
+        from ..ops import unary as U  # noqa: PLC0415
 
-        for cls, kind in ((E.Relu, "relu"), (E.Sigmoid, "sigmoid"), (E.Tanh, "tanh")):
+        for cls, kind in ((U.Relu, "relu"), (U.Sigmoid, "sigmoid"), (U.Tanh, "tanh")):
             orig = cls.__dict__["forward"]
             _ACT_ORIG[cls] = orig
             cls.forward = _watched_forward(orig, kind)
