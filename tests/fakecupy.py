@@ -25,6 +25,7 @@ import contextlib
 import functools
 import json
 import sys
+import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -484,14 +485,24 @@ class _Stream:
 
 
 class _Event:
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
+    """Work is done when queued here: an event records the host clock (for elapsed times)."""
+
+    done = True
+
+    def __init__(self, block: bool = False, disable_timing: bool = False, **kwargs: Any) -> None:
+        self.t = None
 
     def record(self, stream: Any = None) -> None:
-        return None
+        self.t = time.perf_counter()
 
     def synchronize(self) -> None:
         return None
+
+
+def _elapsed(start: _Event, end: _Event) -> float:
+    if start.t is None or end.t is None:
+        raise RuntimeError("cudaErrorInvalidResourceHandle: an event was not recorded")
+    return (end.t - start.t) * 1e3
 
 
 class _MemoryPool:
@@ -518,6 +529,7 @@ cuda = types.SimpleNamespace(
         memGetInfo=lambda: (2**33, 2**34),
     ),
     get_device_id=lambda: 0,
+    get_elapsed_time=_elapsed,
     alloc_pinned_memory=lambda n: bytearray(n),
 )
 get_default_memory_pool = lambda: _POOL  # noqa: E731

@@ -302,3 +302,22 @@ def test_gpu_bf16_autocast_tolerance(cuda: str) -> None:
     assert y.dtype == cr.bfloat16
     out = host(y.float())
     assert np.abs(out - ref).max() / np.abs(ref).max() < 2e-2
+
+
+def test_cuda_events_and_streams(cuda: str) -> None:
+    """torch.cuda's timing idiom works: events on the default stream, a side stream."""
+    start, end = cr.cuda.Event(enable_timing=True), cr.cuda.Event(enable_timing=True)
+    start.record()
+    y = (cr.ones(256, 256, device=cuda) @ cr.ones(256, 256, device=cuda)).sum()
+    end.record()
+    end.synchronize()
+    assert end.query() and start.elapsed_time(end) >= 0
+    assert y.item() == 256.0**3
+    s = cr.cuda.Stream()
+    with cr.cuda.stream(s):
+        z = cr.ones(4, device=cuda) * 2
+    s.synchronize()
+    cr.cuda.current_stream().synchronize()
+    np.testing.assert_array_equal(host(z), [2.0] * 4)
+    with pytest.raises(RuntimeError, match="enable_timing"):
+        cr.cuda.Event().elapsed_time(end)

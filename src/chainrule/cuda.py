@@ -112,3 +112,74 @@ _state = {"tf32": False}
 
 def tf32_enabled() -> bool:
     return _state["tf32"]
+
+
+# ----------------------------------------------------------------------------- streams and events
+class Event:
+    """``torch.cuda.Event``: a marker in a stream's queue of work, for timing GPU code without
+    stopping the host (``start.record(); ...; end.record(); end.synchronize();
+    start.elapsed_time(end)`` in milliseconds)."""
+
+    def __init__(self, enable_timing: bool = False, blocking: bool = False) -> None:
+        cp = backend.cuda_module()
+        self._event = cp.cuda.Event(block=blocking, disable_timing=not enable_timing)
+        self.enable_timing = enable_timing
+
+    def record(self, stream: Stream | None = None) -> None:
+        self._event.record(None if stream is None else stream._stream)
+
+    def synchronize(self) -> None:
+        self._event.synchronize()
+
+    def query(self) -> bool:
+        return bool(self._event.done)
+
+    def elapsed_time(self, end: Event) -> float:
+        """Milliseconds from this event to ``end`` (both recorded, with ``enable_timing``)."""
+        if not (self.enable_timing and end.enable_timing):
+            raise RuntimeError("elapsed_time needs both events made with enable_timing=True")
+        return float(backend.cuda_module().cuda.get_elapsed_time(self._event, end._event))
+
+
+class Stream:
+    """``torch.cuda.Stream``: an independent queue of GPU work (``with cr.cuda.stream(s):``)."""
+
+    def __init__(self, device: Any = None, priority: int = 0) -> None:
+        self._stream = backend.cuda_module().cuda.Stream(non_blocking=True)
+
+    def synchronize(self) -> None:
+        self._stream.synchronize()
+
+    def wait_event(self, event: Event) -> None:
+        self._stream.wait_event(event._event)
+
+    def wait_stream(self, other: Stream) -> None:
+        e = Event()
+        e.record(other)
+        self.wait_event(e)
+
+    def record_event(self, event: Event | None = None) -> Event:
+        event = event or Event()
+        event.record(self)
+        return event
+
+    def __enter__(self) -> Stream:
+        self._stream.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stream.__exit__(*exc)
+
+
+def stream(s: Stream | None) -> Any:
+    """``with cr.cuda.stream(s):`` queues the GPU work inside on ``s`` (None: no change)."""
+    import contextlib  # noqa: PLC0415
+
+    return contextlib.nullcontext() if s is None else s
+
+
+def current_stream(device: Any = None) -> Stream:
+    """The stream GPU work is queued on now."""
+    s = Stream.__new__(Stream)
+    s._stream = backend.cuda_module().cuda.get_current_stream()
+    return s
