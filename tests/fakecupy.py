@@ -213,7 +213,7 @@ class ndarray:  # noqa: N801 - CuPy's name
 
     def __array_function__(self, func: Any, types_: Any, args: Any, kwargs: Any) -> Any:
         path = func.__module__.split(".")[1:]
-        mod = ".".join(p for p in path if not p.startswith("_"))
+        mod = ".".join(path)  # as CuPy: getattr down the same path from cupy
         names = _TOP if not mod else _SUB.get(mod, set())
         if func.__name__ not in names:
             return NotImplemented
