@@ -1,0 +1,118 @@
+"""The fused CUDA kernels, run on the CPU by ``cuda_emulator`` (C++ with one thread per lane):
+each kernel, launched exactly as the Python launchers launch it on a GPU, against its own NumPy
+reference (``CHAINRULE_CUDA_KERNELS=0``), in float32, float64 and bfloat16, on shapes that leave
+partial warps and blocks. The same comparison runs on a real GPU in
+``test_kernels.py::test_gpu_kernel_matches_reference``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import cuda_emulator
+from chainrule import kernels as K
+from chainrule.kernels import _launch
+
+pytestmark = pytest.mark.skipif(not cuda_emulator.available(), reason="needs g++ (C++20)")
+
+
+@pytest.fixture
+def emulated(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Host arrays take the kernel path, and kernels run in the emulator; yields the names of
+    the kernels launched."""
+    launched: list = []
+
+    def get_kernel(kernel: str, dtype: str) -> cuda_emulator.Kernel:
+        launched.append(f"{kernel}/{dtype}")
+        return cuda_emulator.Kernel(*K.render(kernel, dtype))
+
+    monkeypatch.setattr(_launch, "kernel_module", lambda *a: np if _launch._enabled() else None)
+    monkeypatch.setattr(_launch, "get_kernel", get_kernel)
+    return launched
+
+
+def _dtype(name: str) -> np.dtype:
+    if name == "bfloat16":
+        return np.dtype(pytest.importorskip("ml_dtypes").bfloat16)
+    return np.dtype(name)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+@pytest.mark.parametrize("case", ["sgd", "adam", "activations", "cross_entropy", "layer_norm"])
+def test_kernel_matches_its_reference(
+    emulated: list, case: str, dtype: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dt = _dtype(dtype)
+    rng = np.random.default_rng(6)
+    tol = dict(rtol=2e-2, atol=2e-2) if dt.itemsize == 2 else dict(rtol=1e-5, atol=1e-6)
+
+    def mk(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32).astype(dt)
+
+    p, g, x, gx = mk(1000), mk(1000), mk(37, 129), mk(37, 129)
+    t = rng.integers(0, 129, 37)
+    t[::4] = -100  # ignore_index rows
+
+    def sgd() -> list:
+        out = []
+        for kw in (
+            dict(momentum=0.9, nesterov=True, weight_decay=0.01),
+            dict(momentum=0.9, dampening=0.1, first=True),
+            dict(weight_decay=0.1, maximize=True),
+        ):
+            q, buf = p.copy(), g.copy()
+            K.sgd_step(q, g, buf if kw.get("momentum") else None, lr=0.1, **kw)
+            out += [q, buf]
+        return out
+
+    def adam() -> list:
+        out = []
+        for kw in (dict(amsgrad=True, decoupled=True, weight_decay=0.1), dict(weight_decay=0.01)):
+            q, m, v, vm = p.copy(), g.copy(), g * g, g * g
+            K.adam_step(q, g, m, v, vm, step=3, lr=0.01, **kw)
+            out += [q, m, v, vm]
+        return out
+
+    def activations() -> list:
+        out = [f(gx, x) for f in (K.relu_backward, K.sigmoid_backward, K.tanh_backward)]
+        return out + [K.gelu_backward(gx, x), K.gelu_backward(gx, x, "tanh")]
+
+    def cross_entropy() -> list:
+        out = []
+        for w, red in ((np.abs(x[0]), "mean"), (None, "sum"), (None, "none")):
+            loss, lse, tot = K.cross_entropy_forward(x, t, w, reduction=red)
+            out += [loss, lse, K.cross_entropy_backward(np.ones_like(loss), x, t, lse, tot, w)]
+        return out
+
+    def layer_norm() -> list:
+        y, mean, rstd = K.layer_norm_forward(x, x[1], x[2])
+        y2, _, _ = K.layer_norm_forward(x, None, None)
+        return [y, y2, mean, rstd, *K.layer_norm_backward(gx, x, mean, rstd, x[1])]
+
+    fn = locals()[case]
+    got = fn()
+    assert emulated and all(k.endswith("/" + dtype) for k in emulated)  # the kernels ran
+    n = len(emulated)
+    monkeypatch.setenv("CHAINRULE_CUDA_KERNELS", "0")
+    want = fn()
+    assert len(emulated) == n  # the references did not launch kernels
+    assert len(got) == len(want)
+    for i, (a, b) in enumerate(zip(got, want)):
+        if a is None or b is None:
+            assert a is b, f"{case} output {i}"
+            continue
+        a, b = np.asarray(a), np.asarray(b)
+        assert a.shape == b.shape and a.dtype == b.dtype, f"{case} output {i}"
+        np.testing.assert_allclose(
+            a.astype(np.float64), b.astype(np.float64), **tol, err_msg=f"{case} {dtype} output {i}"
+        )
+
+
+def test_emulator_catches_a_wrong_argument_type(emulated: list) -> None:
+    """What the emulator is for: a launcher passing a scalar of the wrong C type is refused."""
+    src, name = K.render("sgd", "float32")
+    k = cuda_emulator.Kernel(src, name)
+    p = np.zeros(4, np.float32)
+    args = (p, p, p, np.int64(4), np.float64(0.1)) + (np.float32(0),) * 3 + (np.int32(0),) * 3
+    with pytest.raises(TypeError, match=r"argument 4 \(lr: float\): expects float32, got float64"):
+        k((1,), (256,), args)
