@@ -4,6 +4,7 @@ achieved TFLOP/s and peak GPU memory.
     python benchmarks/bench_gpu.py                     # every case, 5 rounds
     python benchmarks/bench_gpu.py --quick             # a short smoke run (2 rounds, short timings)
     python benchmarks/bench_gpu.py --only mlp big --modes fp32 tf32 --rounds 7
+    python benchmarks/bench_gpu.py --only cnn1d cnn2d --conv direct  # direct conv kernels
 
 Cases (cross-entropy; the same initial weights in both frameworks, copied from chainrule's
 initialisation through state_dict):
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import statistics
 import sys
 import time
@@ -219,7 +221,15 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", default=list(CASES))
     ap.add_argument("--modes", nargs="*", default=["fp32", "tf32", "bf16"])
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 rounds, 0.05 s timings")
+    ap.add_argument(
+        "--conv",
+        choices=["im2col", "direct"],
+        default=None,
+        help="chainrule's GPU convolutions (sets CHAINRULE_CUDA_CONV; default: the environment's)",
+    )
     args = ap.parse_args()
+    if args.conv is not None:
+        os.environ["CHAINRULE_CUDA_CONV"] = args.conv
     if args.quick:
         args.rounds, args.seconds = 2, 0.05
     try:
@@ -238,7 +248,8 @@ def main() -> int:
         except RuntimeError as e:
             print(f"bench_gpu: chainrule cannot use the GPU ({e}); nothing measured")
             return 0
-    print(f"# {torch.cuda.get_device_name(0)}, torch {torch.__version__}", flush=True)
+    conv = os.environ.get("CHAINRULE_CUDA_CONV", "im2col")
+    print(f"# {torch.cuda.get_device_name(0)}, torch {torch.__version__}, conv {conv}", flush=True)
     peak = matmul_rates(cr, torch, args.quick)
     print(json.dumps({"matmul TFLOP/s": {k: round(v, 1) for k, v in peak.items()}}), flush=True)
     has_autocast = hasattr(cr, "autocast")

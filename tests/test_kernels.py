@@ -463,3 +463,55 @@ def test_gpu_kernel_matches_reference(
                 **tol,
                 err_msg=f"{fn.__name__} {dtype}",
             )
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_gpu_direct_conv_matches_im2col(
+    cuda: str, dtype: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a real GPU: the direct convolution kernels (CHAINRULE_CUDA_CONV=direct) against the
+    im2col path, forward (with bias), transposed (input gradient, with bias) and weight
+    gradient, on the geometries of the emulated test (1-d and 2-d, strides, padding, dilation,
+    groups, partial warps, long weight-gradient reductions)."""
+    if conftest.is_fake():
+        pytest.skip("needs a real GPU (the fake CuPy cannot run kernels)")
+    from chainrule.ops import conv as C
+    from test_kernels_emulated import CONV_CASES, _conv_geom
+
+    dt = pytest.importorskip("ml_dtypes").bfloat16 if dtype == "bfloat16" else np.dtype(dtype)
+    cp = backend.cuda_module()
+    rng = np.random.default_rng(7)
+    rtol, atol = (2e-2, 1e-2) if np.dtype(dt).itemsize == 2 else (1e-5, 1e-5)
+    launched: list = []
+    for name in ("conv_forward", "conv_input_grad", "conv_weight_grad"):
+
+        def ran(*a: object, _real: object = getattr(K.conv, name), _name: str = name) -> object:
+            out = _real(*a)
+            launched.append((_name, out is not None))  # None: the kernel declined
+            return out
+
+        monkeypatch.setattr(K.conv, name, ran)
+    for case in CONV_CASES:
+        N, Ci, Co, sp, k, _, _, _, G = case
+        geom, osize = _conv_geom(case)
+
+        def mk(*shape: int) -> object:
+            return cp.asarray(rng.standard_normal(shape).astype(np.float32)).astype(dt)
+
+        x, w, b = mk(N, Ci, *sp), mk(Co, Ci // G, *k), mk(Co)
+        u, bt = mk(N, Co, *osize), mk(Ci)
+
+        got, want = [], []
+        for mode, out in (("direct", got), ("im2col", want)):
+            monkeypatch.setenv("CHAINRULE_CUDA_CONV", mode)
+            out.append(C._conv(x, w, b, geom, osize))
+            out.append(C._conv_t(u, w, bt, geom, sp))
+            out.append(C.conv_wgrad_arrays(x, u, geom, k))
+        for i, (a, e) in enumerate(zip(got, want, strict=True)):
+            assert a.shape == e.shape and a.dtype == e.dtype, f"{case} output {i}"
+            a, e = cp.asnumpy(a.astype(np.float64)), cp.asnumpy(e.astype(np.float64))
+            scale = max(1.0, float(np.abs(e).max()))
+            np.testing.assert_allclose(
+                a, e, rtol=rtol, atol=atol * scale, err_msg=f"{case} {dtype} output {i}"
+            )
+    assert len(launched) == 3 * len(CONV_CASES) and all(ok for _, ok in launched)

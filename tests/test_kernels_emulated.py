@@ -116,3 +116,85 @@ def test_emulator_catches_a_wrong_argument_type(emulated: list) -> None:
     args = (p, p, p, np.int64(4), np.float64(0.1)) + (np.float32(0),) * 3 + (np.int32(0),) * 3
     with pytest.raises(TypeError, match=r"argument 4 \(lr: float\): expects float32, got float64"):
         k((1,), (256,), args)
+
+
+# ------------------------------------------------------------------- direct convolution
+# (N, C, Co, spatial, kernel, stride, padding, dilation, groups): 1-d (one spatial size) and
+# 2-d; odd sizes leave partial warps and blocks; the last ones make the weight-gradient
+# reduction (N * oh * ow) many times longer than a warp.
+CONV_CASES = [
+    (1, 3, 4, (11,), (3,), (1,), (0,), (1,), 1),
+    (3, 4, 6, (13,), (3,), (2,), (1,), (2,), 2),
+    (3, 2, 2, (9,), (5,), (1,), (2,), (1,), 2),
+    (1, 3, 5, (7, 9), (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    (3, 4, 4, (8, 7), (3, 2), (2, 1), (0, 2), (1, 2), 2),
+    (3, 2, 4, (9, 10), (2, 3), (2, 2), (2, 1), (2, 1), 1),
+    (3, 2, 3, (300,), (4,), (1,), (1,), (1,), 1),
+    (2, 2, 2, (21, 23), (3, 3), (1, 1), (1, 1), (1, 1), 2),
+]
+
+
+def _conv_geom(case: tuple) -> tuple:
+    N, C, Co, sp, k, s, p, d, G = case
+    osize = tuple((n + 2 * pi - di * (ki - 1) - 1) // si + 1 for n, ki, si, pi, di in zip(sp, k, s, p, d))  # fmt: skip
+    two = (lambda t: (1, *t)) if len(sp) == 1 else (lambda t: t)
+    pads = tuple((pi, pi) for pi in two(p))
+    return (two(s), pads, two(d), G), osize
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: f"{len(c[3])}d-{c}")
+def test_direct_conv_matches_im2col(
+    emulated: list, case: tuple, dtype: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The three direct convolution kernels, reached through ops.conv's dispatch
+    (CHAINRULE_CUDA_CONV=direct), against its im2col path."""
+    from chainrule.ops import conv as C
+
+    dt = _dtype(dtype)
+    rng = np.random.default_rng(7)
+    N, Ci, Co, sp, k, _, _, _, G = case
+    geom, osize = _conv_geom(case)
+
+    def mk(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32).astype(dt)
+
+    x, w, b = mk(N, Ci, *sp), mk(Co, Ci // G, *k), mk(Co)
+    u, bt = mk(N, Co, *osize), mk(Ci)
+
+    def run() -> list:
+        return [
+            C._conv(x, w, b, geom, osize),
+            C.conv_arrays(x, w, geom, osize),
+            C._conv_t(u, w, bt, geom, sp),
+            C.conv_transpose_arrays(u, w, geom, sp),
+            C.conv_wgrad_arrays(x, u, geom, k),
+        ]
+
+    monkeypatch.setattr(K.conv, "EMULATE_ON_HOST", True)
+    monkeypatch.setenv("CHAINRULE_CUDA_CONV", "direct")
+    got = run()
+    assert sorted(set(emulated)) == [f"conv_{d}/{dtype}" for d in ("dw", "dx", "fwd")]
+    monkeypatch.setenv("CHAINRULE_CUDA_CONV", "im2col")
+    n = len(emulated)
+    want = run()
+    assert len(emulated) == n
+    # sums of up to ~1000 products: absolute error relative to the output's scale
+    rtol, atol = (2e-2, 1e-2) if dt.itemsize == 2 else (1e-5, 1e-5)
+    for i, (a, e) in enumerate(zip(got, want, strict=True)):
+        assert a.shape == e.shape and a.dtype == e.dtype, f"output {i}"
+        a, e = a.astype(np.float64), e.astype(np.float64)
+        scale = max(1.0, float(np.abs(e).max()))
+        np.testing.assert_allclose(
+            a, e, rtol=rtol, atol=atol * scale, err_msg=f"{case} {dtype} output {i}"
+        )
+
+
+def test_direct_conv_falls_back_where_no_kernel_applies(emulated: list) -> None:
+    """A non-contiguous input or an integer dtype: the kernels decline (None), im2col runs."""
+    geom, osize = _conv_geom(CONV_CASES[3])
+    x = np.ones((1, 3, 9, 7), np.float32).transpose(0, 1, 3, 2)
+    w = np.ones((5, 3, 3, 3), np.float32)
+    assert K.conv_forward(x, w, None, geom, osize) is None
+    assert K.conv_weight_grad(x.astype(np.int64), x, geom, (3, 3)) is None
+    assert not emulated

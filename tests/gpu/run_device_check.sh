@@ -25,7 +25,7 @@ PY
 pip install --no-deps --no-build-isolation -e . >>"$LOG" 2>&1 || say "pip install -e . failed: using PYTHONPATH=src"
 
 say "1/4 NVRTC compile of the fused kernels"
-timeout 60 python3 tests/gpu/compile_kernels.py 2>&1 | tee -a "$LOG"
+timeout 30 python3 tests/gpu/compile_kernels.py 2>&1 | tee -a "$LOG"
 
 say "2/4 tests on the GPU (--device gpu)"
 TESTS=()
@@ -39,18 +39,20 @@ XDIST=()
 python3 -c "import xdist" 2>/dev/null && XDIST=(-n 8)
 # only the CUDA half of the device-parametrised tests (the CPU half runs on CI), every failure
 # listed (one run is all a session gets), at most 40 of them
-timeout 300 python3 -m pytest --device gpu -k "cuda or gpu" --maxfail=40 -p no:cacheprovider \
+timeout 270 python3 -m pytest --device gpu -k "cuda or gpu" --maxfail=40 -p no:cacheprovider \
     -o addopts="" -q -rf --durations=10 "${XDIST[@]}" "${TESTS[@]}" 2>&1 | tail -n 250 | tee -a "$LOG"
 say "pytest exit: ${PIPESTATUS[0]} (124: timed out)"
 
 say "3/4 the default training run on the GPU (chainrule train --device cuda)"
 RUNS=$(mktemp -d)
-timeout 90 python3 -m chainrule.cli train --device cuda --out "$RUNS/run" 2>&1 | tail -n 15 | tee -a "$LOG"
+timeout 60 python3 -m chainrule.cli train --device cuda --out "$RUNS/run" 2>&1 | tail -n 15 | tee -a "$LOG"
 say "train exit: ${PIPESTATUS[0]} (124: timed out)"
 
 say "4/4 benchmark (chainrule on CuPy vs PyTorch CUDA), then the MLP/CNN without fused kernels"
-timeout 140 python3 benchmarks/bench_gpu.py --rounds 3 --seconds 0.25 2>&1 | tee -a "$LOG"
+timeout 120 python3 benchmarks/bench_gpu.py --rounds 3 --seconds 0.25 2>&1 | tee -a "$LOG"
 say "bench exit: ${PIPESTATUS[0]} (124: timed out)"
-CHAINRULE_CUDA_KERNELS=0 timeout 45 python3 benchmarks/bench_gpu.py --only mlp cnn1d --modes fp32 \
+CHAINRULE_CUDA_KERNELS=0 timeout 35 python3 benchmarks/bench_gpu.py --only mlp cnn1d --modes fp32 \
     --rounds 3 --seconds 0.25 2>&1 | sed 's/^/[no fused kernels] /' | tee -a "$LOG"
+timeout 40 python3 benchmarks/bench_gpu.py --only cnn1d cnn2d --modes fp32 --conv direct \
+    --rounds 3 --seconds 0.25 2>&1 | sed 's/^/[direct conv] /' | tee -a "$LOG"
 say "done $(date -u +%FT%TZ)"

@@ -11,13 +11,17 @@ written with ufuncs so that it runs on device arrays too.
 - ``relu_backward``, ``sigmoid_backward``, ``tanh_backward``, ``gelu_backward``: grad * f';
 - ``cross_entropy_forward``/``cross_entropy_backward``: softmax + cross-entropy over class
   indices with weights and ignore_index;
-- ``layer_norm_forward``/``layer_norm_backward``: LayerNorm over the last dim.
+- ``layer_norm_forward``/``layer_norm_backward``: LayerNorm over the last dim;
+- ``conv_forward``/``conv_input_grad``/``conv_weight_grad``: direct convolution (no im2col),
+  used by ``ops.conv`` with ``CHAINRULE_CUDA_CONV=direct``; these return None where no kernel
+  applies (the caller's im2col is their reference).
 
 Kernels exist for float32, float64, float16 and bfloat16 data (arithmetic in float32, float64
 for float64).
 """
 
 from .activation import gelu_backward, relu_backward, sigmoid_backward, tanh_backward
+from .conv import conv_forward, conv_input_grad, conv_weight_grad
 from .cuda_sources import DTYPES, KERNELS, render
 from .loss import cross_entropy_backward, cross_entropy_forward
 from .norm import layer_norm_backward, layer_norm_forward
@@ -27,6 +31,9 @@ __all__ = [
     "DTYPES",
     "KERNELS",
     "adam_step",
+    "conv_forward",
+    "conv_input_grad",
+    "conv_weight_grad",
     "cross_entropy_backward",
     "cross_entropy_forward",
     "gelu_backward",

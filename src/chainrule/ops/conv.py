@@ -12,8 +12,10 @@ scratch buffers (``_buf``; ``release_workspace()`` frees them). Three array kern
     _conv_wgrad(x, u) the adjoint of _conv in w
 
 They take NumPy or CuPy arrays (on a device: the same im2col, with CuPy's GEMM). Every
-convolution, forward and backward, goes through these three, so they are where a GPU-specific
-implementation (cuDNN-class, dispatching on the array module) would plug in.
+convolution, forward and backward, goes through these three. On real CuPy with
+``CHAINRULE_CUDA_CONV=direct`` they run the direct CUDA kernels of ``kernels.conv`` instead (no
+column matrix; falling back to im2col where no kernel applies). im2col stays the default until a
+GPU has measured which of the two is faster.
 
 and three Ops (``Conv``, ``ConvT``, ``ConvWGrad``) whose backward rules are written with each other
 (through ``m.conv`` / ``m.conv_transpose`` / ``m.conv_wgrad``), so the backward is differentiable
@@ -31,6 +33,7 @@ import numpy as np
 
 from .. import backend, dtypes
 from ..autograd.engine import Op, apply
+from ..kernels import conv as _kc
 from ..tensor import Tensor, wrap
 from ._conv_util import _as2d, _buf, _dims2, _padded, _strided, _sz2, _tuple
 from ._conv_util import release_workspace as release_workspace
@@ -133,6 +136,8 @@ def _f32(*arrays: Any) -> tuple:
 
 def _conv(x: np.ndarray, w: np.ndarray, b: Any, geom: tuple, osize: tuple) -> np.ndarray:
     """Convolution of x (N, C, [H,] W) with w (Co, C/G, [kh,] kw) (+ bias)."""
+    if _kc.requested(x) and (r := _kc.conv_forward(x, w, b, geom, osize)) is not None:
+        return r
     if x.dtype.kind == "V":
         return _conv(*_f32(x, w, b), geom, osize).astype(x.dtype)
     one = x.ndim == 3
@@ -194,6 +199,8 @@ def _col2im(
 
 def _conv_t(u: np.ndarray, w: np.ndarray, b: Any, geom: tuple, isize: tuple) -> np.ndarray:
     """Transposed convolution: u (N, Co, [oh,] ow), w (Co, C/G, [kh,] kw) -> (N, C, [H,] W)."""
+    if _kc.requested(u) and (r := _kc.conv_input_grad(u, w, b, geom, isize)) is not None:
+        return r
     if u.dtype.kind == "V":
         return _conv_t(*_f32(u, w, b), geom, isize).astype(u.dtype)
     one = u.ndim == 3
@@ -212,6 +219,8 @@ def _conv_t(u: np.ndarray, w: np.ndarray, b: Any, geom: tuple, isize: tuple) -> 
 
 def _conv_wgrad(x: np.ndarray, u: np.ndarray, geom: tuple, ksize: tuple) -> np.ndarray:
     """Weight gradient: x (N, C, [H,] W), u (N, Co, [oh,] ow) -> (Co, C/G, [kh,] kw)."""
+    if _kc.requested(x) and (r := _kc.conv_weight_grad(x, u, geom, ksize)) is not None:
+        return r
     if x.dtype.kind == "V":
         return _conv_wgrad(*_f32(x, u), geom, ksize).astype(x.dtype)
     one = x.ndim == 3
