@@ -6,8 +6,9 @@ This checks what NVRTC's compile check cannot: the kernels' arithmetic and index
 grid-stride loops over partial blocks and warps, and, above all, that the arguments the Python
 launchers pass (their order and their C types: CuPy passes a NumPy scalar's raw bytes, so a
 ``float32`` where the kernel reads ``long long`` silently corrupts) match each kernel's signature.
-It cannot check half precision (its conversions are PTX assembly), nor speed, nor anything a GPU's
-memory model adds (the kernels use no shared memory and no atomics).
+float16's two PTX conversions are replaced by C++ ``_Float16`` conversions (the same IEEE
+round-to-nearest-even). It cannot check speed, nor anything a GPU's memory model adds (the kernels
+use no shared memory and no atomics).
 
 Needs a C++20 compiler (``g++``); ``available()`` says whether one is there.
 """
@@ -138,7 +139,27 @@ def _params(src: str, name: str) -> list[tuple[str, str, bool]]:
     return out
 
 
-EMULATED_DTYPES = ("float32", "float64", "bfloat16")  # float16 converts with PTX assembly
+EMULATED_DTYPES = ("float32", "float64", "bfloat16", "float16")
+
+# float16's loads and stores are PTX conversions (cvt.f32.f16, cvt.rn.f16.f32): IEEE conversions,
+# round to nearest even, which C++'s _Float16 performs the same way on the CPU
+_PTX_HALF = {
+    'float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v.x)); return f;': (
+        "_Float16 h; std::memcpy(&h, &v.x, 2); return (float)h;"
+    ),
+    'cr_half h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h.x) : "f"(v)); return h;': (
+        "_Float16 f = (_Float16)v; cr_half h; std::memcpy(&h.x, &f, 2); return h;"
+    ),
+}
+
+
+def _cpu_source(src: str) -> str:
+    """The kernel source with its PTX half conversions in C++ (the only assembly it holds)."""
+    for ptx, cpp in _PTX_HALF.items():
+        src = src.replace(ptx, cpp)
+    if "asm(" in src:
+        raise ValueError("a kernel holds PTX assembly the emulator does not translate")
+    return src
 
 
 def _unit(src: str, name: str, typedefs: tuple) -> str:
@@ -175,7 +196,7 @@ def _library() -> ctypes.CDLL:
     for k in KERNELS:
         for dt in EMULATED_DTYPES:
             src, name = render(k, dt)
-            units.append(_unit(src, name, _typedefs(src)))
+            units.append(_unit(_cpu_source(src), name, _typedefs(src)))
     code = _SHIM + "".join(units)
     key = hashlib.sha256(code.encode()).hexdigest()[:16]
     d = Path(tempfile.gettempdir()) / "chainrule-cuda-emulator"

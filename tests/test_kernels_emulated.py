@@ -1,6 +1,6 @@
 """The fused CUDA kernels, run on the CPU by ``cuda_emulator`` (C++ with one thread per lane):
 each kernel, launched exactly as the Python launchers launch it on a GPU, against its own NumPy
-reference (``CHAINRULE_CUDA_KERNELS=0``), in float32, float64 and bfloat16, on shapes that leave
+reference (``CHAINRULE_CUDA_KERNELS=0``), in float32, float64, bfloat16 and float16, on shapes that leave
 partial warps and blocks. The same comparison runs on a real GPU in
 ``test_kernels.py::test_gpu_kernel_matches_reference``."""
 
@@ -37,7 +37,7 @@ def _dtype(name: str) -> np.dtype:
     return np.dtype(name)
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16", "float16"])
 @pytest.mark.parametrize("case", ["sgd", "adam", "activations", "cross_entropy", "layer_norm"])
 def test_kernel_matches_its_reference(
     emulated: list, case: str, dtype: str, monkeypatch: pytest.MonkeyPatch
@@ -142,7 +142,7 @@ def _conv_geom(case: tuple) -> tuple:
     return (two(s), pads, two(d), G), osize
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16"])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16", "float16"])
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: f"{len(c[3])}d-{c}")
 def test_direct_conv_matches_im2col(
     emulated: list, case: tuple, dtype: str, monkeypatch: pytest.MonkeyPatch
