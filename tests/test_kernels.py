@@ -450,7 +450,22 @@ def test_gpu_kernel_matches_reference(
         y, mean, rstd = K.layer_norm_forward(x, x[1], x[2])
         return [y, mean, rstd, *K.layer_norm_backward(gx, x, mean, rstd, x[1])]
 
-    for fn in (sgd, adam, acts, ce, ln):
+    def fwds() -> list:
+        xs = x * 30
+        out = [K.sigmoid_forward(xs), K.silu_forward(xs), K.gelu_forward(x)]
+        out += [K.gelu_forward(x, "tanh"), K.softplus_forward(xs, 0.5, 3.0)]
+        return out + [K.elu_forward(xs, 1.5), K.leaky_relu_forward(xs, 0.2)]
+
+    xb = mk(6, 3, 700) * 2 + 3  # N HW = 4200 a channel
+
+    def bn() -> list:
+        w, b = xb[0, :, 0].copy(), xb[1, :, 0].copy()
+        y, mean, var, invstd = K.batch_norm_forward(xb, w, b, eps=1e-3)
+        y2, *_ = K.batch_norm_forward(x, None, None)
+        gy = xb[::-1].copy()
+        return [y, y2, mean, var, invstd, *K.batch_norm_backward(gy, xb, mean, invstd, w)]
+
+    for fn in (sgd, adam, acts, fwds, ce, ln, bn):
         assert _launch.kernel_module(x) is not None
         got = fn()
         monkeypatch.setenv("CHAINRULE_CUDA_KERNELS", "0")
@@ -515,3 +530,75 @@ def test_gpu_direct_conv_matches_im2col(
                 a, e, rtol=rtol, atol=atol * scale, err_msg=f"{case} {dtype} output {i}"
             )
     assert len(launched) == 3 * len(CONV_CASES) and all(ok for _, ok in launched)
+
+
+# ------------------------------------------- activation forwards and BatchNorm use the kernels
+FWD_KERNELS = (
+    "sigmoid_forward",
+    "silu_forward",
+    "gelu_forward",
+    "softplus_forward",
+    "elu_forward",
+    "leaky_relu_forward",
+    "batch_norm_forward",
+    "batch_norm_backward",
+)
+
+
+def _run_fwd_acts(device: str, create_graph: bool = False) -> dict:
+    """The activations with a fused forward, and BatchNorm in training (a module with running
+    statistics and momentum=None; functional without affine on (N, C)) and in eval mode,
+    forward and backward; returns the results, gradients and running statistics."""
+    rng = np.random.default_rng(10)
+    x = cr.tensor(rng.standard_normal((6, 5)) * 4, device=device, requires_grad=True)
+    h = x.sigmoid() + F.silu(x) + F.gelu(x) + F.gelu(x, approximate="tanh")
+    h = h + F.softplus(x, beta=2.0, threshold=3.0) + F.elu(x, 1.5) + F.leaky_relu(x, 0.1)
+    bn = cr.nn.BatchNorm2d(3, momentum=None).to(device)
+    xb = cr.tensor(rng.standard_normal((4, 3, 5, 6)) + 2, device=device, requires_grad=True)
+    yb = bn(xb)
+    yb2 = F.batch_norm(h, None, None, training=True)
+    bn.eval()
+    ye = bn(xb * 0.5)
+    loss = (h * h).sum() + (yb * yb * xb).sum() + (yb2 * x).sum() + (ye * ye).sum()
+    if create_graph:
+        (g,) = cr.autograd.grad(loss, [x], create_graph=True)
+        loss = (g * g).sum()
+    loss.backward()
+    out = {"x": x.grad, "loss": loss, "rm": bn.running_mean, "rv": bn.running_var}
+    if not create_graph:  # (the second backward reaches x only)
+        out |= {"xb": xb.grad, "w": bn.weight.grad, "b": bn.bias.grad}
+    return out
+
+
+def test_forwards_and_batch_norm_use_the_fused_kernels_on_device_arrays_only(
+    device: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On CUDA the activation forwards and training-mode BatchNorm (forward and array
+    backward) go through the kernels, with the CPU's values; the CPU never calls them."""
+    calls = _spy(monkeypatch, *FWD_KERNELS)
+    got = _run_fwd_acts(device)
+    if device == "cpu":
+        assert calls == dict.fromkeys(FWD_KERNELS, 0)
+        return
+    # sigmoid: its own forward, and the sigmoids of SiLU's and Softplus's backwards
+    want = dict.fromkeys(FWD_KERNELS, 1) | {"sigmoid_forward": 3, "gelu_forward": 2}
+    assert calls == want | {"batch_norm_forward": 2, "batch_norm_backward": 2}
+    ref = _run_fwd_acts("cpu")
+    for k, v in got.items():
+        assert v.device.type == "cuda", k
+        np.testing.assert_allclose(host_t(v), host_t(ref[k]), rtol=1e-10, atol=1e-10, err_msg=k)
+
+
+def test_batch_norm_kernels_stay_out_of_create_graph_backwards(
+    cuda: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A differentiable backward through training-mode BatchNorm keeps the recorded rules
+    (exact second derivatives through the batch statistics), with the CPU's values."""
+    calls = _spy(monkeypatch, "batch_norm_forward", "batch_norm_backward")
+    got = _run_fwd_acts(cuda, create_graph=True)
+    ref = _run_fwd_acts("cpu", create_graph=True)
+    for k, v in got.items():
+        np.testing.assert_allclose(host_t(v), host_t(ref[k]), rtol=1e-9, atol=1e-10, err_msg=k)
+    # the create_graph pass used none; the second backward reaches the functional BatchNorm node
+    # once as arrays (through its output, which d(yb2 * x)/dx holds): fused there
+    assert calls == {"batch_norm_forward": 2, "batch_norm_backward": 1}

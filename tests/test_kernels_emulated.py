@@ -38,7 +38,10 @@ def _dtype(name: str) -> np.dtype:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64", "bfloat16", "float16"])
-@pytest.mark.parametrize("case", ["sgd", "adam", "activations", "cross_entropy", "layer_norm"])
+@pytest.mark.parametrize(
+    "case",
+    ["sgd", "adam", "activations", "act_forwards", "cross_entropy", "layer_norm", "batch_norm"],
+)
 def test_kernel_matches_its_reference(
     emulated: list, case: str, dtype: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -77,6 +80,31 @@ def test_kernel_matches_its_reference(
         out = [f(gx, x) for f in (K.relu_backward, K.sigmoid_backward, K.tanh_backward)]
         return out + [K.gelu_backward(gx, x), K.gelu_backward(gx, x, "tanh")]
 
+    # large values (sigmoid's clamp, softplus's threshold), NaN and infinities
+    xs = (x.astype(np.float32) * 30).astype(dt)
+    xs[0, :4] = np.array([np.nan, np.inf, -np.inf, 0.0]).astype(dt)
+
+    def act_forwards() -> list:
+        out = [K.sigmoid_forward(v) for v in (x, xs)] + [K.silu_forward(xs)]
+        out += [K.gelu_forward(xs), K.gelu_forward(xs, "tanh")]
+        out += [K.softplus_forward(xs), K.softplus_forward(xs, 0.5, 3.0), K.softplus_forward(x, 2.0)]  # fmt: skip
+        return out + [K.elu_forward(xs, 1.5), K.leaky_relu_forward(xs, 0.2)]
+
+    def batch_norm() -> list:
+        out = []
+        # N HW = 4200 (long reductions), affine; (N, C) with N = 37 (a partial warp), no affine;
+        # 4-d with a weight only
+        for shape, affine in (((6, 3, 700), (1, 1)), ((37, 5), (0, 0)), ((3, 4, 5, 7), (1, 0))):
+            xb = (rng.standard_normal(shape) * 2 + 3).astype(np.float32).astype(dt)
+            gb = mk(*shape)
+            C = shape[1]
+            w = mk(C) if affine[0] else None
+            b = mk(C) if affine[1] else None
+            y, mean, var, invstd = K.batch_norm_forward(xb, w, b, eps=1e-3)
+            out += [y, mean, var, invstd, *K.batch_norm_backward(gb, xb, mean, invstd, w)]
+            out.append(K.batch_norm_backward(gb, xb, mean, invstd, w, need_weight_grads=False)[0])
+        return out
+
     def cross_entropy() -> list:
         out = []
         for w, red in ((np.abs(x[0]), "mean"), (None, "sum"), (None, "none")):
@@ -90,11 +118,15 @@ def test_kernel_matches_its_reference(
         return [y, y2, mean, rstd, *K.layer_norm_backward(gx, x, mean, rstd, x[1])]
 
     fn = locals()[case]
-    got = fn()
+    state = rng.bit_generator.state  # batch_norm draws its inputs: the same for both runs
+    with np.errstate(invalid="ignore", over="ignore"):  # inf * 0 in GELU's references
+        got = fn()
+    rng.bit_generator.state = state
     assert emulated and all(k.endswith("/" + dtype) for k in emulated)  # the kernels ran
     n = len(emulated)
     monkeypatch.setenv("CHAINRULE_CUDA_KERNELS", "0")
-    want = fn()
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = fn()
     assert len(emulated) == n  # the references did not launch kernels
     assert len(got) == len(want)
     for i, (a, b) in enumerate(zip(got, want)):

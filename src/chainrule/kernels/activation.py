@@ -1,4 +1,5 @@
-"""Activation backwards in one pass: ``grad * f'(.)`` without temporaries."""
+"""Activations in one pass: forwards ``f(x)`` and backwards ``grad * f'(.)``, without
+temporaries."""
 
 from __future__ import annotations
 
@@ -57,6 +58,88 @@ def gelu_backward(grad: Any, x: Any, approximate: str = "none", out: Any = None)
     if approximate not in ("none", "tanh"):
         raise ValueError(f"approximate must be 'none' or 'tanh', not {approximate!r}")
     return _run("gelu_tanh_bwd" if approximate == "tanh" else "gelu_erf_bwd", grad, x, out)
+
+
+# ----------------------------------------------------------------------------- forwards
+# exp(-x) overflows below these (the CPU's Sigmoid clamp; float16's is also bfloat16's in
+# float32 arithmetic, where 88 is)
+_SIGMOID_CLAMP = {"float16": 11.0, "float32": 88.0, "float64": 708.0}
+
+
+def _run_fwd(kernel: str, x: Any, p0: float = 0.0, p1: float = 0.0) -> Any:
+    """Launch the forward ``kernel`` on ``x`` when real CuPy can, else the reference; a new
+    array of x's shape and dtype."""
+    cp = L.kernel_module(x)
+    dt = L.usable(x) if cp is not None else None
+    if dt is None:
+        acc = L.acc_dtype(x.dtype)
+        return _FWD_REFERENCE[kernel](x.astype(acc), p0, p1).astype(x.dtype)
+    out = cp.empty_like(x)
+    L.launch_flat(kernel, dt, x.size, (x, out, L.i64(x.size), L.scalar(p0, dt), L.scalar(p1, dt)))
+    return out
+
+
+def _clamp(x: Any) -> float:
+    return _SIGMOID_CLAMP.get(str(x.dtype), 88.0)
+
+
+def sigmoid_forward(x: Any) -> Any:
+    """``1 / (1 + exp(min(-x, clamp)))``, the CPU Sigmoid's formula and clamp (88 for float32,
+    708 float64, 11 float16), element-wise; same shape and dtype."""
+    return _run_fwd("sigmoid_fwd", x, _clamp(x))
+
+
+def silu_forward(x: Any) -> Any:
+    """``x * sigmoid(x)`` (sigmoid as ``sigmoid_forward``)."""
+    return _run_fwd("silu_fwd", x, _clamp(x))
+
+
+def gelu_forward(x: Any, approximate: str = "none") -> Any:
+    """GELU of ``x``: ``x * 0.5 (1 + erf(x / sqrt 2))`` (``'none'``) or PyTorch's tanh
+    approximation (``'tanh'``)."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"approximate must be 'none' or 'tanh', not {approximate!r}")
+    return _run_fwd("gelu_tanh_fwd" if approximate == "tanh" else "gelu_erf_fwd", x)
+
+
+def softplus_forward(x: Any, beta: float = 1.0, threshold: float = 20.0) -> Any:
+    """``log1p(exp(beta x)) / beta``, and ``x`` where ``beta x > threshold``."""
+    return _run_fwd("softplus_fwd", x, beta, threshold)
+
+
+def elu_forward(x: Any, alpha: float = 1.0) -> Any:
+    """``x`` for x > 0, else ``alpha * expm1(x)``."""
+    return _run_fwd("elu_fwd", x, alpha)
+
+
+def leaky_relu_forward(x: Any, negative_slope: float = 0.01) -> Any:
+    """``x`` for x > 0, else ``negative_slope * x``."""
+    return _run_fwd("leaky_relu_fwd", x, negative_slope)
+
+
+def _sigmoid_ref(x: Any, clamp: float) -> Any:
+    return 1 / (1 + np.exp(np.minimum(-x, clamp)))
+
+
+def _softplus_ref(x: Any, beta: float, threshold: float) -> Any:
+    xb = x * beta
+    lin = xb > threshold
+    return np.where(lin, x, np.log1p(np.exp(np.where(lin, 0, xb))) / beta)
+
+
+def _gelu_tanh_fwd(x: Any) -> Any:
+    return 0.5 * x * (1 + np.tanh(_BETA * (x + _KAPPA * (x * x * x))))
+
+
+_FWD_REFERENCE = {
+    "sigmoid_fwd": lambda x, c, _: _sigmoid_ref(x, c),
+    "silu_fwd": lambda x, c, _: x * _sigmoid_ref(x, c),
+    "gelu_erf_fwd": lambda x, *_: x * (0.5 * (1 + _erf(x * _SQRT1_2))),
+    "gelu_tanh_fwd": lambda x, *_: _gelu_tanh_fwd(x),
+    "softplus_fwd": _softplus_ref,
+    "elu_fwd": lambda x, a, _: np.where(x > 0, x, np.expm1(np.minimum(x, 0)) * a),
+    "leaky_relu_fwd": lambda x, s, _: np.where(x > 0, x, x * s),
+}
 
 
 def _erf(x: Any) -> Any:

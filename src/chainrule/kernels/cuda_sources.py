@@ -61,6 +61,10 @@ __device__ __forceinline__ float cr_rsqrt(float x) { return rsqrtf(x); }
 __device__ __forceinline__ double cr_rsqrt(double x) { return rsqrt(x); }
 __device__ __forceinline__ float cr_tanh(float x) { return tanhf(x); }
 __device__ __forceinline__ double cr_tanh(double x) { return tanh(x); }
+__device__ __forceinline__ float cr_log1p(float x) { return log1pf(x); }
+__device__ __forceinline__ double cr_log1p(double x) { return log1p(x); }
+__device__ __forceinline__ float cr_expm1(float x) { return expm1f(x); }
+__device__ __forceinline__ double cr_expm1(double x) { return expm1(x); }
 __device__ __forceinline__ float cr_erf(float x) { return erff(x); }
 __device__ __forceinline__ double cr_erf(double x) { return erf(x); }
 __device__ __forceinline__ float cr_max(float a, float b) { return fmaxf(a, b); }
@@ -194,6 +198,39 @@ _ACT_BODIES = {
         " A right_d = left * tanh_d * inner_d;"
         " A r = g * (left_d + right_d);"
     ),
+}
+
+# --------------------------------------------------------------------- activation forwards
+_ACT_FWD = r"""
+// y = f(x) in one pass; p0 and p1 are the activation's parameters (see the table in Python).
+extern "C" __global__ void $NAME(const T* in, T* out, long long n, A p0, A p1) {
+    CR_LOOP(i, n) {
+        A x = ld(in[i]);
+        $BODY
+        out[i] = st(r);
+    }
+}
+"""
+
+# 1 / (1 + exp(min(-x, clamp))), the CPU's clamp (p0) included; written so that NaN stays NaN
+# (fmin would drop it)
+_SIGMOID = "A e = -x; if (e > p0) e = p0; A s = (A)1 / ((A)1 + cr_exp(e));"
+
+_ACT_FWD_BODIES = {
+    "sigmoid_fwd": _SIGMOID + " A r = s;",
+    "silu_fwd": _SIGMOID + " A r = x * s;",
+    # x * (0.5 (1 + erf(x / sqrt 2)))
+    "gelu_erf_fwd": "A r = x * ((A)0.5 * ((A)1 + cr_erf(x * (A)0.7071067811865476)));",
+    "gelu_tanh_fwd": (
+        "A inner = (A)0.7978845608028654 * (x + (A)0.044715 * (x * x * x));"
+        " A r = (A)0.5 * x * ((A)1 + cr_tanh(inner));"
+    ),
+    # p0 = beta, p1 = threshold: x where beta x > threshold, else log1p(exp(beta x)) / beta
+    "softplus_fwd": "A xb = x * p0; A r = (xb > p1) ? x : cr_log1p(cr_exp(xb)) / p0;",
+    # p0 = alpha: x for x > 0, else alpha expm1(x) (NaN stays NaN)
+    "elu_fwd": "A r = (x > (A)0) ? x : cr_expm1(x) * p0;",
+    # p0 = negative slope
+    "leaky_relu_fwd": "A r = (x > (A)0) ? x : x * p0;",
 }
 
 # --------------------------------------------------------------- softmax + cross-entropy
@@ -342,6 +379,99 @@ extern "C" __global__ void $NAME(const T* dy, const T* x, const A* mean, const A
 }
 """
 
+# --------------------------------------------------------------------------- batch norm
+# x: (N, C, HW) C-contiguous (HW = 1 for (N, C)); channel c's M = N HW values are x[n, c, j].
+# One warp a channel, its lanes over m = n HW + j (consecutive lanes, consecutive j), meeting in
+# warp_sum: deterministic, no atomics.
+_BN_STATS = r"""
+// mean[c], biased var[c] (two passes: the sum of squared deviations from the mean, no
+// cancellation) and invstd[c] = 1 / sqrt(var + eps).
+extern "C" __global__ void $NAME(const T* x, A* mean, A* var, A* invstd, long long N,
+                                 long long C, long long HW, A eps) {
+    const long long M = N * HW;
+    CR_ROWS(c, lane, C) {
+        const T* xc = x + c * HW;
+        A s = 0;
+        for (long long m = lane; m < M; m += 32) {
+            long long n = m / HW;
+            s += ld(xc[n * C * HW + (m - n * HW)]);
+        }
+        A mu = warp_sum(s) / (A)M;
+        A q = 0;
+        for (long long m = lane; m < M; m += 32) {
+            long long n = m / HW;
+            A d = ld(xc[n * C * HW + (m - n * HW)]) - mu;
+            q += d * d;
+        }
+        A v = warp_sum(q) / (A)M;
+        if (lane == 0) {
+            mean[c] = mu;
+            var[c] = v;
+            invstd[c] = (A)1 / cr_sqrt(v + eps);
+        }
+    }
+}
+"""
+
+_BN_APPLY = r"""
+// y = (x - mean[c]) invstd[c] w[c] + b[c], c = (i / HW) % C.
+extern "C" __global__ void $NAME(const T* x, const T* w, const T* b, int has_weight,
+                                 int has_bias, const A* mean, const A* invstd, T* y,
+                                 long long n, long long C, long long HW) {
+    CR_LOOP(i, n) {
+        long long c = (i / HW) % C;
+        A v = (ld(x[i]) - mean[c]) * invstd[c];
+        if (has_weight) v *= ld(w[c]);
+        if (has_bias) v += ld(b[c]);
+        y[i] = st(v);
+    }
+}
+"""
+
+_BN_BWD_SUMS = r"""
+// sum_dy[c] = sum dy, sum_dyxhat[c] = sum dy (x - mean[c]) invstd[c] over channel c's values.
+extern "C" __global__ void $NAME(const T* dy, const T* x, const A* mean, const A* invstd,
+                                 A* sum_dy, A* sum_dyxhat, long long N, long long C,
+                                 long long HW) {
+    const long long M = N * HW;
+    CR_ROWS(c, lane, C) {
+        const A mu = mean[c], r = invstd[c];
+        A s = 0, sx = 0;
+        for (long long m = lane; m < M; m += 32) {
+            long long n = m / HW;
+            long long k = n * C * HW + c * HW + (m - n * HW);
+            A g = ld(dy[k]);
+            s += g;
+            sx += g * (ld(x[k]) - mu) * r;
+        }
+        s = warp_sum(s);
+        sx = warp_sum(sx);
+        if (lane == 0) {
+            sum_dy[c] = s;
+            sum_dyxhat[c] = sx;
+        }
+    }
+}
+"""
+
+_BN_BWD_DX = r"""
+// dx = invstd w (dy - sum_dy / M - xhat sum_dyxhat / M), xhat = (x - mean) invstd, per channel
+// c = (i / HW) % C, M = N HW.
+extern "C" __global__ void $NAME(const T* dy, const T* x, const T* w, int has_weight,
+                                 const A* mean, const A* invstd, const A* sum_dy,
+                                 const A* sum_dyxhat, T* dx, long long n, long long C,
+                                 long long HW, long long M) {
+    CR_LOOP(i, n) {
+        long long c = (i / HW) % C;
+        A r = invstd[c];
+        A xh = (ld(x[i]) - mean[c]) * r;
+        A v = ld(dy[i]) - sum_dy[c] / (A)M - xh * (sum_dyxhat[c] / (A)M);
+        A k = has_weight ? r * ld(w[c]) : r;
+        dx[i] = st(k * v);
+    }
+}
+"""
+
 # ---------------------------------------------------------------------- direct convolution
 # NCHW, C-contiguous; a 1-d convolution is a 2-d one of height 1. G groups: input channel c
 # belongs to group c / Cg, output channel o to o / Cog. pt/pl: top/left zero padding (the
@@ -463,11 +593,16 @@ KERNELS: dict[str, str] = {
     "sgd": _SGD,
     "adam": _ADAM,
     **{name: Template(_ACT).safe_substitute(BODY=body) for name, body in _ACT_BODIES.items()},
+    **{name: Template(_ACT_FWD).safe_substitute(BODY=b) for name, b in _ACT_FWD_BODIES.items()},
     "ce_fwd": _CE_FWD,
     "ce_bwd": _CE_BWD,
     "ln_fwd": _LN_FWD,
     "ln_bwd_dx": _LN_BWD_DX,
     "ln_bwd_dwdb": _LN_BWD_DWDB,
+    "bn_stats": _BN_STATS,
+    "bn_apply": _BN_APPLY,
+    "bn_bwd_sums": _BN_BWD_SUMS,
+    "bn_bwd_dx": _BN_BWD_DX,
     "conv_fwd": _CONV_FWD,
     "conv_dx": _CONV_DX,
     "conv_dw": _CONV_DW,

@@ -1,4 +1,5 @@
-"""LayerNorm over the last dimension: forward and backward, one warp a row."""
+"""LayerNorm over the last dimension (one warp a row) and BatchNorm's training-mode statistics
+per channel (one warp a channel): forwards and backwards."""
 
 from __future__ import annotations
 
@@ -117,3 +118,121 @@ def _backward_reference(
     dw = (g * xhat).sum(axis=0).astype(x.dtype)
     db = g.sum(axis=0).astype(x.dtype)
     return dx, dw, db
+
+
+# ----------------------------------------------------------------------------- batch norm
+
+
+def _bn_dims(x: Any) -> tuple[int, int, int]:
+    """(N, C, HW) of x (N, C, *): HW the product of the spatial dims (1 for (N, C))."""
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: expected input of shape (N, C, *), got {tuple(x.shape)}")
+    N, C = int(x.shape[0]), int(x.shape[1])
+    HW = int(x.size) // (N * C) if N * C else 0
+    return N, C, HW
+
+
+def batch_norm_forward(
+    x: Any, weight: Any = None, bias: Any = None, eps: float = 1e-5
+) -> tuple[Any, Any, Any, Any]:
+    """(y, mean, var, invstd) of training-mode BatchNorm of ``x`` (N, C, *) with batch
+    statistics per channel over N and the spatial dims: ``y = (x - mean) * invstd * weight +
+    bias``, ``invstd = 1 / sqrt(var + eps)``, var biased. y has x's shape and dtype; mean, var
+    and invstd have shape (C,) in the arithmetic dtype (float32; float64 for float64)."""
+    N, C, HW = _bn_dims(x)
+    extra = tuple(a for a in (weight, bias) if a is not None)
+    cp = L.kernel_module(x)
+    dt = L.usable(x, *extra) if cp is not None and x.size else None
+    if dt is None:
+        return _bn_forward_reference(x, weight, bias, eps)
+    acc = L.acc_dtype(x.dtype)
+    mean, var, invstd = (cp.empty(C, dtype=acc) for _ in range(3))
+    L.launch_rows(
+        "bn_stats", dt, C,
+        (x, mean, var, invstd, L.i64(N), L.i64(C), L.i64(HW), L.scalar(eps, dt)),
+    )  # fmt: skip
+    y = cp.empty_like(x)
+    L.launch_flat(
+        "bn_apply", dt, x.size,
+        (x, x if weight is None else weight, x if bias is None else bias,
+         L.i32(weight is not None), L.i32(bias is not None), mean, invstd, y, L.i64(x.size),
+         L.i64(C), L.i64(HW)),
+    )  # fmt: skip
+    return y, mean, var, invstd
+
+
+def _bn_forward_reference(x: Any, weight: Any, bias: Any, eps: float) -> tuple:
+    N, C, HW = _bn_dims(x)
+    acc = L.acc_dtype(x.dtype)
+    xa = x.astype(acc).reshape(N, C, HW)
+    mean = xa.mean(axis=(0, 2))
+    d = xa - mean[:, None]
+    var = (d * d).mean(axis=(0, 2))
+    invstd = 1 / np.sqrt(var + eps)
+    y = d * invstd[:, None]
+    if weight is not None:
+        y = y * weight.astype(acc)[:, None]
+    if bias is not None:
+        y = y + bias.astype(acc)[:, None]
+    return y.astype(x.dtype).reshape(x.shape), mean, var, invstd
+
+
+def batch_norm_backward(
+    dy: Any,
+    x: Any,
+    mean: Any,
+    invstd: Any,
+    weight: Any = None,
+    need_input_grad: bool = True,
+    need_weight_grads: bool = True,
+) -> tuple[Any, Any, Any]:
+    """(dx, dweight, dbias) of training-mode ``batch_norm_forward`` given ``dy`` (x's shape)
+    and the saved per-channel ``mean``/``invstd`` (C,). With ``xhat = (x - mean) invstd`` and
+    sums over each channel's M = N * HW values: ``dx = invstd * weight * (dy - sum(dy) / M -
+    xhat * sum(dy xhat) / M)``, ``dweight = sum(dy xhat)``, ``dbias = sum(dy)`` (shape (C,),
+    x's dtype). dx is None unless ``need_input_grad``; dweight and dbias are None unless
+    ``need_weight_grads``."""
+    N, C, HW = _bn_dims(x)
+    extra = () if weight is None else (weight,)
+    cp = L.kernel_module(x)
+    if cp is not None and dy.dtype == x.dtype and dy.shape == x.shape:
+        dy = cp.ascontiguousarray(dy)  # e.g. the broadcast gradient of a sum
+    dt = L.usable(x, dy, *extra) if cp is not None and x.size else None
+    if dt is None:
+        return _bn_backward_reference(dy, x, mean, invstd, weight, need_input_grad, need_weight_grads)  # fmt: skip
+    acc = L.acc_dtype(x.dtype)
+    mean = cp.ascontiguousarray(mean.reshape(C), dtype=acc)
+    invstd = cp.ascontiguousarray(invstd.reshape(C), dtype=acc)
+    s, sx = cp.empty(C, dtype=acc), cp.empty(C, dtype=acc)
+    L.launch_rows("bn_bwd_sums", dt, C, (dy, x, mean, invstd, s, sx, L.i64(N), L.i64(C), L.i64(HW)))
+    dx = None
+    if need_input_grad:
+        dx = cp.empty_like(x)
+        L.launch_flat(
+            "bn_bwd_dx", dt, x.size,
+            (dy, x, x if weight is None else weight, L.i32(weight is not None), mean, invstd, s,
+             sx, dx, L.i64(x.size), L.i64(C), L.i64(HW), L.i64(N * HW)),
+        )  # fmt: skip
+    if not need_weight_grads:
+        return dx, None, None
+    return dx, sx.astype(x.dtype), s.astype(x.dtype)
+
+
+def _bn_backward_reference(
+    dy: Any, x: Any, mean: Any, invstd: Any, weight: Any, need_dx: bool, need_wb: bool
+) -> tuple[Any, Any, Any]:
+    N, C, HW = _bn_dims(x)
+    acc = L.acc_dtype(x.dtype)
+    g = dy.astype(acc).reshape(N, C, HW)
+    r = invstd.astype(acc).reshape(C, 1)
+    xhat = (x.astype(acc).reshape(N, C, HW) - mean.astype(acc).reshape(C, 1)) * r
+    s, sx = g.sum(axis=(0, 2)), (g * xhat).sum(axis=(0, 2))
+    dx = None
+    if need_dx:
+        M = N * HW
+        k = r * weight.astype(acc).reshape(C, 1) if weight is not None else r
+        dx = (k * (g - (s / M)[:, None] - xhat * (sx / M)[:, None])).astype(x.dtype)
+        dx = dx.reshape(x.shape)
+    if not need_wb:
+        return dx, None, None
+    return dx, sx.astype(x.dtype), s.astype(x.dtype)

@@ -192,6 +192,9 @@ class LeakyRelu(Op):
     name = "leaky_relu"
 
     def forward(ctx, x: Any, negative_slope: Any) -> Any:
+        if type(x) is not np.ndarray:
+            ctx.slope = negative_slope
+            return kernels.leaky_relu_forward(x, negative_slope)  # one pass on the device
         if x.dtype.kind == "V":
             return _via_float32(LeakyRelu.forward, ctx, x, negative_slope)
         ctx.slope = negative_slope
@@ -211,6 +214,8 @@ class Elu(Op):
 
     def forward(ctx, x: Any, alpha: Any) -> Any:
         ctx.alpha = alpha
+        if type(x) is not np.ndarray:
+            return kernels.elu_forward(x, alpha)  # one pass on the device
         neg = np.expm1(np.minimum(x, 0))
         neg *= alpha
         return np.where(x > 0, x, neg)
@@ -236,6 +241,9 @@ class Gelu(Op):
     name = "gelu"
 
     def forward(ctx, x: Any, approximate: Any) -> Any:
+        if type(x) is not np.ndarray:
+            ctx.approximate, ctx.cdf = approximate, None  # the backward is fused from x alone
+            return kernels.gelu_forward(x, approximate)  # one pass on the device
         if x.dtype.kind == "V":
             return _via_float32(Gelu.forward, ctx, x, approximate)
         ctx.approximate = approximate
@@ -282,6 +290,8 @@ class Silu(Op):
     name = "silu"
 
     def forward(ctx, x: Any) -> Any:
+        if type(x) is not np.ndarray:
+            return kernels.silu_forward(x)  # one pass on the device
         return x * _sigmoid_array(x)
 
     def backward(ctx, g: Any, m: Any) -> Any:
@@ -298,6 +308,9 @@ class Softplus(Op):
     name = "softplus"
 
     def forward(ctx, x: Any, beta: Any, threshold: Any) -> Any:
+        if type(x) is not np.ndarray:
+            ctx.beta, ctx.threshold = beta, threshold
+            return kernels.softplus_forward(x, beta, threshold)  # one pass on the device
         if x.dtype.kind == "V":
             return _via_float32(Softplus.forward, ctx, x, beta, threshold)
         ctx.beta, ctx.threshold = beta, threshold

@@ -66,6 +66,11 @@ class BatchNorm(Op):
 
     In training the batch statistics normalise (and, when running buffers are passed as
     arrays, update them in place); otherwise the running ones do, as constants.
+
+    On device arrays in training the forward and the array backward are the fused kernels
+    ``kernels.batch_norm_forward`` / ``batch_norm_backward`` (one warp a channel for the sums,
+    then one element-wise pass); ``ctx.mean`` and ``ctx.rstd`` then have shape (C,) in the
+    arithmetic dtype. A ``create_graph`` backward keeps the recorded rules.
     """
 
     save_inputs = True
@@ -87,6 +92,13 @@ class BatchNorm(Op):
         n = x.size // C if C else 0
         pshape = (1, C) + (1,) * (x.ndim - 2)
         ctx.axes, ctx.n, ctx.pshape, ctx.eps, ctx.training = axes, n, pshape, eps, training
+        ctx.fused = training and type(x) is not np.ndarray and x.size > 0
+        if ctx.fused:
+            # statistics (C,) and y in two kernels on the device; ctx.mean/rstd stay (C,)
+            y, mean, var, rstd = kernels.batch_norm_forward(x, w, b, eps)
+            ctx.mean, ctx.rstd = mean, rstd
+            _update_running(running_mean, running_var, mean, var, momentum, n)
+            return y
         if training:
             mean, var = _moments(x, axes)
             if type(momentum) is float:
@@ -115,6 +127,8 @@ class BatchNorm(Op):
         x, w, b = ctx.inputs
         need = ctx.needs_input_grad
         axes, n, pshape = ctx.axes, ctx.n, ctx.pshape
+        if ctx.fused and not m.graph:
+            return _batch_norm_fused_backward(ctx, g, x, w, b, need)
         if ctx.training and m.graph:
             xhat, rstd = _graph_stats(m, x, axes, n, ctx.eps)
         else:
@@ -134,10 +148,31 @@ class BatchNorm(Op):
         return gx, gw, gb
 
 
+def _batch_norm_fused_backward(ctx: Any, g: Any, x: Any, w: Any, b: Any, need: Any) -> tuple:
+    """The training-mode array backward on the device: per-channel sums in one kernel, dx in
+    one element-wise kernel (only the gradients wanted)."""
+    want_w = w is not None and need[1]
+    want_b = b is not None and need[2]
+    dx, dw, db = kernels.batch_norm_backward(
+        g, x, ctx.mean, ctx.rstd, w, need_input_grad=need[0], need_weight_grads=want_w or want_b
+    )
+    return dx, (dw if want_w else None), (db if want_b else None)
+
+
 def _update_running(rm: Any, rv: Any, mean: Any, var: Any, momentum: Any, n: int) -> None:
     """The running-statistics update with ``momentum`` a 0-d float64 device array (BatchNorm's
-    ``1 / num_batches_tracked`` for momentum=None, kept off the host). Each factor is computed in
-    float64 and rounded to the dtype it multiplies, as a Python float is: the CPU's numbers."""
+    ``1 / num_batches_tracked`` for momentum=None, kept off the host), or a Python float. Each
+    factor is computed in float64 and rounded to the dtype it multiplies, as a Python float is:
+    the CPU's numbers."""
+    if type(momentum) is float:
+        C = mean.size
+        if rm is not None:
+            rm *= 1 - momentum
+            rm += momentum * mean.reshape(C)
+        if rv is not None:
+            rv *= 1 - momentum
+            rv += (momentum * n / max(n - 1, 1)) * var.reshape(C)
+        return
     C = mean.size
     if rm is not None:
         rm *= (1 - momentum).astype(rm.dtype)

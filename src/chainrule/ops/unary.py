@@ -1,7 +1,7 @@
 """Unary maths ops: each primitive's forward and backward side by side.
 
-exp/log/log1p/expm1, sqrt/rsqrt, sin/cos/tan, the activations tanh/sigmoid/relu (a fused kernel
-for the backward on the GPU), abs, the piecewise-constant sign/floor/ceil/round/trunc (gradient
+exp/log/log1p/expm1, sqrt/rsqrt, sin/cos/tan, the activations tanh/sigmoid/relu (fused kernels
+for the backwards, and sigmoid's forward, on the GPU), abs, the piecewise-constant sign/floor/ceil/round/trunc (gradient
 0), reciprocal, square and clamp. A backward rule gets the output gradient ``g`` and the namespace
 ``m`` and returns the input's gradient. Subgradients at kinks follow PyTorch and are stated where
 they occur. Binary ops, comparisons, ``where`` and casts are in ``elementwise.py``.
@@ -152,6 +152,8 @@ class Sigmoid(Op):
     save_output = True
 
     def forward(ctx, x):
+        if type(x) is not np.ndarray:
+            return kernels.sigmoid_forward(x)  # one pass on the device (five NumPy calls here)
         e = np.negative(x)
         np.minimum(e, _SIGMOID_CLAMP.get(x.dtype, 88.0), out=e)
         np.exp(e, out=e)
