@@ -314,7 +314,11 @@ MAXPOOL2D = [
 @pytest.mark.parametrize("kw", MAXPOOL2D, ids=[str(c) for c in MAXPOOL2D])
 def test_max_pool2d(kw: dict, dtype: str, device: str) -> None:
     check(
-        lambda x: F.max_pool2d(x, **kw), lambda x: TF.max_pool2d(x, **kw), [rnd(2, 3, 9, 10)], dtype
+        lambda x: F.max_pool2d(x, **kw),
+        lambda x: TF.max_pool2d(x, **kw),
+        [rnd(2, 3, 9, 10)],
+        dtype,
+        device=device,
     )
 
 
@@ -407,7 +411,11 @@ AVGPOOL2D = [
 @pytest.mark.parametrize("kw", AVGPOOL2D, ids=[str(c) for c in AVGPOOL2D])
 def test_avg_pool2d(kw: dict, dtype: str, device: str) -> None:
     check(
-        lambda x: F.avg_pool2d(x, **kw), lambda x: TF.avg_pool2d(x, **kw), [rnd(2, 3, 9, 10)], dtype
+        lambda x: F.avg_pool2d(x, **kw),
+        lambda x: TF.avg_pool2d(x, **kw),
+        [rnd(2, 3, 9, 10)],
+        dtype,
+        device=device,
     )
 
 
