@@ -3,14 +3,16 @@ no chainrule install needed, only CuPy's NVRTC binding (cupy-cuda12x/13x and its
 
     python tests/gpu/compile_kernels.py [--arch compute_90]
 
-Loads src/chainrule/kernels/cuda_sources.py by path; exits 1 when any source fails.
+Loads src/chainrule/kernels/cuda_sources.py (and the sibling it imports) by path, as a stand-alone
+package that does not run chainrule/kernels/__init__.py; exits 1 when any source fails.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import sys
+import types
 from pathlib import Path
 
 SOURCES = Path(__file__).resolve().parents[2] / "src/chainrule/kernels/cuda_sources.py"
@@ -25,9 +27,10 @@ def main() -> int:
     except Exception as e:  # noqa: BLE001 - no CuPy or no NVRTC library
         print(f"compile_kernels: CuPy's NVRTC is not importable ({e}); nothing compiled")
         return 2
-    spec = importlib.util.spec_from_file_location("cuda_sources", SOURCES)
-    cs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cs)
+    pkg = types.ModuleType("crk")  # the kernels folder as a package of its own
+    pkg.__path__ = [str(SOURCES.parent)]
+    sys.modules["crk"] = pkg
+    cs = importlib.import_module("crk.cuda_sources")
     failed = []
     for kernel in cs.KERNELS:
         for dtype in cs.DTYPES:
