@@ -179,7 +179,8 @@ def test_outside_autocast_nothing_changes() -> None:
     x, w = cr.randn(3, 4), cr.randn(5, 4)
     assert F.linear(x, w).dtype is cr.float32
     with cr.autocast("cpu", dtype=cr.float16):
-        pass
+        assert cr.amp.is_autocast_enabled("cpu")
+    assert not cr.amp.is_autocast_enabled("cpu")
     assert F.linear(x, w).dtype is cr.float32
 
 

@@ -267,7 +267,7 @@ def test_fit_on_cuda_reads_the_gpu_once_per_epoch_not_per_batch(
 
 
 class _CrashError(Exception):
-    pass
+    """What _CrashAt raises to kill a run mid-epoch."""
 
 
 class _CrashAt(Callback):

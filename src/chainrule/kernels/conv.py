@@ -47,6 +47,20 @@ def _dims(*shape: int) -> tuple:
     return tuple(L.i64(v) for v in shape)
 
 
+def _kernel_for(*arrays: Any) -> tuple[Any, str] | None:
+    """(CuPy, the kernel dtype) when a kernel runs on ``arrays`` (None entries skipped), else
+    None."""
+    arrays = tuple(a for a in arrays if a is not None)
+    cp = L.kernel_module(arrays[0])
+    dt = L.usable(*arrays) if cp is not None else None
+    return None if dt is None else (cp, dt)
+
+
+def _hw(size: tuple) -> tuple:
+    """A spatial size as (height, width): 1-d sizes are of height 1."""
+    return (1, *size) if len(size) == 1 else tuple(size)
+
+
 def _as4d(a: Any) -> Any:
     return a.reshape(a.shape[0], a.shape[1], 1, a.shape[2]) if a.ndim == 3 else a
 
@@ -54,15 +68,14 @@ def _as4d(a: Any) -> Any:
 def conv_forward(x: Any, w: Any, b: Any, geom: tuple, osize: tuple) -> Any:
     """y (N, Co, [oh,] ow) = conv(x (N, C, [H,] W), w (Co, C/G, [kh,] kw)) + b (Co,), or None
     when no kernel applies."""
-    cp = L.kernel_module(x)
-    extra = () if b is None else (b,)
-    dt = L.usable(x, w, *extra) if cp is not None else None
-    if dt is None:
+    k = _kernel_for(x, w, b)
+    if k is None:
         return None
+    cp, dt = k
     x4, w4 = _as4d(x), _as4d(w)
     N, C, H, W = x4.shape
     Co, _, kh, kw = w4.shape
-    oh, ow = (1, *osize) if len(osize) == 1 else osize
+    oh, ow = _hw(osize)
     y = cp.empty((N, Co, oh, ow), x.dtype)
     L.launch_flat(
         "conv_fwd", dt, N * Co * oh * ow,
@@ -75,16 +88,15 @@ def conv_forward(x: Any, w: Any, b: Any, geom: tuple, osize: tuple) -> Any:
 def conv_input_grad(u: Any, w: Any, b: Any, geom: tuple, isize: tuple) -> Any:
     """dx (N, C, [H,] W) = conv_transpose(u (N, Co, [oh,] ow), w (Co, C/G, [kh,] kw)) + b (C,),
     ``isize`` = ([H,] W), or None when no kernel applies."""
-    cp = L.kernel_module(u)
-    extra = () if b is None else (b,)
-    dt = L.usable(u, w, *extra) if cp is not None else None
-    if dt is None:
+    k = _kernel_for(u, w, b)
+    if k is None:
         return None
+    cp, dt = k
     u4, w4 = _as4d(u), _as4d(w)
     N, Co, oh, ow = u4.shape
     _, Cg, kh, kw = w4.shape
     C = Cg * geom[3]
-    H, W = (1, *isize) if len(isize) == 1 else isize
+    H, W = _hw(isize)
     dx = cp.empty((N, C, H, W), u.dtype)
     L.launch_flat(
         "conv_dx", dt, N * C * H * W,
@@ -97,14 +109,14 @@ def conv_input_grad(u: Any, w: Any, b: Any, geom: tuple, isize: tuple) -> Any:
 def conv_weight_grad(x: Any, u: Any, geom: tuple, ksize: tuple) -> Any:
     """dw (Co, C/G, [kh,] kw) = the weight gradient of conv(x (N, C, [H,] W)) given u
     (N, Co, [oh,] ow), ``ksize`` = ([kh,] kw), or None when no kernel applies."""
-    cp = L.kernel_module(x)
-    dt = L.usable(x, u) if cp is not None else None
-    if dt is None:
+    k = _kernel_for(x, u)
+    if k is None:
         return None
+    cp, dt = k
     x4, u4 = _as4d(x), _as4d(u)
     N, C, H, W = x4.shape
     _, Co, oh, ow = u4.shape
-    kh, kw = (1, *ksize) if len(ksize) == 1 else ksize
+    kh, kw = _hw(ksize)
     G = geom[3]
     dw = cp.empty((Co, C // G, kh, kw), x.dtype)
     if N * oh * ow == 0:

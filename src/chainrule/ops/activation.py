@@ -84,28 +84,36 @@ def erf_array(x: Any) -> np.ndarray:
     out = np.ones_like(a)  # |x| >= 6 (and inf)
     i = np.flatnonzero(a < _ERF_SMALL)
     if i.size:
-        s = a.take(i)
-        u = s * s
-        p = np.full_like(u, _ERF_SERIES[-1])
-        for c in _ERF_SERIES[-2::-1]:
-            p *= u
-            p += c
-        p *= s
-        out[i] = p
+        out[i] = _erf_series(a.take(i))
     i = np.flatnonzero((a >= _ERF_SMALL) & (a < _ERF_BIG))
     if i.size:
-        am = a.take(i)
-        k = ((am - _ERF_SMALL) * (1 / _ERF_CELL)).astype(np.intp)
-        np.minimum(k, len(_ERF_CENTRES) - 1, out=k)
-        h = am - _ERF_CENTRES.take(k)
-        p = _ERF_COEFS[_ERF_DEG].take(k)
-        for j in range(_ERF_DEG - 1, -1, -1):  # Horner in h; erf(c) is added last
-            p *= h
-            p += _ERF_COEFS[j].take(k)
-        out[i] = p
+        out[i] = _erf_taylor(a.take(i), _ERF_CENTRES, _ERF_COEFS)
     out[np.isnan(a)] = np.nan
     np.copysign(out, xf, out=out)
     return out.reshape(x.shape).astype(out_dtype, copy=False)
+
+
+def _erf_series(s: Any) -> Any:
+    """erf on 0 <= s < 0.5: its odd Maclaurin series (float64 arrays, host or device)."""
+    u = s * s
+    p = np.full_like(u, _ERF_SERIES[-1])
+    for c in _ERF_SERIES[-2::-1]:
+        p *= u
+        p += c
+    p *= s
+    return p
+
+
+def _erf_taylor(am: Any, centres: Any, coefs: Any) -> Any:
+    """erf on 0.5 <= am <= 6: the Taylor polynomial of am's cell (tables on am's device)."""
+    k = ((am - _ERF_SMALL) * (1 / _ERF_CELL)).astype(np.intp)
+    np.clip(k, 0, len(_ERF_CENTRES) - 1, out=k)  # (a NaN made some index; any will do there)
+    h = am - centres.take(k)
+    p = coefs[_ERF_DEG].take(k)
+    for j in range(_ERF_DEG - 1, -1, -1):  # Horner in h; erf(c) is added last
+        p *= h
+        p += coefs[j].take(k)
+    return p
 
 
 _ERF_TABLES: dict = {}  # array module -> (centres, coefficients) on its device
@@ -120,21 +128,8 @@ def _erf_device(x: Any, xp: Any) -> Any:
     centres, coefs = tables
     out_dtype = x.dtype if dtypes.is_floating(x.dtype) else np.dtype(np.float64)
     a = xp.abs(x.astype(np.float64))
-    s = xp.minimum(a, _ERF_SMALL)  # the series, on |x| < 0.5
-    u = s * s
-    series = xp.full_like(u, _ERF_SERIES[-1])
-    for c in _ERF_SERIES[-2::-1]:
-        series *= u
-        series += c
-    series *= s
-    am = xp.clip(a, _ERF_SMALL, _ERF_BIG)  # the Taylor cells, on 0.5 <= |x| < 6
-    k = ((am - _ERF_SMALL) * (1 / _ERF_CELL)).astype(np.intp)
-    xp.clip(k, 0, len(_ERF_CENTRES) - 1, out=k)  # (NaN made some index; any will do there)
-    h = am - centres.take(k)
-    taylor = coefs[_ERF_DEG].take(k)
-    for j in range(_ERF_DEG - 1, -1, -1):
-        taylor *= h
-        taylor += coefs[j].take(k)
+    series = _erf_series(xp.minimum(a, _ERF_SMALL))  # right on |x| < 0.5
+    taylor = _erf_taylor(xp.clip(a, _ERF_SMALL, _ERF_BIG), centres, coefs)  # on 0.5 <= |x| < 6
     out = xp.where(a < _ERF_SMALL, series, xp.where(a < _ERF_BIG, taylor, 1.0))
     out = xp.where(xp.isnan(a), np.nan, out)
     return xp.copysign(out, x.astype(np.float64)).astype(out_dtype, copy=False)

@@ -54,7 +54,6 @@ class Matmul(Op):
     def backward(ctx, g, m):
         a, b = ctx.inputs
         need = ctx.needs_input_grad
-        mm = m.matmul if m.graph else _mm
         ga = gb = None
         if a.ndim == 1 and b.ndim == 1:
             return (g * b if need[0] else None), (g * a if need[1] else None)
@@ -63,19 +62,19 @@ class Matmul(Op):
             if need[0]:
                 ga = gc * b
             if need[1]:
-                gb = m.reshape(mm(m.mT(a), gc), a.shape[:-2] + (a.shape[-1],))
+                gb = m.reshape(m.matmul(m.mT(a), gc), a.shape[:-2] + (a.shape[-1],))
             return ga, gb
         if a.ndim == 1:  # (k,) @ (..., k, m) -> (..., m)
             gr = m.reshape(g, g.shape[:-1] + (1, g.shape[-1]))
             if need[0]:
-                ga = m.reshape(mm(gr, m.mT(b)), g.shape[:-1] + (a.shape[0],))
+                ga = m.reshape(m.matmul(gr, m.mT(b)), g.shape[:-1] + (a.shape[0],))
             if need[1]:
                 gb = m.reshape(a, (a.shape[0], 1)) * gr
             return ga, gb
         if need[0]:
-            ga = mm(g, m.mT(b))
+            ga = m.matmul(g, m.mT(b))
         if need[1]:
-            gb = mm(m.mT(a), g)
+            gb = m.matmul(m.mT(a), g)
         return ga, gb
 
 
@@ -190,8 +189,7 @@ class Einsum(Op):
             avail = set(out).union(*others) if others else set(out)
             kept = "".join(c for c in uniq if c in avail)
             eq = ",".join([out] + others) + "->" + kept
-            es = m.einsum if m.graph else _einsum
-            gk = es(eq, g, *[x for j, x in enumerate(xs) if j != k])
+            gk = m.einsum(eq, g, *[x for j, x in enumerate(xs) if j != k])
             if kept != uniq:  # labels only this operand had: the gradient is constant along them
                 ushape = tuple(size[c] for c in uniq)
                 ones = tuple(size[c] if c in avail else 1 for c in uniq)
@@ -220,8 +218,7 @@ def _undiagonal(gk: Any, uniq: str, sub: str, size: dict, m: Any) -> Any:
         eye = xp.eye(size[c], dtype=dt)
         eyes.append(wrap(eye) if isinstance(gk, Tensor) else eye)
         eye_subs.append(c + f)
-    es = m.einsum if m.graph else _einsum
-    return es(",".join([uniq] + eye_subs) + "->" + "".join(new_sub), gk, *eyes)
+    return m.einsum(",".join([uniq] + eye_subs) + "->" + "".join(new_sub), gk, *eyes)
 
 
 def einsum(equation: str, *operands: Any) -> Tensor:

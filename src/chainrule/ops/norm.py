@@ -101,15 +101,7 @@ class BatchNorm(Op):
             return y
         if training:
             mean, var = _moments(x, axes)
-            if type(momentum) is float:
-                if running_mean is not None:
-                    running_mean *= 1 - momentum
-                    running_mean += momentum * mean.reshape(C)
-                if running_var is not None:
-                    running_var *= 1 - momentum
-                    running_var += (momentum * n / max(n - 1, 1)) * var.reshape(C)
-            else:
-                _update_running(running_mean, running_var, mean, var, momentum, n)
+            _update_running(running_mean, running_var, mean, var, momentum, n)
         else:
             mean = running_mean.reshape(pshape).astype(x.dtype)  # a copy: the buffer may change
             var = running_var.reshape(pshape).astype(x.dtype)
@@ -164,8 +156,8 @@ def _update_running(rm: Any, rv: Any, mean: Any, var: Any, momentum: Any, n: int
     ``1 / num_batches_tracked`` for momentum=None, kept off the host), or a Python float. Each
     factor is computed in float64 and rounded to the dtype it multiplies, as a Python float is:
     the CPU's numbers."""
+    C = mean.size
     if type(momentum) is float:
-        C = mean.size
         if rm is not None:
             rm *= 1 - momentum
             rm += momentum * mean.reshape(C)
@@ -173,7 +165,6 @@ def _update_running(rm: Any, rv: Any, mean: Any, var: Any, momentum: Any, n: int
             rv *= 1 - momentum
             rv += (momentum * n / max(n - 1, 1)) * var.reshape(C)
         return
-    C = mean.size
     if rm is not None:
         rm *= (1 - momentum).astype(rm.dtype)
         rm += momentum.astype(mean.dtype) * mean.reshape(C)

@@ -22,7 +22,7 @@ from .. import io
 from .. import random as _random
 from ..random import get_rng_state, set_rng_state
 from .callbacks import ProgressBar
-from .devices import place_optimizer_state, reseed_cuda
+from .devices import reseed_cuda
 from .history import History
 
 _FORMAT = "chainrule.train.v1"
@@ -68,7 +68,7 @@ class CheckpointMixin:
         if state.get("format") != _FORMAT:
             raise ValueError(f"not a chainrule training state (format {state.get('format')!r})")
         self.model.load_state_dict(state["model"])  # copied onto the model's device
-        self.optimizer.load_state_dict(place_optimizer_state(state["optimizer"], self.optimizer))
+        self.optimizer.load_state_dict(state["optimizer"])  # onto each parameter's device
         if state["scheduler"] is not None:
             if self.scheduler is None:
                 warnings.warn(

@@ -16,8 +16,8 @@ first access): the tty progress bar does every ``refresh_every`` batches. Nothin
 Checkpoints across devices. A checkpoint holds host copies of every tensor (``io.py``), so one
 written by a CUDA run resumes on the CPU and vice versa: the model's tensors are copied into its
 parameters wherever they live, and the optimiser's go to the device of the parameter they belong
-to. The CPU generator's state is restored exactly. The CUDA generator's (it draws dropout masks
-for CUDA tensors) cannot be saved (CuPy does not expose it, see ``chainrule.random``): a resumed
+to (``Optimizer.load_state_dict`` moves them, as PyTorch's does). The CPU generator's state is
+restored exactly. The CUDA generator's (it draws dropout masks for CUDA tensors) cannot be saved (CuPy does not expose it, see ``chainrule.random``): a resumed
 run re-seeds it from the run's CUDA seed (saved in the checkpoint) and the step it resumes at,
 so a resume is repeatable, but its random draws are not those of an uninterrupted run.
 """
@@ -33,12 +33,12 @@ import numpy as np
 from .. import backend
 from .. import random as _random
 from ..data.device import DevicePrefetcher
-from ..tensor import Tensor, wrap
+from ..tensor import Tensor
 from .metrics import Metric
 
 __all__ = [
     "BatchLogs", "batches_on", "loss_value", "model_device", "place_model",
-    "place_optimizer_state", "reseed_cuda",
+    "reseed_cuda",
 ]  # fmt: skip
 
 
@@ -107,34 +107,6 @@ def place_model(model: Any, loss_fn: Any, device: backend.device | None) -> back
     if callable(loss_to):
         loss_to(device)
     return device
-
-
-def place_optimizer_state(state: dict, optimizer: Any) -> dict:
-    """An optimiser state dict with each parameter's arrays on that parameter's device (a
-    checkpoint holds host copies; PyTorch's ``Optimizer.load_state_dict`` casts the same way)."""
-    order: list = []
-    seen: set = set()
-    for g in optimizer.param_groups:
-        for p in g["params"]:
-            if id(p) not in seen:
-                seen.add(id(p))
-                order.append(p)
-
-    def place(v: Any, dev: backend.device) -> Any:
-        if isinstance(v, Tensor):
-            return v if v.device == dev else wrap(backend.to_device(v.data, dev))
-        if backend.is_array(v):
-            return backend.to_device(v, dev)
-        return v
-
-    placed = {}
-    for i, st in state.get("state", {}).items():
-        j = int(i)
-        if 0 <= j < len(order) and isinstance(st, dict):
-            dev = order[j].device
-            st = {k: place(v, dev) for k, v in st.items()}
-        placed[i] = st
-    return {**state, "state": placed}
 
 
 def reseed_cuda(seed: int, step: int) -> None:
